@@ -1,0 +1,243 @@
+"""The one configuration object: built from the command line, validated, saved with every run.
+
+Flags map one-to-one onto the fields of ``Config`` (``--batch-size`` -> ``batch_size``).
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from .errors import UserError
+from .runtime import parse_ctx_spec, usable_cores
+
+DEFAULT_DATA_ROOT = os.path.join(
+    os.environ.get('XDG_CACHE_HOME', os.path.join(os.path.expanduser('~'), '.cache')),
+    'gluon_dcgan')
+# Changing any of these changes the model or the data, so a resume must not.
+MODEL_FIELDS = ('data', 'limit', 'latent_dim', 'n_G', 'n_D', 'channels', 'image_size',
+                'd_activation', 'alpha')
+
+
+def default_num_workers():
+    """Decoding threads: one per usable core, at most 4 (d2l's fixed 4 oversubscribes 2 cores)."""
+    return max(1, min(4, usable_cores()))
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything a training run depends on; saved as config.json and in each checkpoint."""
+    # data
+    data: str = 'pokemon'            # pokemon | synthetic | fashion-mnist | PATH to an image folder
+    data_root: str = DEFAULT_DATA_ROOT  # download and decode cache
+    limit: int = None                # use only the first N images
+    num_workers: int = dataclasses.field(default_factory=default_num_workers)  # decode threads
+    skip_bad_images: bool = False    # drop unreadable images instead of stopping
+    image_size: int = 64             # the chapter's Resize(64); the nets are built for 64x64
+    # model (the chapter's values)
+    latent_dim: int = 100
+    n_G: int = 64
+    n_D: int = 64
+    channels: int = 3                # 1 for Fashion-MNIST
+    d_activation: str = 'leaky'      # leaky | relu (exercise 1)
+    alpha: float = 0.2               # leaky ReLU slope
+    # training (the chapter's values)
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 0.005
+    beta1: float = 0.5
+    seed: int = 0                    # same seed, same run on CPU
+    # where and how
+    ctx: str = 'auto'                # auto | cpu | gpu | gpu:N | gpu:0,1 | cpu:0,1
+    kvstore: str = None              # None picks device/local; dist_sync for several hosts
+    out_dir: str = 'outputs'
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True            # progress bar on stderr
+    fid_every: int = 0               # score FID every K epochs (0: never)
+    fid_num: int = 1000              # generated and real images per FID score
+    inception_params: str = None     # local InceptionV3 weights for FID
+
+    def to_json(self):
+        """The config as a JSON text (stable key order)."""
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values):
+        """Rebuild a config saved by ``to_json``; unknown keys are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def model_differences(self, other):
+        """Names of the model/data fields in which two configs differ."""
+        return [f for f in MODEL_FIELDS if getattr(self, f) != getattr(other, f)]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag gives one line and exit 2 instead of usage + error."""
+
+    def error(self, message):
+        sys.stderr.write(f'{self.prog}: error: {message} (see --help)\n')
+        sys.exit(2)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'must be a whole number, got {text!r}')
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f'must be > 0, got {value}')
+    return value
+
+
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'must be a whole number, got {text!r}')
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be >= 0, got {value}')
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'must be a number, got {text!r}')
+    if not value > 0 or value == float('inf'):
+        raise argparse.ArgumentTypeError(f'must be a finite number > 0, got {text}')
+    return value
+
+
+def _unit_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'must be a number, got {text!r}')
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f'must be in [0, 1], got {text}')
+    return value
+
+
+def _beta(text):
+    value = _unit_float(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError('must be in [0, 1)')
+    return value
+
+
+def _ctx(text):
+    try:
+        parse_ctx_spec(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc))
+    return text
+
+
+def _flag(parser, name, **kwargs):
+    """Add --kebab-name with its --snake_name twin, both writing the snake field."""
+    snake = name.replace('-', '_')
+    names = [f'--{name}'] + ([f'--{snake}'] if snake != name else [])
+    parser.add_argument(*names, dest=snake, **kwargs)
+
+
+def add_data_flags(parser, defaults):
+    """Flags that choose and load the training images."""
+    _flag(parser, 'data', default=defaults.data, metavar='pokemon|synthetic|fashion-mnist|PATH',
+          help="dataset: 'pokemon' (download, the chapter's), 'synthetic' (embedded, offline), "
+               "'fashion-mnist', or a folder of images in class subfolders (default: %(default)s)")
+    _flag(parser, 'data-root', default=defaults.data_root, metavar='DIR',
+          help='download and decode cache (default: %(default)s)')
+    _flag(parser, 'limit', type=_positive_int, default=None, metavar='N',
+          help='use only the first N images')
+    _flag(parser, 'num-workers', type=_non_negative_int, default=defaults.num_workers,
+          metavar='N', help='image decoding threads (default: %(default)s, from the core count)')
+    _flag(parser, 'skip-bad-images', action='store_true',
+          help='leave out unreadable image files instead of stopping')
+
+
+def add_model_flags(parser, defaults):
+    """Flags that shape the two networks."""
+    _flag(parser, 'latent-dim', type=_positive_int, default=defaults.latent_dim, metavar='N',
+          help='length of the noise vector z (default: %(default)s)')
+    _flag(parser, 'n-G', type=_positive_int, default=defaults.n_G, metavar='N',
+          help='generator width: its last G_block has N channels (default: %(default)s)')
+    _flag(parser, 'n-D', type=_positive_int, default=defaults.n_D, metavar='N',
+          help='discriminator width: its first D_block has N channels (default: %(default)s)')
+    _flag(parser, 'channels', type=int, choices=(1, 3), default=defaults.channels,
+          help='image channels: 3 (RGB) or 1 (Fashion-MNIST) (default: %(default)s)')
+    _flag(parser, 'd-activation', choices=('leaky', 'relu'), default=defaults.d_activation,
+          help="discriminator activation, exercise 1 (default: %(default)s)")
+    _flag(parser, 'alpha', type=_unit_float, default=defaults.alpha,
+          help='leaky ReLU slope in [0, 1] (default: %(default)s)')
+
+
+def add_train_flags(parser, defaults):
+    """Flags of the optimisation and of the run folder."""
+    _flag(parser, 'epochs', type=_positive_int, default=defaults.epochs,
+          help='training epochs (default: %(default)s)')
+    _flag(parser, 'batch-size', type=_positive_int, default=defaults.batch_size,
+          help='examples per step (default: %(default)s)')
+    _flag(parser, 'lr', type=_positive_float, default=defaults.lr,
+          help='Adam learning rate for both nets (default: %(default)s)')
+    _flag(parser, 'beta1', type=_beta, default=defaults.beta1,
+          help="Adam beta1 (default: %(default)s, the chapter's)")
+    _flag(parser, 'seed', type=int, default=defaults.seed,
+          help='seed for data order, noise and weights (default: %(default)s)')
+    _flag(parser, 'ctx', type=_ctx, default=defaults.ctx,
+          help='auto, cpu, gpu, gpu:N, or several devices: gpu:0,1 / cpu:0,1 (default: %(default)s)')
+    _flag(parser, 'kvstore', choices=('device', 'local', 'dist_sync'), default=None,
+          help='gradient aggregation: device (GPUs), local (CPUs), dist_sync (several hosts, '
+               'start with gluon_dcgan.launch) (default: picked from --ctx)')
+    _flag(parser, 'out-dir', default=defaults.out_dir, metavar='DIR',
+          help='run folder for figures, metrics, checkpoints, export (default: %(default)s)')
+    _flag(parser, 'resume', action='store_true',
+          help='continue the run in --out-dir from its last complete checkpoint')
+    _flag(parser, 'overwrite', action='store_true',
+          help='start afresh in an --out-dir that already holds a run, deleting it')
+    parser.add_argument('--no-progress', dest='progress', action='store_false',
+                        help='no progress bar')
+    _flag(parser, 'fid-every', type=_non_negative_int, default=0, metavar='K',
+          help='score FID every K epochs and keep the best generator (default: off)')
+    _flag(parser, 'fid-num', type=_positive_int, default=defaults.fid_num, metavar='N',
+          help='images per side for --fid-every (default: %(default)s)')
+    _flag(parser, 'inception-params', default=None, metavar='FILE',
+          help='InceptionV3 weights saved by save_parameters, for FID offline')
+
+
+def train_parser(prog='run.py', description=None):
+    """The parser for training (and for commands that train, such as ablate-activation)."""
+    defaults = Config()
+    parser = OneLineParser(
+        prog=prog, description=description or (
+            "Train d2l's DCGAN (chapter 'Deep Convolutional GAN') with MXNet Gluon. "
+            "Other commands: generate, export, evaluate, ablate-activation, "
+            "analyze-categories (run.py COMMAND --help)."))
+    add_data_flags(parser, defaults)
+    add_model_flags(parser, defaults)
+    add_train_flags(parser, defaults)
+    return parser
+
+
+def config_from_args(args):
+    """Build and cross-check the Config from parsed flags."""
+    cfg = Config.from_dict(vars(args))
+    if cfg.resume and cfg.overwrite:
+        raise UserError('--resume and --overwrite contradict each other: pick one')
+    if cfg.data == 'fashion-mnist' and cfg.channels != 1:
+        raise UserError('Fashion-MNIST is greyscale: add --channels 1')
+    if cfg.data not in ('pokemon', 'synthetic', 'fashion-mnist') and not os.path.isdir(cfg.data):
+        what = 'is not a folder' if os.path.exists(cfg.data) else 'does not exist'
+        raise UserError(f"--data {cfg.data!r} {what}: give pokemon, synthetic, fashion-mnist "
+                        f"or a folder of images")
+    if cfg.fid_every and cfg.fid_every > cfg.epochs:
+        raise UserError(f'--fid-every {cfg.fid_every} is more than --epochs {cfg.epochs}: '
+                        f'no epoch would be scored')
+    return cfg
+
+
+def parse_train_args(argv):
+    """Parse and validate training flags into a Config."""
+    return config_from_args(train_parser().parse_args(argv))

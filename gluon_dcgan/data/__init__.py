@@ -1,0 +1,60 @@
+"""Data: choose the images (--data), check them, decode them once, and batch them.
+
+Every source ends as an (N, 64, 64, C) uint8 array in memory; ``loader`` turns
+slices of it into the chapter's normalised (B, C, 64, 64) batches on the device.
+"""
+import os
+
+from ..errors import UserError
+from . import folder, synthetic
+
+
+def _from_folder(root, cfg, log):
+    items, note = folder.list_images(root)
+    if note:
+        log(note)
+    if cfg.limit:
+        items = items[:cfg.limit]
+    paths = [p for p, _ in items]
+    bad = folder.find_bad_images(paths, cfg.num_workers)
+    if bad:
+        names = ', '.join(os.path.relpath(p, root) for p, _ in bad[:3])
+        more = f' and {len(bad) - 3} more' if len(bad) > 3 else ''
+        if not cfg.skip_bad_images:
+            raise UserError(f'{len(bad)} unreadable image(s) in {root}: {names}{more} '
+                            f'({bad[0][1]}); fix or remove them, or add --skip-bad-images')
+        log(f'skipping {len(bad)} unreadable image(s): {names}{more}')
+        bad_paths = {p for p, _ in bad}
+        paths = [p for p in paths if p not in bad_paths]
+        if not paths:
+            raise UserError(f'every image in {root} is unreadable: nothing to train on')
+    return folder.decode_folder(paths, cfg.image_size, cfg.channels,
+                                os.path.join(cfg.data_root, 'decoded'), cfg.num_workers)
+
+
+def _to_channels(images, channels):
+    if images.shape[-1] == channels:
+        return images
+    # RGB -> grey with ITU-R 601 weights, as OpenCV's greyscale decode does.
+    grey = images[..., :3].astype('float32') @ [0.299, 0.587, 0.114]
+    return grey.round().clip(0, 255).astype('uint8')[..., None]
+
+
+def load_images(cfg, log=print):
+    """The training images of `cfg` as an (N, 64, 64, C) uint8 array."""
+    if cfg.data == 'synthetic':
+        images = synthetic.make_sprites(cfg.limit or synthetic.DEFAULT_COUNT, seed=cfg.seed)
+    elif cfg.data == 'pokemon':
+        from .hub import pokemon_folder
+        images = _from_folder(pokemon_folder(cfg.data_root), cfg, log)
+    elif cfg.data == 'fashion-mnist':
+        from .fashion_mnist import load_fashion_mnist
+        images = load_fashion_mnist(cfg.data_root, train=True, size=cfg.image_size)[0]
+        images = images[:cfg.limit] if cfg.limit else images
+    else:
+        images = _from_folder(cfg.data, cfg, log)
+    images = _to_channels(images, cfg.channels)
+    if cfg.batch_size > len(images):
+        raise UserError(f'--batch-size {cfg.batch_size} is larger than the dataset '
+                        f'({len(images)} images): lower it or use more images')
+    return images

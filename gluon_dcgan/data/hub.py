@@ -1,0 +1,74 @@
+"""The chapter's Pokemon download through d2l's DATA_HUB, with the checks d2l leaves out.
+
+d2l.download checks the SHA-1 only of a file already cached and writes whatever
+the server sent (an error page, a partial file) under the final name. We verify
+after every download, delete a bad file, and extract into a temporary folder
+that is renamed into place only when complete.
+"""
+import hashlib
+import os
+import shutil
+import zipfile
+
+from ..errors import UserError
+
+POKEMON_SHA1 = 'c065c0e2593b8b161a2d7873e42418bf6a21106c'
+
+
+def register_pokemon():
+    """Register the dataset exactly as the chapter does (d2l.DATA_HUB['pokemon'])."""
+    from d2l import mxnet as d2l
+    d2l.DATA_HUB['pokemon'] = (d2l.DATA_URL + 'pokemon.zip',
+                               'c065c0e2593b8b161a2d7873e42418bf6a21106c')
+    return d2l.DATA_HUB['pokemon']
+
+
+def sha1_of(path):
+    """Hex SHA-1 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha1()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_verified(name, folder):
+    """d2l.download(name) into `folder`, then check the SHA-1; return the archive path."""
+    from d2l import mxnet as d2l
+    url, sha1 = d2l.DATA_HUB[name]
+    try:
+        fname = d2l.download(name, folder=folder)
+    except Exception as exc:  # requests' connection errors, DNS failures, refused ports
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise UserError(f"cannot download {name} from {url} ({reason}); offline, use "
+                        f"--data synthetic or --data PATH to a folder of images")
+    got = sha1_of(fname)
+    if got != sha1:
+        os.remove(fname)
+        raise UserError(f"downloaded {os.path.basename(fname)} from {url} has SHA-1 {got}, "
+                        f"expected {sha1} (an error page or a broken transfer); the file was "
+                        f"deleted, so run again to retry, or use --data synthetic")
+    return fname
+
+
+def pokemon_folder(data_root):
+    """Download (once) and extract the Pokemon sprites; return the ImageFolder root."""
+    name, _ = os.path.splitext(os.path.basename(register_pokemon()[0]))
+    target = os.path.join(data_root, name)
+    if os.path.isdir(target):
+        return target
+    archive = download_verified('pokemon', data_root)
+    partial = target + '.partial'
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(partial)
+    except zipfile.BadZipFile as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        os.remove(archive)
+        raise UserError(f'{archive} is not a valid zip ({exc}); it was deleted, run again')
+    # The zip holds a top-level 'pokemon/' folder of class subfolders.
+    inner = os.path.join(partial, name)
+    os.replace(inner if os.path.isdir(inner) else partial, target)
+    shutil.rmtree(partial, ignore_errors=True)
+    return target

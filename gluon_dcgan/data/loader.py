@@ -1,0 +1,79 @@
+"""Batches: a per-epoch deterministic shuffle of a uint8 image array, normalised on the device.
+
+The order of epoch e depends only on (seed, e), so a resumed run sees exactly the
+batches an uninterrupted one would. Slicing happens on a background thread so the
+next batch is ready (and, on a GPU, already copying) while this one trains.
+"""
+import queue
+import threading
+
+import numpy as onp
+
+
+def epoch_seed(seed, epoch, stream):
+    """A 32-bit seed for one (run seed, epoch, purpose) triple."""
+    return int(onp.random.SeedSequence([seed & 0xFFFFFFFF, epoch, stream]).generate_state(1)[0])
+
+
+SHUFFLE, NOISE = 1, 2
+
+
+def shard_order(num_images, seed, epoch, rank=0, num_workers=1):
+    """The example indices this worker visits in `epoch`.
+
+    Every worker draws the same permutation and takes an equal, disjoint share of
+    it, so all workers do the same number of steps (dist_sync needs that).
+    """
+    order = onp.random.RandomState(epoch_seed(seed, epoch, SHUFFLE)).permutation(num_images)
+    if num_workers == 1:
+        return order
+    share = num_images // num_workers
+    return order[rank * share:(rank + 1) * share]
+
+
+def batch_slices(order, batch_size):
+    """Index arrays of each batch; the last one may be short, as the chapter's keeps it."""
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _prefetch(items, depth=2):
+    """Iterate `items` (a generator) on a background thread, `depth` ahead."""
+    q = queue.Queue(depth)
+    done = object()
+
+    def work():
+        try:
+            for item in items:
+                q.put(item)
+        finally:
+            q.put(done)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    while True:
+        item = q.get()
+        if item is done:
+            return
+        yield item
+
+
+def normalize(X):
+    """(B, H, W, C) uint8 device array -> the chapter's (B, C, H, W) float32 in [-1, 1].
+
+    Same arithmetic as ToTensor() then Normalize(0.5, 0.5), done on the device.
+    """
+    X = X.transpose(0, 3, 1, 2).astype('float32') / 255
+    return (X - 0.5) / 0.5
+
+
+def iterate_batches(images, batch_size, seed, epoch, rank=0, num_workers=1, start_batch=0):
+    """Yield (batch_index, uint8 batch) for one epoch, prepared on a background thread."""
+    slices = batch_slices(shard_order(len(images), seed, epoch, rank, num_workers), batch_size)
+    gen = ((i, images[idx]) for i, idx in enumerate(slices) if i >= start_batch)
+    return _prefetch(gen)
+
+
+def num_batches(num_images, batch_size, num_workers=1):
+    """How many steps one epoch takes on each worker."""
+    share = num_images if num_workers == 1 else num_images // num_workers
+    return -(-share // batch_size)

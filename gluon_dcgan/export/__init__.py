@@ -1,0 +1,1 @@
+"""Export: the hybridized generator as files usable without the training code."""

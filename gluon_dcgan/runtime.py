@@ -1,0 +1,98 @@
+"""Process set-up and device contexts: threads, numpy semantics, --ctx parsing.
+
+MXNet 1.9 reserves a core for its engine thread, so on a 2-core machine
+oneDNN runs on one OpenMP thread; setting OMP_NUM_THREADS to the usable core
+count before MXNet loads doubles the training speed there (see README).
+"""
+import os
+
+from .errors import UserError
+
+# MXNet 1.9.1 wheels carry kernels for sm_50..sm_86 only (Ada 8.9 runs sm_86 code).
+MAX_COMPUTE_CAPABILITY = 89
+
+
+def usable_cores():
+    """Cores this process may run on (respects affinity masks and containers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def configure_threads():
+    """Give oneDNN every usable core unless the user chose; call before importing mxnet."""
+    os.environ.setdefault('OMP_NUM_THREADS', str(usable_cores()))
+
+
+def use_np():
+    """Switch MXNet to the numpy semantics the chapter uses (``npx.set_np()``)."""
+    from mxnet import npx
+    npx.set_np()
+
+
+def parse_ctx_spec(spec):
+    """Parse --ctx text into (kind, ids) without touching MXNet.
+
+    'auto' -> ('auto', []); 'cpu' -> ('cpu', [0]); 'gpu' -> ('gpu', [0]);
+    'gpu:1' -> ('gpu', [1]); 'cpu:0,1' -> ('cpu', [0, 1]).
+    """
+    text = spec.strip().lower()
+    if text == 'auto':
+        return 'auto', []
+    kind, _, ids = text.partition(':')
+    if kind not in ('cpu', 'gpu'):
+        raise UserError(f"unknown --ctx {spec!r}: use auto, cpu, gpu, gpu:N or a list "
+                        f"such as gpu:0,1 or cpu:0,1")
+    if not ids:
+        return kind, [0]
+    try:
+        numbers = [int(i) for i in ids.split(',')]
+    except ValueError:
+        raise UserError(f"bad device list in --ctx {spec!r}: give numbers, e.g. {kind}:0,1")
+    if any(n < 0 for n in numbers) or len(set(numbers)) != len(numbers):
+        raise UserError(f"bad device list in --ctx {spec!r}: ids must be distinct and >= 0")
+    return kind, numbers
+
+
+def _gpu_problem(device_id):
+    """Why MXNet cannot use GPU `device_id`, or None if it can."""
+    import mxnet as mx
+    from mxnet.runtime import Features
+    if not Features().is_enabled('CUDA'):
+        return ('this MXNet build has no CUDA support; install the GPU build '
+                '(pip install -r requirements-gpu.txt) or use --ctx cpu')
+    count = mx.context.num_gpus()
+    if count == 0:
+        return 'no GPU is visible to MXNet; use --ctx cpu'
+    if device_id >= count:
+        return f'gpu({device_id}) does not exist: MXNet sees {count} GPU(s); use gpu:0..{count - 1}'
+    try:
+        cc = mx.util.get_cuda_compute_capability(mx.gpu(device_id))
+    except (OSError, RuntimeError) as exc:
+        return f'cannot query gpu({device_id}): {exc}; use --ctx cpu'
+    if cc > MAX_COMPUTE_CAPABILITY:
+        return (f'gpu({device_id}) has compute capability {cc // 10}.{cc % 10}, but MXNet 1.9.1 '
+                f'wheels carry kernels only for 5.0-8.9 (no Hopper/9.0+ code); '
+                f'use --ctx cpu or an older GPU')
+    return None
+
+
+def resolve_contexts(spec):
+    """Turn --ctx into a list of mx.Context, or raise a one-line UserError."""
+    import mxnet as mx
+    kind, ids = parse_ctx_spec(spec)
+    if kind == 'auto':
+        return [mx.gpu(0)] if _gpu_problem(0) is None else [mx.cpu(0)]
+    if kind == 'cpu':
+        return [mx.cpu(i) for i in ids]
+    for i in ids:
+        problem = _gpu_problem(i)
+        if problem:
+            raise UserError(f'--ctx {spec}: {problem}')
+    return [mx.gpu(i) for i in ids]
+
+
+def describe_contexts(ctxs):
+    """'gpu(0)' for one device, '[gpu(0), gpu(1)]' for several, as the final line prints."""
+    return str(ctxs[0]) if len(ctxs) == 1 else '[' + ', '.join(str(c) for c in ctxs) + ']'

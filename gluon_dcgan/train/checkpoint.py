@@ -1,0 +1,122 @@
+"""Checkpoints: one folder holds everything needed to continue a run.
+
+Layout of checkpoints/ckpt-E{epoch:04d}-B{batch:06d}/ (epoch = last complete
+epoch, batch = batches already done of the next one):
+    net_G.params, net_D.params        both networks (with BatchNorm statistics)
+    trainer_G.states, trainer_D.states both Adam states (Trainer.save_states)
+    fixed_noise.npy                   the noise behind samples/epoch_NNN.png
+    state.json                        epoch, batch, config, history, partial sums
+    manifest.json                     SHA-256 of every file above; written last
+A checkpoint is written under a temporary name, fsynced, then renamed, so a
+crash leaves either the old checkpoint or the new one, never half of one.
+"""
+import hashlib
+import json
+import os
+import shutil
+import uuid
+
+import numpy as onp
+
+KEEP = 2  # the newest complete checkpoints kept; older ones are removed
+FILES = ('net_G.params', 'net_D.params', 'trainer_G.states', 'trainer_D.states',
+         'fixed_noise.npy', 'state.json')
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def checkpoint_name(epoch, batch):
+    """Names sort in training order."""
+    return f'ckpt-E{epoch:04d}-B{batch:06d}'
+
+
+def save(folder, net_G, net_D, trainer_G, trainer_D, fixed_noise, state):
+    """Write a checkpoint atomically; return its path. `state` must hold epoch and batch."""
+    os.makedirs(folder, exist_ok=True)
+    final = os.path.join(folder, checkpoint_name(state['epoch'], state['batch']))
+    tmp = os.path.join(folder, f'.tmp-{uuid.uuid4().hex[:8]}')
+    os.makedirs(tmp)
+    net_G.save_parameters(os.path.join(tmp, 'net_G.params'))
+    net_D.save_parameters(os.path.join(tmp, 'net_D.params'))
+    trainer_G.save_states(os.path.join(tmp, 'trainer_G.states'))
+    trainer_D.save_states(os.path.join(tmp, 'trainer_D.states'))
+    onp.save(os.path.join(tmp, 'fixed_noise.npy'), fixed_noise)
+    with open(os.path.join(tmp, 'state.json'), 'w') as f:
+        json.dump(state, f)
+    manifest = {name: _sha256(os.path.join(tmp, name)) for name in FILES}
+    with open(os.path.join(tmp, 'manifest.json'), 'w') as f:
+        json.dump(manifest, f, indent=1)
+    for name in FILES + ('manifest.json',):
+        _fsync(os.path.join(tmp, name))
+    if os.path.exists(final):  # the same position saved again (e.g. SIGINT at an epoch end)
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync(folder)
+    for old in list_checkpoints(folder)[:-KEEP]:
+        shutil.rmtree(os.path.join(folder, old), ignore_errors=True)
+    return final
+
+
+def list_checkpoints(folder):
+    """Checkpoint folder names, oldest first (temporary folders excluded)."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(n for n in os.listdir(folder) if n.startswith('ckpt-'))
+
+
+def verify(path):
+    """None if the checkpoint at `path` is complete and intact, else what is wrong."""
+    try:
+        with open(os.path.join(path, 'manifest.json')) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return 'manifest.json is missing or unreadable'
+    for name in FILES:
+        file = os.path.join(path, name)
+        if not os.path.exists(file):
+            return f'{name} is missing'
+        if _sha256(file) != manifest.get(name):
+            return f'{name} does not match its checksum'
+    return None
+
+
+def latest_valid(folder, warn):
+    """Path of the newest intact checkpoint, warning about each damaged newer one."""
+    for name in reversed(list_checkpoints(folder)):
+        path = os.path.join(folder, name)
+        problem = verify(path)
+        if problem is None:
+            return path
+        warn(f'warning: checkpoint {path} is damaged ({problem}); trying an older one')
+    return None
+
+
+def load_state(path):
+    """The state.json of a checkpoint (epoch, batch, config, history, partial sums)."""
+    with open(os.path.join(path, 'state.json')) as f:
+        return json.load(f)
+
+
+def load(path, net_G, net_D, trainer_G, trainer_D, ctxs):
+    """Restore nets and trainers in place from a checkpoint written by ``save``.
+
+    Returns (fixed_noise, state)."""
+    net_G.load_parameters(os.path.join(path, 'net_G.params'), ctx=ctxs)
+    net_D.load_parameters(os.path.join(path, 'net_D.params'), ctx=ctxs)
+    trainer_G.load_states(os.path.join(path, 'trainer_G.states'))
+    trainer_D.load_states(os.path.join(path, 'trainer_D.states'))
+    return onp.load(os.path.join(path, 'fixed_noise.npy')), load_state(path)

@@ -1,0 +1,166 @@
+"""The training run: set up, resume, loop over epochs calling the two update steps, finish.
+
+The loop itself only calls update_D and update_G; sample grids, figures,
+metrics and checkpoints hang off it as callbacks in ``EpochEnd``.
+"""
+import math
+import os
+import signal
+import sys
+import time
+
+import numpy as onp
+
+from ..data import loader
+from ..errors import UserError
+from ..runtime import describe_contexts, resolve_contexts
+from . import checkpoint, report, rundir, steps
+
+SYNC_EVERY = 5          # batches between reads of the loss sums (the only host syncs)
+FIXED, SAMPLES = 3, 4   # random streams: fixed sample noise, per-epoch fresh samples
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; training stopped after a complete batch."""
+
+    def __init__(self, signum, sums=None, next_batch=0):
+        super().__init__(signum)
+        self.exit_code = 128 + signum
+        self.sums, self.next_batch = sums, next_batch
+
+
+class StopFlag:
+    """Turn SIGINT/SIGTERM into a flag the loop checks between batches."""
+
+    def __init__(self):
+        self.signum = None
+
+    def __enter__(self):
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+
+def noise(seed, epoch, stream, shape):
+    """Deterministic N(0, 1) float32 noise for (seed, epoch, stream)."""
+    rng = onp.random.RandomState(loader.epoch_seed(seed, epoch, stream))
+    return rng.normal(0, 1, size=shape).astype(onp.float32)
+
+
+def batch_noise(seed, epoch, batch, shape):
+    """The noise Z of one batch: depends only on (seed, epoch, batch), so resuming repeats it."""
+    return noise(seed, epoch * 1_000_003 + batch, loader.NOISE, shape)
+
+
+class Trainer:
+    """Holds the nets, trainers and devices of one run (the loop's state)."""
+
+    def __init__(self, cfg, ctxs, kvstore=None, rank=0, num_workers=1):
+        import mxnet as mx
+        from ..model import build_net_D, build_net_G
+        self.cfg, self.ctxs, self.rank, self.num_workers = cfg, ctxs, rank, num_workers
+        mx.random.seed(cfg.seed)  # the same seed gives the same initial weights
+        self.net_G = build_net_G(cfg.n_G, cfg.channels)
+        self.net_D = build_net_D(cfg.n_D, cfg.alpha, cfg.d_activation)
+        steps.initialize(self.net_D, self.net_G, ctxs)
+        # Shapes must be known before trainer states can be loaded.
+        from mxnet import np
+        self.net_D(self.net_G(np.zeros((1, cfg.latent_dim, 1, 1), ctx=ctxs[0])))
+        steps.hybridize(self.net_D, self.net_G)
+        self.trainer_D, self.trainer_G = steps.make_trainers(
+            self.net_D, self.net_G, cfg.lr, cfg.beta1, kvstore)
+        self.loss = steps.make_loss()
+
+    def step(self, batch_uint8, Z):
+        """One D step and one G step on a batch; returns per-device loss sums (lazy)."""
+        from mxnet import np
+        from mxnet.gluon.utils import split_and_load
+        Xs = split_and_load(np.array(batch_uint8, dtype='uint8'), self.ctxs, even_split=False)
+        Xs = [loader.normalize(X) for X in Xs]  # uint8 crosses to the device, 4x less than float
+        Zs = split_and_load(np.array(Z), self.ctxs, even_split=False)
+        size = len(batch_uint8) * self.num_workers  # gradients are summed over workers
+        loss_D, fake_Xs = steps.update_D(Xs, Zs, self.net_D, self.net_G, self.loss,
+                                         self.trainer_D, size)
+        loss_G = steps.update_G(fake_Xs, self.net_D, self.loss, self.trainer_G, size)
+        return loss_D, loss_G
+
+    def generate(self, Z):
+        """net_G at inference on host noise Z -> host array (N, C, 64, 64) in [-1, 1]."""
+        from mxnet import np
+        return self.net_G(np.array(Z, ctx=self.ctxs[0])).asnumpy()
+
+
+class EpochSums:
+    """Loss sums of an epoch: device values are read every SYNC_EVERY batches only."""
+
+    def __init__(self, epoch, partial=None):
+        self.epoch = epoch
+        p = partial or {}
+        self.loss_D, self.loss_G = p.get('sum_D', 0.0), p.get('sum_G', 0.0)
+        self.examples, self.seconds = p.get('examples', 0), p.get('seconds', 0.0)
+        self.pending = []
+
+    def add(self, batch, loss_D, loss_G, size):
+        self.pending.append((batch, loss_D, loss_G, size))
+
+    def sync(self):
+        """Read pending sums (one host sync); stop on the first NaN/Inf with its batch."""
+        for batch, loss_D, loss_G, size in self.pending:
+            d = sum(float(x) for x in loss_D)
+            g = sum(float(x) for x in loss_G)
+            if not (math.isfinite(d) and math.isfinite(g)):
+                raise UserError(f'training diverged: loss_D {d}, loss_G {g} at epoch '
+                                f'{self.epoch}, batch {batch + 1}; the last good checkpoint is '
+                                f'kept (resume with --resume, perhaps with a lower --lr)',
+                                exit_code=3)
+            self.loss_D, self.loss_G, self.examples = self.loss_D + d, self.loss_G + g, \
+                self.examples + size
+        self.pending = []
+
+    def partial(self, batch):
+        return {'batch': batch, 'sum_D': self.loss_D, 'sum_G': self.loss_G,
+                'examples': self.examples, 'seconds': self.seconds}
+
+
+def _progress_bar(cfg, epoch, total, start):
+    from tqdm import tqdm
+    return tqdm(total=total, initial=start, desc=f'epoch {epoch}/{cfg.epochs}', unit='batch',
+                leave=False, file=sys.stderr, disable=not cfg.progress or None,
+                dynamic_ncols=True, mininterval=0.5)
+
+
+def run_epoch(trainer, images, epoch, stop, start_batch=0, partial=None):
+    """Train one epoch (from `start_batch`); returns its EpochSums, or raises Interrupted."""
+    cfg = trainer.cfg
+    sums = EpochSums(epoch, partial)
+    total = loader.num_batches(len(images), cfg.batch_size, trainer.num_workers)
+    bar = _progress_bar(cfg, epoch, total, start_batch)
+    started = time.time()
+    batch = start_batch
+    try:
+        for batch, X in loader.iterate_batches(images, cfg.batch_size, cfg.seed, epoch,
+                                               trainer.rank, trainer.num_workers, start_batch):
+            Z = batch_noise(cfg.seed, epoch, batch, (len(X), cfg.latent_dim, 1, 1))
+            sums.add(batch, *trainer.step(X, Z), len(X))
+            bar.update(1)
+            if len(sums.pending) >= SYNC_EVERY or batch + 1 == total or stop.signum:
+                sums.sync()
+                seconds = sums.seconds + time.time() - started
+                bar.set_postfix(loss_D=f'{sums.loss_D / sums.examples:.3f}',
+                                loss_G=f'{sums.loss_G / sums.examples:.3f}',
+                                ex_s=f'{sums.examples * trainer.num_workers / seconds:.1f}')
+            if stop.signum and batch + 1 < total:
+                sums.seconds += time.time() - started
+                raise Interrupted(stop.signum, sums, batch + 1)
+    finally:
+        bar.close()
+    sums.sync()
+    sums.seconds += time.time() - started
+    sums.batches_done = batch + 1
+    return sums

@@ -1,0 +1,128 @@
+"""The run's pictures and metrics file: the chapter's figures, saved instead of shown.
+
+d2l's plotting helpers draw into notebooks; here each figure is saved to a PNG
+in the run folder and nothing is printed to the terminal.
+"""
+import contextlib
+import io
+import json
+import os
+
+import numpy as onp
+
+
+def _d2l():
+    import matplotlib
+    matplotlib.use('Agg')  # files only: no display is needed or wanted
+    from d2l import mxnet as d2l
+    return d2l
+
+
+def to_pixels(images):
+    """(N, C, H, W) floats in [-1, 1] (tanh range) -> (N, H, W, C) uint8."""
+    x = onp.asarray(images, dtype=onp.float32)
+    return ((x.transpose(0, 2, 3, 1) + 1) * 127.5).round().clip(0, 255).astype(onp.uint8)
+
+
+def grid(pixels, cols, pad=2):
+    """Tile (N, H, W, C) uint8 images into one (rows*H, cols*W, C) image on white."""
+    n, h, w, c = pixels.shape
+    rows = -(-n // cols)
+    canvas = onp.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, onp.uint8)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        canvas[pad + r * (h + pad):pad + r * (h + pad) + h,
+               pad + k * (w + pad):pad + k * (w + pad) + w] = pixels[i]
+    return canvas
+
+
+def save_png(image, path):
+    """Write an (H, W, C) uint8 array as PNG via a temporary file (no half-written PNGs)."""
+    from PIL import Image
+    tmp = path + '.tmp'
+    Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(tmp, format='PNG')
+    os.replace(tmp, path)
+
+
+def _savefig(fig, path):
+    tmp = path + '.tmp'
+    fig.savefig(tmp, format='png', dpi=100, bbox_inches='tight')
+    os.replace(tmp, path)
+
+
+def save_real_samples(images_uint8, path):
+    """The chapter's first figure: 20 training images in a 4x5 grid (d2l.show_images)."""
+    d2l = _d2l()
+    d2l.set_figsize((4, 4))
+    imgs = images_uint8[:20].astype(onp.float32) / 255  # == X/2 + 0.5 of the normalised batch
+    if imgs.shape[-1] == 1:
+        imgs = imgs.squeeze(-1)
+    axes = d2l.show_images(imgs, num_rows=4, num_cols=5)
+    _savefig(axes[0].figure, path)
+    d2l.plt.close(axes[0].figure)
+
+
+def save_leaky_relu(path):
+    """The chapter's leaky ReLU plot for alpha in [0, .2, .4, .6, .8, 1]."""
+    from mxnet import np
+    from mxnet.gluon import nn
+    d2l = _d2l()
+    alphas = [0, .2, .4, .6, .8, 1]
+    x = d2l.arange(-2, 1, 0.1)
+    Y = [d2l.numpy(nn.LeakyReLU(alpha)(x)) for alpha in alphas]
+    d2l.plot(d2l.numpy(x), Y, 'x', 'y', alphas)
+    fig = d2l.plt.gcf()
+    _savefig(fig, path)
+    d2l.plt.close(fig)
+
+
+class TrainingFigure:
+    """The chapter's two-row d2l.Animator: losses above, 21 fresh samples below."""
+
+    def __init__(self, num_epochs, path):
+        d2l = _d2l()
+        self.path = path
+        self.animator = d2l.Animator(xlabel='epoch', ylabel='loss', xlim=[1, num_epochs],
+                                     nrows=2, figsize=(5, 5),
+                                     legend=['discriminator', 'generator'])
+        self.animator.fig.subplots_adjust(hspace=0.3)
+
+    def add(self, epoch, loss_D, loss_G, fake_x=None, save=True):
+        """Add an epoch's losses (and its 21 samples, NCHW in [-1, 1]); re-save the PNG."""
+        if fake_x is not None:
+            # The chapter's 3x7 layout: rows of 7 images side by side.
+            fake_x = onp.asarray(fake_x).transpose(0, 2, 3, 1) / 2 + 0.5
+            imgs = onp.concatenate(
+                [onp.concatenate([fake_x[i * 7 + j] for j in range(7)], axis=1)
+                 for i in range(len(fake_x) // 7)], axis=0)
+            ax = self.animator.axes[1]
+            ax.cla()
+            ax.imshow(imgs.clip(0, 1).squeeze(-1) if imgs.shape[-1] == 1 else imgs.clip(0, 1),
+                      cmap='gray')
+        with contextlib.redirect_stdout(io.StringIO()):  # d2l would display() to stdout
+            self.animator.add(epoch, (loss_D, loss_G))
+        if save:
+            _savefig(self.animator.fig, self.path)
+
+
+def write_metrics(history, path):
+    """Rewrite metrics.jsonl from the whole history: each epoch exactly once."""
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        for row in history:
+            f.write(json.dumps(row) + '\n')
+    os.replace(tmp, path)
+
+
+def write_gif(sample_dir, path, ms_per_frame=400):
+    """progress.gif from samples/epoch_NNN.png, in epoch order."""
+    from PIL import Image
+    names = sorted(n for n in os.listdir(sample_dir) if n.startswith('epoch_') and
+                   n.endswith('.png'))
+    if not names:
+        return
+    frames = [Image.open(os.path.join(sample_dir, n)).convert('RGB') for n in names]
+    tmp = path + '.tmp'
+    frames[0].save(tmp, format='GIF', save_all=True, append_images=frames[1:],
+                   duration=ms_per_frame, loop=0)
+    os.replace(tmp, path)
