@@ -1,0 +1,82 @@
+"""Unit: the chapter's shapes, parameter counts, hybridization, one update step."""
+import mxnet as mx
+import numpy as onp
+import pytest
+from mxnet import init, np
+
+from gluon_dcgan.model import D_block, G_block, build_net_D, build_net_G, count_parameters
+from gluon_dcgan.train import steps
+
+
+def _init(block):
+    block.initialize(init.Normal(0.02))
+    return block
+
+
+@pytest.mark.parametrize('block, x_shape, y_shape', [
+    (lambda: G_block(20), (2, 3, 16, 16), (2, 20, 32, 32)),
+    (lambda: G_block(20, strides=1, padding=0), (2, 3, 1, 1), (2, 20, 4, 4)),
+    (lambda: build_net_G(), (1, 100, 1, 1), (1, 3, 64, 64)),
+    (lambda: D_block(20), (2, 3, 16, 16), (2, 20, 8, 8)),
+    (lambda: build_net_D(), (1, 3, 64, 64), (1, 1, 1, 1)),
+    (lambda: build_net_G(channels=1), (1, 100, 1, 1), (1, 1, 64, 64)),
+])
+def test_chapter_shapes(block, x_shape, y_shape):
+    net = _init(block())
+    assert net(np.zeros(x_shape)).shape == y_shape
+
+
+def test_parameter_counts_match_the_chapter():
+    net_G, net_D = _init(build_net_G()), _init(build_net_D())
+    net_G(np.zeros((1, 100, 1, 1)))
+    net_D(np.zeros((1, 3, 64, 64)))
+    assert count_parameters(net_G) == 3_576_704
+    assert count_parameters(net_D) == 2_765_696
+
+
+def test_hybridized_equals_imperative():
+    mx.random.seed(0)
+    net_G, net_D = _init(build_net_G(n_G=16)), _init(build_net_D(n_D=16))
+    z = np.random.normal(size=(4, 100, 1, 1))
+    eager = net_D(net_G(z)).asnumpy()
+    net_G.hybridize(static_alloc=True, static_shape=True)
+    net_D.hybridize(static_alloc=True, static_shape=True)
+    hybrid = net_D(net_G(z)).asnumpy()
+    assert onp.abs(eager - hybrid).max() < 1e-5
+
+
+def test_generator_output_is_in_tanh_range():
+    net_G = _init(build_net_G(n_G=8))
+    y = net_G(np.random.normal(0, 10, size=(8, 100, 1, 1))).asnumpy()
+    assert y.min() >= -1 and y.max() <= 1
+
+
+def test_relu_discriminator_variant():
+    net = build_net_D(activation='relu')
+    assert all(type(b.activation).__name__ == 'Activation' for b in net[:4])
+    leaky = build_net_D(alpha=0.3)
+    assert leaky[0].activation._alpha == 0.3
+
+
+def test_one_update_step_changes_parameters_and_gives_finite_losses():
+    mx.random.seed(0)
+    ctx = [mx.cpu()]
+    net_G, net_D = build_net_G(n_G=8), build_net_D(n_D=8)
+    steps.initialize(net_D, net_G, ctx)
+    steps.hybridize(net_D, net_G)
+    trainer_D, trainer_G = steps.make_trainers(net_D, net_G, 0.005, 0.5)
+    X = np.random.uniform(-1, 1, size=(8, 3, 64, 64))
+    Z = np.random.normal(size=(8, 100, 1, 1))
+    net_D(net_G(Z))
+    before_G = {k: v.data().asnumpy().copy() for k, v in net_G.collect_params().items()}
+    before_D = {k: v.data().asnumpy().copy() for k, v in net_D.collect_params().items()}
+    loss = steps.make_loss()
+    loss_D, fake = steps.update_D([X], [Z], net_D, net_G, loss, trainer_D, 8)
+    loss_G = steps.update_G(fake, net_D, loss, trainer_G, 8)
+    assert onp.isfinite(float(loss_D[0])) and float(loss_D[0]) > 0
+    assert onp.isfinite(float(loss_G[0])) and float(loss_G[0]) > 0
+    for before, net in ((before_G, net_G), (before_D, net_D)):
+        weights = [k for k in before if k.endswith('weight')]
+        assert weights
+        for k in weights:
+            assert onp.abs(net.collect_params()[k].data().asnumpy() - before[k]).max() > 0, k
