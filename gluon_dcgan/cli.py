@@ -3,6 +3,7 @@
 Every user error ends here as one line on stderr and a non-zero exit.
 """
 import os
+import signal
 import sys
 
 from .config import OneLineParser, parse_train_args
@@ -80,9 +81,15 @@ def _dispatch(argv):
     return module.main(rest)
 
 
+def _terminated(signum, frame):
+    _log('terminated before training started: nothing was saved')
+    sys.exit(128 + signum)
+
+
 def main(argv=None):
     """Entry point of run.py; returns the exit code."""
     configure_threads()  # before anything imports mxnet
+    signal.signal(signal.SIGTERM, _terminated)  # training installs its own, checkpointing one
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         return _dispatch(argv)
@@ -90,5 +97,5 @@ def main(argv=None):
         _log(f'error: {exc}')
         return exc.exit_code
     except KeyboardInterrupt:
-        _log('interrupted')
+        _log('interrupted before training started: nothing was saved')
         return 130

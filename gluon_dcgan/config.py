@@ -74,7 +74,14 @@ class Config:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad flag gives one line and exit 2 instead of usage + error."""
+    """argparse, but a bad flag gives one line and exit 2 instead of usage + error.
+
+    Abbreviations are off: '--epoch 3' is an error, not a silent '--epochs 3'.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault('allow_abbrev', False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         sys.stderr.write(f'{self.prog}: error: {message} (see --help)\n')
