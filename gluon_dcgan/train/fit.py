@@ -72,13 +72,22 @@ def _row(epoch, sums, num_workers):
             'seconds': sums.seconds}
 
 
+def export_run(net_G, cfg, folder, ctx):
+    """export/: MXNet symbol + params, the verified ONNX model, manifest.json."""
+    from ..export.mxnet_export import export_generator
+    from ..export.onnx_export import onnx_writer
+    return export_generator(net_G, folder, cfg.latent_dim, cfg.channels, cfg.image_size,
+                            ctx=ctx, extra_writers=[onnx_writer(net_G, cfg.latent_dim, ctx)])
+
+
 def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=sys.stdout):
     """Train (or resume) the run described by `cfg`; return the exit code."""
     ctxs = resolve_contexts(cfg.ctx)
     kvstore, rank, num_workers = _kvstore(cfg, ctxs)
     chief = rank == 0
     paths = rundir.RunPaths(cfg.out_dir)
-    rundir.prepare(cfg, paths, chief)
+    if chief:  # other workers write nothing and trust rank 0's checks
+        rundir.prepare(cfg, paths)
     resume_from = _start_state(cfg, paths, log)
     if resume_from:
         done = checkpoint.load_state(resume_from)
@@ -87,6 +96,9 @@ def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=sys.stdout):
                 f'(raise --epochs to train longer)')
             return 0
     images = load_images(cfg, log)
+    if num_workers > 1:
+        log(f'worker {rank}/{num_workers}: {len(images) // num_workers} of {len(images)} '
+            f'images per epoch')
     trainer = Trainer(cfg, ctxs, kvstore, rank, num_workers)
     fixed = noise(cfg.seed, 0, FIXED, (21, cfg.latent_dim, 1, 1))
     state = {'epoch': 0, 'batch': 0, 'history': [], 'partial': None}
@@ -123,9 +135,10 @@ def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=sys.stdout):
                 return 128 + stop.signum
     if chief:
         report.write_gif(paths.samples, paths.gif)
-        from ..export.mxnet_export import export_generator
-        export_generator(trainer.net_G, paths.export, cfg.latent_dim, cfg.channels,
-                         cfg.image_size, ctx=ctxs[0])
+        export_run(trainer.net_G, cfg, paths.export, ctxs[0])
+    dump = os.environ.get('GLUON_DCGAN_DUMP_PARAMS')  # tests compare workers' weights
+    if dump:
+        trainer.net_G.save_parameters(f'{dump}-rank{rank}.params')
     last = state['history'][-1]
     print(f"loss_D {last['loss_D']:.3f}, loss_G {last['loss_G']:.3f}, "
           f"{last['examples_per_sec']:.1f} examples/sec on {describe_contexts(ctxs)}",

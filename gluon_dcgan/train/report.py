@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import warnings
 
 import numpy as onp
 
@@ -99,7 +100,8 @@ class TrainingFigure:
             ax.cla()
             ax.imshow(imgs.clip(0, 1).squeeze(-1) if imgs.shape[-1] == 1 else imgs.clip(0, 1),
                       cmap='gray')
-        with contextlib.redirect_stdout(io.StringIO()):  # d2l would display() to stdout
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # xlim [1, 1] of a 1-epoch run; d2l's display()
             self.animator.add(epoch, (loss_D, loss_G))
         if save:
             _savefig(self.animator.fig, self.path)

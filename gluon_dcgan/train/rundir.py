@@ -55,18 +55,17 @@ def saved_config(paths):
         raise UserError(f'{paths.config} is damaged; start afresh with --overwrite')
 
 
-def prepare(cfg, paths, chief=True):
+def prepare(cfg, paths):
     """Apply --resume/--overwrite rules; raise UserError on a refused start."""
     if os.path.exists(paths.root) and not os.path.isdir(paths.root):
         raise UserError(f'--out-dir {paths.root!r} is a file, not a folder: choose another path')
-    if chief:
-        _check_writable(paths.root)
+    _check_writable(paths.root)
     if not paths.holds_run():
         return
     if not (cfg.resume or cfg.overwrite):
         raise UserError(f'{paths.root} already holds a run: add --resume to continue it, '
                         f'--overwrite to replace it, or choose another --out-dir')
-    if cfg.overwrite and chief:
+    if cfg.overwrite:
         for name in RUN_FILES:
             path = os.path.join(paths.root, name)
             if os.path.isdir(path):

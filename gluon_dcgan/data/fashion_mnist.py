@@ -1,0 +1,44 @@
+"""Fashion-MNIST through gluon.data.vision.FashionMNIST (its real files and download).
+
+The idx files live in DATA_ROOT/fashion-mnist. Gluon downloads any that are
+missing or whose SHA-1 differs from the official one.
+"""
+import os
+
+import numpy as onp
+
+from ..errors import UserError
+
+CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
+           'Sneaker', 'Bag', 'Ankle boot')
+
+
+def fashion_root(data_root):
+    """Where the four idx .gz files are kept."""
+    return os.path.join(data_root, 'fashion-mnist')
+
+
+def resize_batch(images, size, chunk=4096):
+    """(N, 28, 28, 1) uint8 -> (N, size, size, 1) uint8, bilinear like transforms.Resize."""
+    import mxnet as mx
+    out = []
+    for i in range(0, len(images), chunk):
+        x = mx.nd.array(images[i:i + chunk], dtype='uint8')
+        out.append(mx.nd.image.resize(x, size=(size, size)).asnumpy())
+    return onp.concatenate(out).reshape(len(images), size, size, images.shape[-1])
+
+
+def load_fashion_mnist(data_root, train=True, size=64):
+    """(images (N, size, size, 1) uint8, labels (N,) int) of the train or test split."""
+    from mxnet.gluon.data.vision import FashionMNIST
+    root = fashion_root(data_root)
+    try:
+        ds = FashionMNIST(root=root, train=train)
+    except Exception as exc:  # requests errors offline; OSError; bad hashes
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else \
+            type(exc).__name__
+        raise UserError(f'cannot get Fashion-MNIST into {root} ({reason}); offline, put the '
+                        f'four official idx .gz files there, or use --data synthetic')
+    images = onp.asarray(ds._data.asnumpy(), dtype=onp.uint8)
+    labels = onp.asarray(ds._label).astype(onp.int64)
+    return (resize_batch(images, size) if size != images.shape[1] else images), labels

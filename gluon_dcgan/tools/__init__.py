@@ -1,0 +1,1 @@
+"""Commands beside training: export, evaluate, ablate-activation, analyze-categories."""

@@ -1,0 +1,42 @@
+"""The chapter's exercises: the activation ablation and its measures."""
+import json
+
+import numpy as onp
+
+from conftest import run_cli
+from gluon_dcgan.tools.ablate_activation import COLUMNS, dead_unit_share, mean_pairwise_distance
+
+
+def test_dead_unit_share_on_a_hand_built_case():
+    a = onp.full((2, 4, 3, 3), -1.0)      # block 1: 4 channels
+    a[1, 0, 2, 2] = 0.5                    # channel 0 fires once: alive
+    a[:, 1] = 2.0                          # channel 1 always fires: alive
+    a[:, 2] = 0.0                          # exactly 0 is not positive: dead
+    b = onp.ones((2, 2, 1, 1))             # block 2: 2 live channels
+    assert dead_unit_share([a, b]) == 2 / 6  # channels 2 and 3 of block 1
+
+
+def test_mean_pairwise_distance():
+    x = onp.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
+    assert abs(mean_pairwise_distance(x) - (5 + 0 + 5) / 3) < 1e-12
+
+
+def test_ablate_activation_end_to_end(tmp_path):
+    out = tmp_path / 'A'
+    proc = run_cli(['ablate-activation', '--data', 'synthetic', '--epochs', '2', '--limit', '64',
+                    '--batch-size', '32', '--n-G', '16', '--n-D', '16', '--ctx', 'cpu',
+                    '--no-progress', '--out-dir', str(out)])
+    assert proc.returncode == 0, proc.stderr
+    for variant in ('leaky', 'relu'):
+        assert (out / variant / 'export' / 'generator.onnx').exists()
+        cfg = json.loads((out / variant / 'config.json').read_text())
+        assert cfg['d_activation'] == variant and cfg['seed'] == 0
+    assert (out / 'ablation.png').stat().st_size > 10_000
+    table = [l for l in (out / 'ablation.md').read_text().splitlines() if l.startswith('|')]
+    assert table[0] == '| ' + ' | '.join(COLUMNS) + ' |'
+    rows = [l.strip('|').split('|') for l in table[2:]]
+    assert [r[0].strip() for r in rows] == ['leaky', 'relu']
+    for r in rows:
+        values = [float(v) for v in r[1:]]
+        assert len(values) == len(COLUMNS) - 1 and onp.isfinite(values).all()
+        assert 0 <= values[2] <= 1 and 0 <= values[3] <= 1 and 0 <= values[4] <= 1

@@ -1,0 +1,68 @@
+"""Component: the ONNX export, its manifest, generate without MXNet, re-export."""
+import json
+import os
+
+import numpy as onp
+
+from conftest import ROOT, assert_one_line_error, run_cli
+
+
+def test_export_has_onnx_and_a_full_manifest(tiny_run):
+    out, _ = tiny_run
+    export = out / 'export'
+    manifest = json.loads((export / 'manifest.json').read_text())
+    assert manifest['latent_dim'] == 100
+    assert manifest['output_shape'] == ['N', 3, 64, 64]
+    assert manifest['output_range'] == [-1.0, 1.0] and 'to_pixels' in manifest
+    assert set(manifest['files']) == {'generator-symbol.json', 'generator-0000.params',
+                                      'generator.onnx'}
+    from gluon_dcgan.export.mxnet_export import sha256_of
+    for name, digest in manifest['files'].items():
+        assert sha256_of(export / name) == digest
+    assert manifest['onnx']['verified_max_abs_diff'] <= 1e-4
+    assert manifest['versions']['mxnet'] == '1.9.1'
+
+
+def test_onnx_has_a_dynamic_batch_and_no_weight_inputs(tiny_run):
+    import onnx
+    out, _ = tiny_run
+    model = onnx.load(str(out / 'export' / 'generator.onnx'))
+    assert [i.name for i in model.graph.input] == ['data']
+    dim0 = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert not dim0.HasField('dim_value')  # symbolic: any batch size
+
+
+def test_generate_onnx_runs_without_mxnet_and_matches(tiny_run, tmp_path):
+    out, _ = tiny_run
+    blocker = tmp_path / 'block' / 'mxnet'
+    blocker.mkdir(parents=True)
+    (blocker / '__init__.py').write_text("raise ImportError('mxnet is blocked for this test')")
+    env = {'PYTHONPATH': str(tmp_path / 'block')}
+    onnx_png, mx_png = tmp_path / 'onnx.png', tmp_path / 'mx.png'
+    proc = run_cli(['generate', '--export', str(out / 'export'), '--onnx', '--num', '9',
+                    '--seed', '4', '--output', str(onnx_png)], env=env)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli(['generate', '--export', str(out / 'export'), '--num', '9', '--seed', '4',
+                    '--output', str(mx_png)], env=env)
+    assert proc.returncode != 0  # proves the block works: the MXNet path needs mxnet
+    from gluon_dcgan import generate
+    Z = generate.latent_noise(9, 100, seed=4)
+    onnx_out, _ = generate.generate_onnx(str(out / 'export'), Z)
+    mx_out = generate.generate_mxnet(str(out / 'export'), Z)
+    assert onnx_out.shape == (9, 3, 64, 64)
+    assert onp.abs(onnx_out - mx_out).max() <= 1e-4
+
+
+def test_reexport_from_checkpoint(tiny_run, tmp_path):
+    out, _ = tiny_run
+    proc = run_cli(['export', '--run', str(out), '--out', str(tmp_path / 'again')])
+    assert proc.returncode == 0, proc.stderr
+    from gluon_dcgan import generate
+    Z = generate.latent_noise(3, 100, seed=1)
+    a = generate.generate_mxnet(str(out / 'export'), Z)
+    b = generate.generate_mxnet(str(tmp_path / 'again'), Z)
+    assert onp.abs(a - b).max() < 1e-6
+
+
+def test_export_of_a_non_run_is_one_line(tmp_path):
+    assert_one_line_error(run_cli(['export', '--run', str(tmp_path)]), contains='not a run')

@@ -1,0 +1,134 @@
+"""Scale-out on CPU: two contexts in one process, and a loopback dist_sync cluster."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as onp
+from mxnet import autograd, gluon, np
+
+from conftest import FINAL_LINE, ROOT, run_cli
+from gluon_dcgan.model import build_net_D, build_net_G
+from gluon_dcgan.train import steps
+
+
+def _nets(ctxs, seed=3):
+    mx.random.seed(seed)
+    net_G, net_D = build_net_G(n_G=8), build_net_D(n_D=8)
+    steps.initialize(net_D, net_G, ctxs)
+    net_D(net_G(np.zeros((1, 100, 1, 1), ctx=ctxs[0])))
+    return net_G, net_D
+
+
+def test_two_contexts_keep_identical_parameters():
+    ctxs = [mx.cpu(0), mx.cpu(1)]
+    net_G, net_D = _nets(ctxs)
+    steps.hybridize(net_D, net_G)
+    trainer_D, trainer_G = steps.make_trainers(net_D, net_G, 0.005, 0.5, kvstore='local')
+    loss = steps.make_loss()
+    rng = onp.random.RandomState(0)
+    for _ in range(3):
+        X = np.array(rng.uniform(-1, 1, (16, 3, 64, 64)).astype('float32'))
+        Z = np.array(rng.normal(size=(16, 100, 1, 1)).astype('float32'))
+        Xs = gluon.utils.split_and_load(X, ctxs)
+        Zs = gluon.utils.split_and_load(Z, ctxs)
+        _, fake = steps.update_D(Xs, Zs, net_D, net_G, loss, trainer_D, 16)
+        steps.update_G(fake, net_D, loss, trainer_G, 16)
+    for net in (net_G, net_D):
+        for p in net.collect_params().values():
+            if p.grad_req == 'null':
+                continue  # BatchNorm statistics stay per device, as in Gluon
+            a, b = (d.asnumpy() for d in p.list_data())
+            assert onp.array_equal(a, b), p.name
+
+
+def test_summed_gradients_match_one_context():
+    """Per-example gradient terms add up across devices.
+
+    BatchNorm is in inference mode, so each example's forward pass is independent,
+    and the weight checked is the last Conv2D's: its gradient involves no BatchNorm
+    backward (oneDNN's BatchNorm backward uses batch statistics even then).
+    """
+    rng = onp.random.RandomState(1)
+    X = rng.uniform(-1, 1, (8, 3, 64, 64)).astype('float32')
+    loss = steps.make_loss()
+    grads = []
+    for ctxs in ([mx.cpu(0)], [mx.cpu(0), mx.cpu(1)]):
+        _, net_D = _nets(ctxs)
+        Xs = gluon.utils.split_and_load(np.array(X), ctxs)
+        with autograd.record(train_mode=False):
+            losses = [loss(net_D(x), np.ones((x.shape[0],), ctx=x.ctx)) for x in Xs]
+        autograd.backward(losses)
+        weight = net_D[-1].weight
+        grads.append(sum(g.asnumpy() for g in weight.list_grad()))
+    assert onp.abs(grads[0]).max() > 0
+    assert onp.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_cli_on_two_cpu_contexts(tmp_path):
+    proc = run_cli(['--data', 'synthetic', '--ctx', 'cpu:0,1', '--epochs', '1', '--limit', '64',
+                    '--batch-size', '32', '--n-G', '16', '--n-D', '16', '--no-progress',
+                    '--out-dir', str(tmp_path / 'd')])
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert FINAL_LINE.match(last) and last.endswith('on [cpu(0), cpu(1)]'), last
+
+
+def _launch(out, dump, extra=(), workers=2):
+    cmd = [sys.executable, '-m', 'gluon_dcgan.launch', '--workers', str(workers), '--servers',
+           '1', '--', 'python', 'run.py', '--data', 'synthetic', '--kvstore', 'dist_sync',
+           '--epochs', '1', '--limit', '128', '--batch-size', '32', '--n-G', '16', '--n-D',
+           '16', '--ctx', 'cpu', '--no-progress', '--out-dir', str(out)] + list(extra)
+    env = dict(os.environ, GLUON_DCGAN_DUMP_PARAMS=str(dump))
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _stray(marker):
+    ps = subprocess.run(['ps', '-ww', '-eo', 'pid,args'], capture_output=True, text=True).stdout
+    return [l for l in ps.splitlines() if marker in l and 'ps -eo' not in l]
+
+
+def test_loopback_dist_sync(tmp_path):
+    out, dump = tmp_path / 'E', tmp_path / 'dump'
+    start = time.time()
+    proc = _launch(out, dump)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert time.time() - start < 120
+    a = mx.nd.load(f'{dump}-rank0.params')
+    b = mx.nd.load(f'{dump}-rank1.params')
+    for k in a:
+        if 'running' not in k:  # BatchNorm statistics are per worker
+            assert onp.array_equal(a[k].asnumpy(), b[k].asnumpy()), k
+    assert stderr.count('64 of 128 images per epoch') == 2  # each worker saw half
+    finals = [l for l in stdout.splitlines() if 'examples/sec on cpu(0)' in l]
+    assert len(finals) == 2
+    assert (out / 'export' / 'generator.onnx').exists() and (out / 'metrics.jsonl').exists()
+    assert len(list((out / 'checkpoints').iterdir())) == 1  # one writer, one epoch
+    assert not _stray(str(out)) and not _stray('-c import mxnet')
+
+
+def test_launcher_stops_everything_when_a_worker_dies(tmp_path):
+    out, dump = tmp_path / 'F', tmp_path / 'dump'
+    proc = _launch(out, dump, extra=['--epochs', '50'])
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / 'config.json').exists():
+            time.sleep(0.2)
+        workers = [l for l in _stray(str(out)) if 'gluon_dcgan.launch' not in l]
+        assert len(workers) == 2, _stray('run.py')
+        os.kill(int(workers[-1].split()[0]), signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0
+        assert 'stopping the others' in err
+        time.sleep(0.5)
+        assert not _stray(str(out))
+        assert not _stray('-c import mxnet')  # no scheduler or server left either
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
