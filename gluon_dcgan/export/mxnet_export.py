@@ -77,6 +77,9 @@ def export_generator(net_G, folder, latent_dim, channels, image_size=64, ctx=Non
         extra.update(writer(tmp) or {})
     manifest = write_manifest(tmp, latent_dim, channels, image_size, extra)
     if os.path.exists(folder):
+        for name in os.listdir(folder):  # sub-exports such as export/best/ stay
+            if os.path.isdir(os.path.join(folder, name)):
+                os.replace(os.path.join(folder, name), os.path.join(tmp, name))
         shutil.rmtree(folder)
     os.replace(tmp, folder)
     return manifest

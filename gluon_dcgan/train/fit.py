@@ -31,12 +31,14 @@ def _kvstore(cfg, ctxs):
 class EpochEnd:
     """What happens after each epoch on the chief worker: checkpoint, pictures, metrics."""
 
-    def __init__(self, cfg, paths, trainer, fixed_noise, history):
+    def __init__(self, cfg, paths, trainer, fixed_noise, history, best=None):
         self.cfg, self.paths, self.trainer, self.fixed_noise = cfg, paths, trainer, fixed_noise
+        self.best = best
         os.makedirs(paths.samples, exist_ok=True)
-        self.figure = report.TrainingFigure(cfg.epochs, paths.training)
+        self.figure = report.TrainingFigure(cfg.epochs, paths.training, with_fid=bool(best))
         for row in history:  # a resumed run's figure covers the whole run
-            self.figure.add(row['epoch'], row['loss_D'], row['loss_G'], save=False)
+            self.figure.add(row['epoch'], row['loss_D'], row['loss_G'], fid=row.get('fid'),
+                            save=False)
 
     def save_checkpoint(self, state):
         t = self.trainer
@@ -44,14 +46,19 @@ class EpochEnd:
                                t.trainer_D, self.fixed_noise, state)
 
     def __call__(self, epoch, state):
-        self.save_checkpoint(state)
         row = state['history'][-1]
+        if self.best and self.best.due(epoch):
+            row['fid'] = self.best.score(epoch)  # recorded before the checkpoint is written
+        path = self.save_checkpoint(state)
+        if 'fid' in row and self.best.keep_if_best(epoch, row['fid'], path):
+            print(f"epoch {epoch}: FID {row['fid']:.2f}, the best so far: kept in "
+                  f"checkpoints/best and export/best", file=sys.stderr)
         fixed = report.to_pixels(self.trainer.generate(self.fixed_noise))
         report.save_png(report.grid(fixed, cols=7),
                         os.path.join(self.paths.samples, f'epoch_{epoch:03d}.png'))
         fresh = self.trainer.generate(
             noise(self.cfg.seed, epoch, SAMPLES, (21, self.cfg.latent_dim, 1, 1)))
-        self.figure.add(epoch, row['loss_D'], row['loss_G'], fresh)
+        self.figure.add(epoch, row['loss_D'], row['loss_G'], fresh, fid=row.get('fid'))
         report.write_metrics(state['history'], self.paths.metrics)
 
 
@@ -95,6 +102,9 @@ def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=sys.stdout):
             log(f'{paths.root} already finished {done["epoch"]} epoch(s); nothing to do '
                 f'(raise --epochs to train longer)')
             return 0
+    if cfg.fid_every and chief:
+        from ..fid import check_weights_available
+        check_weights_available(cfg.inception_params, os.path.join(cfg.data_root, 'models'))
     images = load_images(cfg, log)
     if num_workers > 1:
         log(f'worker {rank}/{num_workers}: {len(images) // num_workers} of {len(images)} '
@@ -113,7 +123,11 @@ def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=sys.stdout):
         report.write_metrics(state['history'], paths.metrics)
         report.save_real_samples(images, paths.real_samples)
         report.save_leaky_relu(paths.leaky_relu)
-        epoch_end = EpochEnd(cfg, paths, trainer, fixed, state['history'])
+        best = None
+        if cfg.fid_every:
+            from .best import BestByFID
+            best = BestByFID(cfg, paths, trainer, images, ctxs[0], export_run)
+        epoch_end = EpochEnd(cfg, paths, trainer, fixed, state['history'], best)
     with StopFlag() as stop:
         for epoch in range(state['epoch'] + 1, cfg.epochs + 1):
             try:

@@ -80,16 +80,16 @@ def save_leaky_relu(path):
 class TrainingFigure:
     """The chapter's two-row d2l.Animator: losses above, 21 fresh samples below."""
 
-    def __init__(self, num_epochs, path):
+    def __init__(self, num_epochs, path, with_fid=False):
         d2l = _d2l()
-        self.path = path
+        self.path, self.with_fid = path, with_fid
+        legend = ['discriminator', 'generator'] + (['FID / 100'] if with_fid else [])
         self.animator = d2l.Animator(xlabel='epoch', ylabel='loss', xlim=[1, num_epochs],
-                                     nrows=2, figsize=(5, 5),
-                                     legend=['discriminator', 'generator'])
+                                     nrows=2, figsize=(5, 5), legend=legend)
         self.animator.fig.subplots_adjust(hspace=0.3)
 
-    def add(self, epoch, loss_D, loss_G, fake_x=None, save=True):
-        """Add an epoch's losses (and its 21 samples, NCHW in [-1, 1]); re-save the PNG."""
+    def add(self, epoch, loss_D, loss_G, fake_x=None, fid=None, save=True):
+        """Add an epoch's losses, FID if scored, and 21 samples (NCHW in [-1, 1]); re-save."""
         if fake_x is not None:
             # The chapter's 3x7 layout: rows of 7 images side by side.
             fake_x = onp.asarray(fake_x).transpose(0, 2, 3, 1) / 2 + 0.5
@@ -102,7 +102,8 @@ class TrainingFigure:
                       cmap='gray')
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter('ignore')  # xlim [1, 1] of a 1-epoch run; d2l's display()
-            self.animator.add(epoch, (loss_D, loss_G))
+            fid_point = (None if fid is None else fid / 100,) if self.with_fid else ()
+            self.animator.add(epoch, (loss_D, loss_G) + fid_point)  # None: not scored
         if save:
             _savefig(self.animator.fig, self.path)
 

@@ -1,0 +1,65 @@
+"""--fid-every: score the generator every K epochs and keep the best one.
+
+The best checkpoint is copied to checkpoints/best (with score.json) and its
+generator exported to export/best/, next to the last one.
+"""
+import json
+import os
+import shutil
+
+import numpy as onp
+
+from .. import fid
+from .loop import noise
+from .report import to_pixels
+
+FID_STREAM = 5
+
+
+class BestByFID:
+    """Scores epochs and keeps checkpoints/best; `enabled` is False without --fid-every."""
+
+    def __init__(self, cfg, paths, trainer, real_images, ctx, export):
+        self.cfg, self.paths, self.trainer, self.ctx, self.export = cfg, paths, trainer, ctx, \
+            export
+        self.folder = os.path.join(paths.checkpoints, 'best')
+        self.net = fid.load_inception(cfg.inception_params,
+                                      os.path.join(cfg.data_root, 'models'), ctx)
+        real = real_images[:cfg.fid_num]
+        self.real_stats = fid.statistics(fid.inception_features(self.net, real, ctx))
+        self.best = self._saved_score()
+
+    def _saved_score(self):
+        try:
+            with open(os.path.join(self.folder, 'score.json')) as f:
+                return json.load(f)['fid']
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def due(self, epoch):
+        return epoch % self.cfg.fid_every == 0
+
+    def score(self, epoch):
+        """FID of fid_num images from this epoch's generator."""
+        chunks = []
+        for i in range(0, self.cfg.fid_num, 256):
+            n = min(256, self.cfg.fid_num - i)
+            Z = noise(self.cfg.seed, epoch * 1000 + i, FID_STREAM, (n, self.cfg.latent_dim, 1, 1))
+            chunks.append(to_pixels(self.trainer.generate(Z)))
+        return fid.fid_of_images(self.net, onp.concatenate(chunks), self.real_stats, self.ctx)
+
+    def keep_if_best(self, epoch, score, checkpoint_path):
+        """Copy the epoch's checkpoint to checkpoints/best and export it, if it is the best."""
+        if self.best is not None and score >= self.best:
+            return False
+        tmp = self.folder + '.tmp'
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(checkpoint_path, tmp)
+        with open(os.path.join(tmp, 'score.json'), 'w') as f:
+            json.dump({'fid': score, 'epoch': epoch, 'fid_num': self.cfg.fid_num}, f)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        os.replace(tmp, self.folder)
+        self.export(self.trainer.net_G, self.cfg, os.path.join(self.paths.export, 'best'),
+                    self.ctx)
+        self.best = score
+        return True
