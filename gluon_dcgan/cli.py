@@ -63,7 +63,8 @@ def generate_main(argv):
 def train_main(argv):
     """run.py [flags]: train the chapter's DCGAN."""
     cfg = parse_train_args(argv)
-    from .runtime import use_np
+    from .runtime import avoid_onednn_single_channel_bug, use_np
+    avoid_onednn_single_channel_bug(cfg.channels)
     use_np()
     from .train.fit import fit
     return fit(cfg, log=_log)

@@ -25,6 +25,18 @@ def configure_threads():
     os.environ.setdefault('OMP_NUM_THREADS', str(usable_cores()))
 
 
+def avoid_onednn_single_channel_bug(channels):
+    """Turn oneDNN off for 1-channel images; call before importing mxnet.
+
+    MXNet 1.9.1's oneDNN backward of a Conv2DTranspose with one output channel
+    (net_G's last layer when --channels 1) fails with 'could not create a
+    primitive descriptor for a reorder primitive'. MXNet's own kernels are
+    correct, about 1.5x slower here.
+    """
+    if channels == 1:
+        os.environ.setdefault('MXNET_MKLDNN_ENABLED', '0')
+
+
 def use_np():
     """Switch MXNet to the numpy semantics the chapter uses (``npx.set_np()``)."""
     from mxnet import npx

@@ -3,6 +3,8 @@
 The idx files live in DATA_ROOT/fashion-mnist. Gluon downloads any that are
 missing or whose SHA-1 differs from the official one.
 """
+import contextlib
+import io
 import os
 
 import numpy as onp
@@ -33,10 +35,14 @@ def load_fashion_mnist(data_root, train=True, size=64):
     from mxnet.gluon.data.vision import FashionMNIST
     root = fashion_root(data_root)
     try:
-        ds = FashionMNIST(root=root, train=train)
+        # gluon prints every retry to stdout; the one-line error below says it all.
+        with contextlib.redirect_stdout(io.StringIO()):
+            ds = FashionMNIST(root=root, train=train)
     except Exception as exc:  # requests errors offline; OSError; bad hashes
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else \
-            type(exc).__name__
+        text = str(exc).strip()
+        reason = ('cannot reach the download server' if 'Connection' in type(exc).__name__ or
+                  'Max retries' in text else text.splitlines()[0][:160] if text else
+                  type(exc).__name__)
         raise UserError(f'cannot get Fashion-MNIST into {root} ({reason}); offline, put the '
                         f'four official idx .gz files there, or use --data synthetic')
     images = onp.asarray(ds._data.asnumpy(), dtype=onp.uint8)

@@ -118,7 +118,8 @@ def main(argv):
         'Exercise 1: train net_D with leaky ReLU and with ReLU on the same data and seed, '
         'then compare them in OUT_DIR/ablation.md and ablation.png.'))
     cfg = config_from_args(parser.parse_args(argv))
-    from ..runtime import use_np
+    from ..runtime import avoid_onednn_single_channel_bug, use_np
+    avoid_onednn_single_channel_bug(cfg.channels)
     use_np()
     from ..data import load_images
     from ..train.fit import fit
