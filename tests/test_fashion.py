@@ -85,10 +85,12 @@ def test_train_and_analyze_categories(fashion_root, tmp_path):
                    env=env)
     assert proc.returncode == 0, proc.stderr
     assert (out / 'export' / 'manifest.json').exists()
-    args = ['analyze-categories', '--run', str(out), '--num', '40', '--classifier-epochs', '2']
+    args = ['analyze-categories', '--run', str(out), '--num', '40', '--classifier-epochs', '20']
     first = run_cli(args, env=env)
     assert first.returncode == 0, first.stderr
-    assert 'classifier test accuracy' in first.stdout
+    import re
+    accuracy = re.search(r'classifier test accuracy: ([\d.]+)%', first.stdout)
+    assert accuracy and float(accuracy.group(1)) > 80  # the bars are easy to tell apart
     table = [l for l in (out / 'categories.md').read_text().splitlines()
              if l.startswith('| ') and not l.startswith('| rank')]
     assert len(table) == 10
