@@ -124,3 +124,28 @@ def test_refusals(tmp_path, tiny_run):
     proc = run_cli(['--data', 'synthetic', '--limit', '64', '--batch-size', '32', '--epochs',
                     '2', '--out-dir', str(out), '--resume'])
     assert proc.returncode == 0 and 'already finished' in proc.stderr
+
+
+def test_nan_loss_stops_with_epoch_and_batch():
+    import pytest
+    from mxnet import np
+    from gluon_dcgan.errors import UserError
+    from gluon_dcgan.train.loop import EpochSums
+    sums = EpochSums(epoch=4)
+    sums.add(0, [np.array(1.5)], [np.array(2.0)], 8)
+    sums.add(1, [np.array(float('nan'))], [np.array(2.0)], 8)
+    sums.add(2, [np.array(1.0)], [np.array(float('inf'))], 8)
+    with pytest.raises(UserError) as err:
+        sums.sync()
+    assert 'epoch 4, batch 2' in str(err.value) and err.value.exit_code == 3
+    assert sums.loss_D == 1.5 and sums.examples == 8  # only the good batch was counted
+
+
+def test_diverging_run_exits_3_with_one_line_and_no_export(tmp_path):
+    out = tmp_path / 'run'
+    proc = run_cli(RUN[:RUN.index('--epochs')] + ['--epochs', '3', '--lr', '1e38'] +
+                   RUN[RUN.index('--epochs') + 2:] + ['--out-dir', str(out)])
+    assert proc.returncode == 3, (proc.returncode, proc.stderr[-2000:])
+    line = assert_one_line_error(proc, code=3, contains='diverged')
+    assert 'epoch' in line and 'batch' in line
+    assert not (out / 'export').exists()
