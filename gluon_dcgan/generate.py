@@ -9,6 +9,7 @@ import os
 import numpy as onp
 
 from .errors import UserError
+from .files import file_digest
 
 SYMBOL, PARAMS, MANIFEST, ONNX = ('generator-symbol.json', 'generator-0000.params',
                                   'manifest.json', 'generator.onnx')
@@ -16,7 +17,6 @@ SYMBOL, PARAMS, MANIFEST, ONNX = ('generator-symbol.json', 'generator-0000.param
 
 def read_manifest(folder, needed):
     """The export's manifest, after checking `needed` files exist and match their SHA-256."""
-    import hashlib
     if not os.path.isdir(folder):
         raise UserError(f'export folder {folder!r} does not exist: point --export at a run\'s '
                         f'export/ folder')
@@ -36,9 +36,7 @@ def read_manifest(folder, needed):
         if not os.path.exists(file):
             raise UserError(f'{folder} lacks {name}: the export is partial; re-export with: '
                             f'python run.py export --run RUN_DIR')
-        with open(file, 'rb') as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
-        if digest != files.get(name):
+        if file_digest(file) != files.get(name):
             raise UserError(f'{file} does not match the SHA-256 in {MANIFEST} (changed or '
                             f'truncated); re-export with: python run.py export --run RUN_DIR')
     manifest['latent_dim'] = latent

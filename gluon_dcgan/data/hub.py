@@ -5,12 +5,12 @@ the server sent (an error page, a partial file) under the final name. We verify
 after every download, delete a bad file, and extract into a temporary folder
 that is renamed into place only when complete.
 """
-import hashlib
 import os
 import shutil
 import zipfile
 
 from ..errors import UserError
+from ..files import file_digest
 
 POKEMON_SHA1 = 'c065c0e2593b8b161a2d7873e42418bf6a21106c'
 
@@ -28,12 +28,8 @@ def register_pokemon():
 
 
 def sha1_of(path):
-    """Hex SHA-1 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha1()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex SHA-1 of a file, as DATA_HUB records it."""
+    return file_digest(path, 'sha1')
 
 
 def download_verified(name, folder):

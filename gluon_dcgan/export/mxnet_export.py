@@ -8,10 +8,11 @@ export/ holds:
 The folder is written under a temporary name and renamed when complete, so an
 export/ that exists is whole.
 """
-import hashlib
 import json
 import os
 import shutil
+
+from ..files import file_digest
 
 PREFIX = 'generator'
 SYMBOL = f'{PREFIX}-symbol.json'
@@ -22,11 +23,7 @@ PIXEL_RECIPE = 'pixels = round((x + 1) * 127.5), clipped to [0, 255], as uint8; 
 
 def sha256_of(path):
     """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, 'sha256')
 
 
 def _versions():

@@ -10,7 +10,6 @@ epoch, batch = batches already done of the next one):
 A checkpoint is written under a temporary name, fsynced, then renamed, so a
 crash leaves either the old checkpoint or the new one, never half of one.
 """
-import hashlib
 import json
 import os
 import shutil
@@ -18,17 +17,11 @@ import uuid
 
 import numpy as onp
 
+from ..files import file_digest
+
 KEEP = 2  # the newest complete checkpoints kept; older ones are removed
 FILES = ('net_G.params', 'net_D.params', 'trainer_G.states', 'trainer_D.states',
          'fixed_noise.npy', 'state.json')
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fsync(path):
@@ -57,7 +50,7 @@ def save(folder, net_G, net_D, trainer_G, trainer_D, fixed_noise, state):
     onp.save(os.path.join(tmp, 'fixed_noise.npy'), fixed_noise)
     with open(os.path.join(tmp, 'state.json'), 'w') as f:
         json.dump(state, f)
-    manifest = {name: _sha256(os.path.join(tmp, name)) for name in FILES}
+    manifest = {name: file_digest(os.path.join(tmp, name)) for name in FILES}
     with open(os.path.join(tmp, 'manifest.json'), 'w') as f:
         json.dump(manifest, f, indent=1)
     for name in FILES + ('manifest.json',):
@@ -89,7 +82,7 @@ def verify(path):
         file = os.path.join(path, name)
         if not os.path.exists(file):
             return f'{name} is missing'
-        if _sha256(file) != manifest.get(name):
+        if file_digest(file) != manifest.get(name):
             return f'{name} does not match its checksum'
     return None
 
