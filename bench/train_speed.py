@@ -162,8 +162,8 @@ def conv_rate(ctx_spec, batch_size):
 def child(args):
     """Run one measurement in this process and print it as JSON."""
     if args.child == 'B' or args.child == 'conv':
-        from gluon_dcgan.runtime import configure_threads
-        configure_threads()  # B is gluon_dcgan, with its thread set-up
+        from gluon_dcgan.runtime import configure_process
+        configure_process()  # B is gluon_dcgan, with its thread set-up
     if args.child == 'A':
         value = run_A(args.folder, args.steps, args.batch_size, args.ctx)
     elif args.child == 'B':

@@ -8,7 +8,7 @@ import sys
 
 from .config import OneLineParser, parse_train_args
 from .errors import UserError
-from .runtime import configure_threads
+from .runtime import configure_process
 
 COMMANDS = ('generate', 'export', 'evaluate', 'ablate-activation', 'analyze-categories')
 
@@ -89,7 +89,7 @@ def _terminated(signum, frame):
 
 def main(argv=None):
     """Entry point of run.py; returns the exit code."""
-    configure_threads()  # before anything imports mxnet
+    configure_process()  # before anything imports mxnet
     signal.signal(signal.SIGTERM, _terminated)  # training installs its own, checkpointing one
     argv = sys.argv[1:] if argv is None else list(argv)
     try:

@@ -20,9 +20,41 @@ def usable_cores():
         return os.cpu_count() or 1
 
 
-def configure_threads():
-    """Give oneDNN every usable core unless the user chose; call before importing mxnet."""
+# What mxnet-cu112 links against, in load order; the nvidia-*-cu11 wheels ship them.
+CUDA_LIBRARIES = ('libcudart.so.11.0', 'libnvToolsExt.so.1', 'libcublasLt.so.11',
+                  'libcublas.so.11', 'libcudnn.so.8', 'libnccl.so.2', 'libnvrtc.so.11.2',
+                  'libcufft.so.10', 'libcurand.so.10', 'libcusolver.so.11')
+
+
+def preload_cuda_libraries():
+    """Load the CUDA 11 libraries of the nvidia-*-cu11 wheels before MXNet's GPU build.
+
+    Those wheels put the libraries in site-packages/nvidia/*/lib, which the
+    dynamic loader does not search; once loaded by name, libmxnet.so finds them.
+    Does nothing for the CPU build or when the wheels are absent.
+    """
+    import ctypes
+    import glob
+    import importlib.metadata as md
+    import site
+    names = {d.metadata['Name'].lower() for d in md.distributions()}
+    if not names & {'mxnet-cu112', 'mxnet-cu117'}:
+        return
+    roots = site.getsitepackages() + [site.getusersitepackages()]
+    found = {}
+    for root in roots:
+        for path in glob.glob(os.path.join(root, 'nvidia', '*', 'lib', 'lib*.so*')):
+            found.setdefault(os.path.basename(path), path)
+    for name in CUDA_LIBRARIES:
+        if name in found:
+            ctypes.CDLL(found[name], mode=ctypes.RTLD_GLOBAL)
+
+
+def configure_process():
+    """Before importing mxnet: oneDNN gets every usable core (unless the user chose),
+    and a GPU build gets its CUDA libraries."""
     os.environ.setdefault('OMP_NUM_THREADS', str(usable_cores()))
+    preload_cuda_libraries()
 
 
 def avoid_onednn_single_channel_bug(channels):

@@ -9,9 +9,9 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from gluon_dcgan.runtime import configure_threads, use_np  # noqa: E402
+from gluon_dcgan.runtime import configure_process, use_np  # noqa: E402
 
-configure_threads()
+configure_process()
 use_np()
 
 FINAL_LINE = re.compile(r'^loss_D \d+\.\d{3}, loss_G \d+\.\d{3}, \d+\.\d examples/sec on '
