@@ -110,6 +110,16 @@ def test_loopback_dist_sync(tmp_path):
     assert (out / 'export' / 'generator.onnx').exists() and (out / 'metrics.jsonl').exists()
     assert len(list((out / 'checkpoints').iterdir())) == 1  # one writer, one epoch
     assert not _stray(str(out)) and not _stray('-c import mxnet')
+    # Resuming restarts both workers from rank 0's checkpoint.
+    proc = _launch(out, dump, extra=['--epochs', '2', '--resume'])
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert stderr.count('resuming from') == 2
+    rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+    assert [r['epoch'] for r in rows] == [1, 2]
+    a = mx.nd.load(f'{dump}-rank0.params')
+    b = mx.nd.load(f'{dump}-rank1.params')
+    assert all(onp.array_equal(a[k].asnumpy(), b[k].asnumpy()) for k in a if 'running' not in k)
 
 
 def test_launcher_stops_everything_when_a_worker_dies(tmp_path):

@@ -3,7 +3,8 @@
 Layout of checkpoints/ckpt-E{epoch:04d}-B{batch:06d}/ (epoch = last complete
 epoch, batch = batches already done of the next one):
     net_G.params, net_D.params        both networks (with BatchNorm statistics)
-    trainer_G.states, trainer_D.states both Adam states (Trainer.save_states)
+    trainer_G.states, trainer_D.states both Adam states (Trainer.save_states); absent
+                                      for dist_sync, whose Adam states live on the servers
     fixed_noise.npy                   the noise behind samples/epoch_NNN.png
     state.json                        epoch, batch, config, history, partial sums
     manifest.json                     SHA-256 of every file above; written last
@@ -22,6 +23,7 @@ from ..files import file_digest
 KEEP = 2  # the newest complete checkpoints kept; older ones are removed
 FILES = ('net_G.params', 'net_D.params', 'trainer_G.states', 'trainer_D.states',
          'fixed_noise.npy', 'state.json')
+TRAINER_FILES = ('trainer_G.states', 'trainer_D.states')
 
 
 def _fsync(path):
@@ -30,6 +32,12 @@ def _fsync(path):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _states_on_servers(trainer):
+    """dist_sync keeps Adam's states on the parameter servers, where Gluon cannot save them."""
+    kv = trainer._kvstore_params.get('kvstore')
+    return kv is not None and not isinstance(kv, str) and 'dist' in kv.type
 
 
 def checkpoint_name(epoch, batch):
@@ -45,15 +53,17 @@ def save(folder, net_G, net_D, trainer_G, trainer_D, fixed_noise, state):
     os.makedirs(tmp)
     net_G.save_parameters(os.path.join(tmp, 'net_G.params'))
     net_D.save_parameters(os.path.join(tmp, 'net_D.params'))
-    trainer_G.save_states(os.path.join(tmp, 'trainer_G.states'))
-    trainer_D.save_states(os.path.join(tmp, 'trainer_D.states'))
+    if not _states_on_servers(trainer_G):
+        trainer_G.save_states(os.path.join(tmp, 'trainer_G.states'))
+        trainer_D.save_states(os.path.join(tmp, 'trainer_D.states'))
     onp.save(os.path.join(tmp, 'fixed_noise.npy'), fixed_noise)
     with open(os.path.join(tmp, 'state.json'), 'w') as f:
         json.dump(state, f)
-    manifest = {name: file_digest(os.path.join(tmp, name)) for name in FILES}
+    names = [n for n in FILES if os.path.exists(os.path.join(tmp, n))]
+    manifest = {name: file_digest(os.path.join(tmp, name)) for name in names}
     with open(os.path.join(tmp, 'manifest.json'), 'w') as f:
         json.dump(manifest, f, indent=1)
-    for name in FILES + ('manifest.json',):
+    for name in names + ['manifest.json']:
         _fsync(os.path.join(tmp, name))
     if os.path.exists(final):  # the same position saved again (e.g. SIGINT at an epoch end)
         shutil.rmtree(final)
@@ -78,7 +88,8 @@ def verify(path):
             manifest = json.load(f)
     except (OSError, ValueError):
         return 'manifest.json is missing or unreadable'
-    for name in FILES:
+    required = [n for n in FILES if n not in TRAINER_FILES or n in manifest]
+    for name in required:
         file = os.path.join(path, name)
         if not os.path.exists(file):
             return f'{name} is missing'
@@ -110,6 +121,8 @@ def load(path, net_G, net_D, trainer_G, trainer_D, ctxs):
     Returns (fixed_noise, state)."""
     net_G.load_parameters(os.path.join(path, 'net_G.params'), ctx=ctxs)
     net_D.load_parameters(os.path.join(path, 'net_D.params'), ctx=ctxs)
-    trainer_G.load_states(os.path.join(path, 'trainer_G.states'))
-    trainer_D.load_states(os.path.join(path, 'trainer_D.states'))
+    if os.path.exists(os.path.join(path, 'trainer_G.states')) and \
+            not _states_on_servers(trainer_G):
+        trainer_G.load_states(os.path.join(path, 'trainer_G.states'))
+        trainer_D.load_states(os.path.join(path, 'trainer_D.states'))
     return onp.load(os.path.join(path, 'fixed_noise.npy')), load_state(path)
