@@ -48,6 +48,9 @@ def checkpoint_name(epoch, batch):
 def save(folder, net_G, net_D, trainer_G, trainer_D, fixed_noise, state):
     """Write a checkpoint atomically; return its path. `state` must hold epoch and batch."""
     os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):  # left by a run killed while saving
+        if name.startswith('.tmp-'):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
     final = os.path.join(folder, checkpoint_name(state['epoch'], state['batch']))
     tmp = os.path.join(folder, f'.tmp-{uuid.uuid4().hex[:8]}')
     os.makedirs(tmp)
