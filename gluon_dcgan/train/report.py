@@ -71,7 +71,9 @@ def save_leaky_relu(path):
     alphas = [0, .2, .4, .6, .8, 1]
     x = d2l.arange(-2, 1, 0.1)
     Y = [d2l.numpy(nn.LeakyReLU(alpha)(x)) for alpha in alphas]
-    d2l.plot(d2l.numpy(x), Y, 'x', 'y', alphas)
+    # d2l.plot has 4 line styles by default, which would drop alpha .8 and 1.
+    d2l.plot(d2l.numpy(x), Y, 'x', 'y', alphas,
+             fmts=('-', 'm--', 'g-.', 'r:', 'c-', 'k--'))
     fig = d2l.plt.gcf()
     _savefig(fig, path)
     d2l.plt.close(fig)
