@@ -67,6 +67,8 @@ class Cluster:
         self.procs.append((label, proc))
 
     def stop_all(self, grace=5.0):
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut this short
+            signal.signal(sig, signal.SIG_IGN)
         for _, proc in self.procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)

@@ -147,6 +147,10 @@ def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=sys.stdout):
             if stop.signum:
                 log('interrupted at the end of an epoch; its checkpoint is saved')
                 return 128 + stop.signum
+    # Every worker's last pushes and pulls must finish before any exits: a dist_sync
+    # worker that quits with a push still queued leaves the others waiting forever.
+    from mxnet import npx
+    npx.waitall()
     if chief:
         report.write_gif(paths.samples, paths.gif)
         export_run(trainer.net_G, cfg, paths.export, ctxs[0])
