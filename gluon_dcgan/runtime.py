@@ -105,7 +105,7 @@ def _gpu_problem(device_id):
     from mxnet.runtime import Features
     if not Features().is_enabled('CUDA'):
         return ('this MXNet build has no CUDA support; install the GPU build '
-                '(pip install -r requirements-gpu.txt) or use --ctx cpu')
+                '(make setup-gpu, see README) or use --ctx cpu')
     count = mx.context.num_gpus()
     if count == 0:
         return 'no GPU is visible to MXNet; use --ctx cpu'
