@@ -1,6 +1,5 @@
 """End to end: the real CLI on tiny synthetic data, asserting files and numbers."""
 import json
-import os
 
 import numpy as onp
 from PIL import Image

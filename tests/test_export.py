@@ -1,10 +1,9 @@
 """Component: the ONNX export, its manifest, generate without MXNet, re-export."""
 import json
-import os
 
 import numpy as onp
 
-from conftest import ROOT, assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli
 
 
 def test_export_has_onnx_and_a_full_manifest(tiny_run):

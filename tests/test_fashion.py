@@ -6,7 +6,7 @@ import struct
 import numpy as onp
 import pytest
 
-from conftest import ROOT, assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli
 
 # Gluon checks each file against the official SHA-1 and re-downloads on a mismatch.
 # The test's small files cannot match, so the download function is replaced by a

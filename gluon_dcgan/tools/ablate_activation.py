@@ -12,7 +12,6 @@ import sys
 import numpy as onp
 
 from ..config import config_from_args, train_parser
-from ..errors import UserError
 
 VARIANTS = ('leaky', 'relu')
 PROBE = 64  # real and fake images in the fixed measuring batches
@@ -50,7 +49,7 @@ def _probe_run(run_dir, real):
     from mxnet import np
     from ..data.loader import normalize
     from ..model import build_net_D
-    from ..train import checkpoint, rundir
+    from ..train import checkpoint
     from ..train.loop import noise
     from .export import load_run_generator
     ctx = mx.cpu()

@@ -1,5 +1,4 @@
 """run.py evaluate: FID between an exported generator's images and real images."""
-import dataclasses
 import os
 import sys
 

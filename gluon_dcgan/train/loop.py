@@ -4,7 +4,6 @@ The loop itself only calls update_D and update_G; sample grids, figures,
 metrics and checkpoints hang off it as callbacks in ``EpochEnd``.
 """
 import math
-import os
 import signal
 import sys
 import time
@@ -13,8 +12,7 @@ import numpy as onp
 
 from ..data import loader
 from ..errors import UserError
-from ..runtime import describe_contexts, resolve_contexts
-from . import checkpoint, report, rundir, steps
+from . import steps
 
 SYNC_EVERY = 5          # batches between reads of the loss sums (the only host syncs)
 FIXED, SAMPLES = 3, 4   # random streams: fixed sample noise, per-epoch fresh samples

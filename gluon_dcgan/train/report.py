@@ -65,7 +65,6 @@ def save_real_samples(images_uint8, path):
 
 def save_leaky_relu(path):
     """The chapter's leaky ReLU plot for alpha in [0, .2, .4, .6, .8, 1]."""
-    from mxnet import np
     from mxnet.gluon import nn
     d2l = _d2l()
     alphas = [0, .2, .4, .6, .8, 1]
