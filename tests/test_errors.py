@@ -30,6 +30,8 @@ def _file_as_out_dir(tmp):
 
 
 CASES = {
+    'pokemon offline': (lambda t: ['--data', 'pokemon', '--data-root', str(t / 'dr')] +
+                        BASE[2:], 'cannot download pokemon'),
     'missing data path': (lambda t: ['--data', str(t / 'nope')] + BASE[2:], 'does not exist'),
     'no images': (lambda t: ['--data', _folder_with_no_images(t)] + BASE[2:], 'no images'),
     'bad images': (lambda t: ['--data', _folder_with_bad_images(t)] + BASE[2:] +

@@ -5,6 +5,8 @@ the server sent (an error page, a partial file) under the final name. We verify
 after every download, delete a bad file, and extract into a temporary folder
 that is renamed into place only when complete.
 """
+import contextlib
+import io
 import os
 import shutil
 import zipfile
@@ -37,9 +39,14 @@ def download_verified(name, folder):
     from d2l import mxnet as d2l
     url, sha1 = d2l.DATA_HUB[name]
     try:
-        fname = d2l.download(name, folder=folder)
+        # d2l prints 'Downloading ...' to stdout; offline, the error below is the one line.
+        with contextlib.redirect_stdout(io.StringIO()):
+            fname = d2l.download(name, folder=folder)
     except Exception as exc:  # requests' connection errors, DNS failures, refused ports
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        text = str(exc).strip()
+        reason = ('cannot reach the server' if 'Connection' in type(exc).__name__ or
+                  'Max retries' in text else text.splitlines()[0][:160] if text else
+                  type(exc).__name__)
         raise UserError(f"cannot download {name} from {url} ({reason}); offline, use "
                         f"--data synthetic or --data PATH to a folder of images")
     got = sha1_of(fname)
