@@ -10,6 +10,7 @@ import os
 import numpy as onp
 
 from ..errors import UserError
+from .hub import download_failure
 
 CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
            'Sneaker', 'Bag', 'Ankle boot')
@@ -39,11 +40,7 @@ def load_fashion_mnist(data_root, train=True, size=64):
         with contextlib.redirect_stdout(io.StringIO()):
             ds = FashionMNIST(root=root, train=train)
     except Exception as exc:  # requests errors offline; OSError; bad hashes
-        text = str(exc).strip()
-        reason = ('cannot reach the download server' if 'Connection' in type(exc).__name__ or
-                  'Max retries' in text else text.splitlines()[0][:160] if text else
-                  type(exc).__name__)
-        raise UserError(f'cannot get Fashion-MNIST into {root} ({reason}); offline, put the '
+        raise UserError(f'cannot get Fashion-MNIST into {root} ({download_failure(exc)}); offline, put the '
                         f'four official idx .gz files there, or use --data synthetic')
     images = onp.asarray(ds._data.asnumpy(), dtype=onp.uint8)
     labels = onp.asarray(ds._label).astype(onp.int64)

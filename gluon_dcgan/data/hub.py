@@ -34,6 +34,14 @@ def sha1_of(path):
     return file_digest(path, 'sha1')
 
 
+def download_failure(exc):
+    """A short reason for a failed download (requests' messages run to several lines)."""
+    text = str(exc).strip()
+    if 'Connection' in type(exc).__name__ or 'Max retries' in text:
+        return 'cannot reach the server'
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
 def download_verified(name, folder):
     """d2l.download(name) into `folder`, then check the SHA-1; return the archive path."""
     from d2l import mxnet as d2l
@@ -43,11 +51,7 @@ def download_verified(name, folder):
         with contextlib.redirect_stdout(io.StringIO()):
             fname = d2l.download(name, folder=folder)
     except Exception as exc:  # requests' connection errors, DNS failures, refused ports
-        text = str(exc).strip()
-        reason = ('cannot reach the server' if 'Connection' in type(exc).__name__ or
-                  'Max retries' in text else text.splitlines()[0][:160] if text else
-                  type(exc).__name__)
-        raise UserError(f"cannot download {name} from {url} ({reason}); offline, use "
+        raise UserError(f"cannot download {name} from {url} ({download_failure(exc)}); offline, use "
                         f"--data synthetic or --data PATH to a folder of images")
     got = sha1_of(fname)
     if got != sha1:
