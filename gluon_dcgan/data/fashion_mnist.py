@@ -40,7 +40,8 @@ def load_fashion_mnist(data_root, train=True, size=64):
         with contextlib.redirect_stdout(io.StringIO()):
             ds = FashionMNIST(root=root, train=train)
     except Exception as exc:  # requests errors offline; OSError; bad hashes
-        raise UserError(f'cannot get Fashion-MNIST into {root} ({download_failure(exc)}); offline, put the '
+        raise UserError(f'cannot get Fashion-MNIST into {root} ({download_failure(exc)}); '
+                        f'offline, put the '
                         f'four official idx .gz files there, or use --data synthetic')
     images = onp.asarray(ds._data.asnumpy(), dtype=onp.uint8)
     labels = onp.asarray(ds._label).astype(onp.int64)
