@@ -41,9 +41,8 @@ def generate_main(argv):
         raise UserError(f'folder {out_dir!r} for --output does not exist: create it first')
     from . import generate
     if args.onnx:
-        manifest = generate.read_manifest(args.export, (generate.ONNX,))
-        Z = generate.latent_noise(args.num, manifest['latent_dim'], args.seed)
-        images, _ = generate.generate_onnx(args.export, Z)
+        run, manifest = generate.load_onnx_generator(args.export)  # checks the files once
+        images = run(generate.latent_noise(args.num, manifest['latent_dim'], args.seed))
     else:
         from .runtime import resolve_contexts, use_np
         use_np()

@@ -73,8 +73,8 @@ def generate_mxnet(folder, Z, ctx=None):
     return net(np.array(Z, ctx=ctx)).asnumpy()
 
 
-def generate_onnx(folder, Z):
-    """(N, C, H, W) float32 in [-1, 1] from export/generator.onnx, without MXNet."""
+def load_onnx_generator(folder):
+    """(a function Z -> images, manifest) from export/generator.onnx, without MXNet."""
     manifest = read_manifest(folder, (ONNX,))
     try:
         import onnxruntime as ort
@@ -83,7 +83,21 @@ def generate_onnx(folder, Z):
     session = ort.InferenceSession(os.path.join(folder, ONNX),
                                    providers=['CPUExecutionProvider'])
     name = session.get_inputs()[0].name
-    return session.run(None, {name: Z})[0], manifest
+    return (lambda Z: session.run(None, {name: Z})[0]), manifest
+
+
+def generate_onnx(folder, Z):
+    """(N, C, H, W) float32 in [-1, 1] from export/generator.onnx, without MXNet."""
+    run, manifest = load_onnx_generator(folder)
+    return run(Z), manifest
+
+
+def pixels_in_chunks(net_G, Z, chunk=256):
+    """(N, H, W, C) uint8 images from an MXNet generator, `chunk` latents at a time."""
+    from mxnet import np
+    from .train.report import to_pixels
+    return onp.concatenate([to_pixels(net_G(np.array(Z[i:i + chunk])).asnumpy())
+                            for i in range(0, len(Z), chunk)])
 
 
 def save_grid(images, path):

@@ -61,7 +61,6 @@ def main(argv):
     from .. import classifier, generate
     from ..data.fashion_mnist import load_fashion_mnist
     from ..train import rundir
-    from ..train.report import to_pixels
     cfg = rundir.saved_config(rundir.RunPaths(args.run))
     if cfg is None:
         raise UserError(f'{args.run} is not a run folder (no config.json)')
@@ -76,11 +75,9 @@ def main(argv):
     _, test_pred = classifier.predict(net, test_x)
     accuracy = float((test_pred == test_y).mean())
     print(f'classifier test accuracy: {accuracy:.1%} ({len(test_y)} images)')
-    from mxnet import np
     net_G, manifest = generate.load_mxnet_generator(os.path.join(args.run, 'export'))
-    Z = generate.latent_noise(args.num, manifest['latent_dim'], args.seed)
-    fake = onp.concatenate([to_pixels(net_G(np.array(Z[i:i + 256])).asnumpy())
-                            for i in range(0, args.num, 256)])
+    fake = generate.pixels_in_chunks(
+        net_G, generate.latent_noise(args.num, manifest['latent_dim'], args.seed))
     probs, preds = classifier.predict(net, fake)
     rows = []
     for label in range(10):

@@ -30,7 +30,6 @@ def main(argv):
     import mxnet as mx
     from .. import fid, generate
     from ..data import load_images
-    from ..train.report import to_pixels
     net_G, manifest = generate.load_mxnet_generator(args.export, mx.cpu())
     channels = manifest['output_shape'][1]
     cfg = Config(data=args.data, data_root=args.data_root, limit=args.limit, batch_size=1,
@@ -41,14 +40,9 @@ def main(argv):
                         f'fashion-mnist or a folder of images')
     net = fid.load_inception(args.inception_params, os.path.join(args.data_root, 'models'))
     real = load_images(cfg, log=lambda m: print(m, file=sys.stderr))[:args.num]
-    from mxnet import np
-    fake = []
-    for i in range(0, args.num, 256):
-        Z = generate.latent_noise(min(256, args.num - i), manifest['latent_dim'],
-                                  args.seed * 100003 + i)
-        fake.append(to_pixels(net_G(np.array(Z)).asnumpy()))
-    import numpy as onp
-    fake = onp.concatenate(fake)
+    # The same noise as `generate --seed`: the scored images are the ones it draws.
+    fake = generate.pixels_in_chunks(
+        net_G, generate.latent_noise(args.num, manifest['latent_dim'], args.seed))
     real_stats = fid.statistics(fid.inception_features(net, real, batch_size=args.batch_size))
     score = fid.fid_of_images(net, fake, real_stats)
     print(f'FID {score:.6g} ({len(fake)} generated, {len(real)} real images)')
