@@ -1,43 +1,36 @@
-"""Checkpoints: one folder holds everything needed to continue a run.
+"""Checkpoints: one folder holds everything needed to continue a run, as data only.
 
 Layout of checkpoints/ckpt-E{epoch:04d}-B{batch:06d}/ (epoch = last complete
 epoch, batch = batches already done of the next one):
     net_G.params, net_D.params        both networks (with BatchNorm statistics)
-    trainer_G.states, trainer_D.states both Adam states (Trainer.save_states); absent
-                                      for dist_sync, whose Adam states live on the servers
+    adam_G.params, adam_D.params      both Adam states: moments as MXNet arrays
+    adam_G.json, adam_D.json          and their step counters; absent for
+                                      dist_sync, whose Adam states live on the servers
     fixed_noise.npy                   the noise behind samples/epoch_NNN.png
     state.json                        epoch, batch, config, history, partial sums
     manifest.json                     SHA-256 of every file above; written last
-A checkpoint is written under a temporary name, fsynced, then renamed, so a
-crash leaves either the old checkpoint or the new one, never half of one.
+Nothing in a checkpoint is pickled, so loading one runs no code (see the
+README's Security note). A checkpoint is written under a temporary name,
+fsynced, then renamed, so a crash leaves the old checkpoint or the new one,
+never half of one. A damaged checkpoint is set aside as damaged-ckpt-..., never
+deleted, and does not count among the KEEP newest.
 """
 import json
 import os
 import shutil
-import uuid
 
 import numpy as onp
 
-from ..files import file_digest
+from ..errors import UserError
+from ..files import file_digest, fsync_path, remove_leftovers, temporary_folder
+from . import optimizer_state
 
-KEEP = 2  # the newest complete checkpoints kept; older ones are removed
-FILES = ('net_G.params', 'net_D.params', 'trainer_G.states', 'trainer_D.states',
-         'fixed_noise.npy', 'state.json')
-TRAINER_FILES = ('trainer_G.states', 'trainer_D.states')
-
-
-def _fsync(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _states_on_servers(trainer):
-    """dist_sync keeps Adam's states on the parameter servers, where Gluon cannot save them."""
-    kv = trainer._kvstore_params.get('kvstore')
-    return kv is not None and not isinstance(kv, str) and 'dist' in kv.type
+KEEP = 2  # the newest intact checkpoints kept; older ones are removed
+TMP_PREFIX = '.tmp-ckpt-'
+NETS = ('net_G.params', 'net_D.params')
+ADAM = ('adam_G.params', 'adam_G.json', 'adam_D.params', 'adam_D.json')
+FILES = NETS + ADAM + ('fixed_noise.npy', 'state.json')
+_intact = set()  # checkpoints this process wrote or verified: no need to hash them again
 
 
 def checkpoint_name(epoch, batch):
@@ -45,60 +38,112 @@ def checkpoint_name(epoch, batch):
     return f'ckpt-E{epoch:04d}-B{batch:06d}'
 
 
-def save(folder, net_G, net_D, trainer_G, trainer_D, fixed_noise, state):
-    """Write a checkpoint atomically; return its path. `state` must hold epoch and batch."""
+def save(folder, trainer, fixed_noise, state):
+    """Write a checkpoint of `trainer` (nets + Adam) atomically; return its path.
+
+    `state` must hold epoch and batch.
+    """
     os.makedirs(folder, exist_ok=True)
-    for name in os.listdir(folder):  # left by a run killed while saving
-        if name.startswith('.tmp-'):
-            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+    remove_leftovers(folder, TMP_PREFIX)  # left by a run killed while saving
     final = os.path.join(folder, checkpoint_name(state['epoch'], state['batch']))
-    tmp = os.path.join(folder, f'.tmp-{uuid.uuid4().hex[:8]}')
-    os.makedirs(tmp)
-    net_G.save_parameters(os.path.join(tmp, 'net_G.params'))
-    net_D.save_parameters(os.path.join(tmp, 'net_D.params'))
-    if not _states_on_servers(trainer_G):
-        trainer_G.save_states(os.path.join(tmp, 'trainer_G.states'))
-        trainer_D.save_states(os.path.join(tmp, 'trainer_D.states'))
-    onp.save(os.path.join(tmp, 'fixed_noise.npy'), fixed_noise)
-    with open(os.path.join(tmp, 'state.json'), 'w') as f:
-        json.dump(state, f)
-    names = [n for n in FILES if os.path.exists(os.path.join(tmp, n))]
-    manifest = {name: file_digest(os.path.join(tmp, name)) for name in names}
-    with open(os.path.join(tmp, 'manifest.json'), 'w') as f:
-        json.dump(manifest, f, indent=1)
-    for name in names + ['manifest.json']:
-        _fsync(os.path.join(tmp, name))
-    if os.path.exists(final):  # the same position saved again (e.g. SIGINT at an epoch end)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync(folder)
-    for old in list_checkpoints(folder)[:-KEEP]:
-        shutil.rmtree(os.path.join(folder, old), ignore_errors=True)
+    with temporary_folder(folder, TMP_PREFIX) as tmp:
+        trainer.net_G.save_parameters(os.path.join(tmp, 'net_G.params'))
+        trainer.net_D.save_parameters(os.path.join(tmp, 'net_D.params'))
+        optimizer_state.save(trainer.trainer_G, trainer.net_G, os.path.join(tmp, 'adam_G'))
+        optimizer_state.save(trainer.trainer_D, trainer.net_D, os.path.join(tmp, 'adam_D'))
+        onp.save(os.path.join(tmp, 'fixed_noise.npy'), fixed_noise)
+        with open(os.path.join(tmp, 'state.json'), 'w') as f:
+            json.dump(state, f)
+        names = [n for n in FILES if os.path.exists(os.path.join(tmp, n))]
+        manifest = {name: file_digest(os.path.join(tmp, name)) for name in names}
+        with open(os.path.join(tmp, 'manifest.json'), 'w') as f:
+            json.dump(manifest, f, indent=1)
+        for name in names + ['manifest.json']:
+            fsync_path(os.path.join(tmp, name))
+        if os.path.exists(final):  # the same position saved again (e.g. SIGINT at an epoch end)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    fsync_path(folder)
+    _intact.add(final)
+    prune(folder)
     return final
 
 
+def prune(folder):
+    """Keep the KEEP newest intact checkpoints; set damaged ones aside; remove older ones."""
+    kept = 0
+    for name in reversed(list_checkpoints(folder)):
+        path = os.path.join(folder, name)
+        if kept == KEEP:
+            shutil.rmtree(path, ignore_errors=True)
+        elif verify(path) is None:
+            kept += 1
+        else:
+            set_aside(path)
+
+
+def set_aside(path):
+    """Rename a damaged checkpoint to damaged-ckpt-...: out of the way, but not deleted."""
+    parent, name = os.path.split(path)
+    target = os.path.join(parent, 'damaged-' + name)
+    if os.path.exists(target):
+        shutil.rmtree(target)  # an older copy of the same damaged checkpoint, set aside by us
+    os.replace(path, target)
+
+
 def list_checkpoints(folder):
-    """Checkpoint folder names, oldest first (temporary folders excluded)."""
+    """Checkpoint folder names, oldest first (temporary and damaged folders excluded)."""
     if not os.path.isdir(folder):
         return []
     return sorted(n for n in os.listdir(folder) if n.startswith('ckpt-'))
 
 
+def _readable(path, manifest):
+    """None if every file of the checkpoint parses as the data it should be, else why not."""
+    import mxnet as mx
+    try:
+        for name in NETS:
+            mx.nd.load(os.path.join(path, name))
+        for prefix in ('adam_G', 'adam_D'):
+            if prefix + '.json' in manifest:
+                optimizer_state.read(os.path.join(path, prefix))
+        noise = onp.load(os.path.join(path, 'fixed_noise.npy'))  # allow_pickle stays False
+        if noise.dtype != onp.float32 or noise.ndim != 4:
+            return 'fixed_noise.npy is not a float32 noise batch'
+        state = load_state(path)
+        if not isinstance(state, dict) or not {'epoch', 'batch', 'config', 'history'} <= set(state):
+            return 'state.json lacks the training position'
+    except (ValueError, OSError, mx.base.MXNetError) as exc:
+        return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else \
+            type(exc).__name__
+    return None
+
+
 def verify(path):
-    """None if the checkpoint at `path` is complete and intact, else what is wrong."""
+    """None if the checkpoint at `path` is complete, intact and readable, else what is wrong."""
+    if path in _intact:
+        return None
     try:
         with open(os.path.join(path, 'manifest.json')) as f:
             manifest = json.load(f)
+        if not isinstance(manifest, dict):
+            raise ValueError
     except (OSError, ValueError):
         return 'manifest.json is missing or unreadable'
-    required = [n for n in FILES if n not in TRAINER_FILES or n in manifest]
+    paired = set(ADAM) & set(manifest)
+    required = [n for n in FILES if n not in ADAM] + sorted(paired)
+    if paired and paired != set(ADAM):
+        return 'the Adam state is incomplete'
     for name in required:
         file = os.path.join(path, name)
-        if not os.path.exists(file):
+        if not os.path.isfile(file):
             return f'{name} is missing'
         if file_digest(file) != manifest.get(name):
             return f'{name} does not match its checksum'
-    return None
+    problem = _readable(path, manifest)
+    if problem is None:
+        _intact.add(path)
+    return problem
 
 
 def latest_valid(folder, warn):
@@ -118,14 +163,19 @@ def load_state(path):
         return json.load(f)
 
 
-def load(path, net_G, net_D, trainer_G, trainer_D, ctxs):
-    """Restore nets and trainers in place from a checkpoint written by ``save``.
+def load(path, trainer):
+    """Restore the nets and Adam states of `trainer` in place from a checkpoint.
 
     Returns (fixed_noise, state)."""
-    net_G.load_parameters(os.path.join(path, 'net_G.params'), ctx=ctxs)
-    net_D.load_parameters(os.path.join(path, 'net_D.params'), ctx=ctxs)
-    if os.path.exists(os.path.join(path, 'trainer_G.states')) and \
-            not _states_on_servers(trainer_G):
-        trainer_G.load_states(os.path.join(path, 'trainer_G.states'))
-        trainer_D.load_states(os.path.join(path, 'trainer_D.states'))
+    import mxnet as mx
+    try:
+        trainer.net_G.load_parameters(os.path.join(path, 'net_G.params'), ctx=trainer.ctxs)
+        trainer.net_D.load_parameters(os.path.join(path, 'net_D.params'), ctx=trainer.ctxs)
+    except (AssertionError, mx.base.MXNetError) as exc:  # shapes or names that do not fit
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else 'mismatch'
+        raise UserError(f'the networks in {path} do not fit this model ({first}): resume with '
+                        f'the flags the run was started with')
+    if os.path.exists(os.path.join(path, 'adam_G.json')):
+        optimizer_state.load(trainer.trainer_G, trainer.net_G, os.path.join(path, 'adam_G'))
+        optimizer_state.load(trainer.trainer_D, trainer.net_D, os.path.join(path, 'adam_D'))
     return onp.load(os.path.join(path, 'fixed_noise.npy')), load_state(path)

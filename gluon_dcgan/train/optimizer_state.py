@@ -1,0 +1,130 @@
+"""Adam's state saved as data: moments in an MXNet .params file, counters in JSON.
+
+gluon.Trainer.save_states/load_states pickle the updater with the optimizer
+inside it, so loading a states file can run code, and the loaded optimizer
+replaces the new one (a resumed run kept its old --lr). Here only arrays and
+numbers are stored, and they are put back into the Trainer's own updaters: the
+learning rate and beta1 are always the ones the run was started with.
+
+Files, for a checkpoint prefix P:
+    P.params   'NAME.mean' and 'NAME.var' for each trainable parameter, NAME being
+               its place in the net ('0.conv2d_trans.weight', as save_parameters
+               names it), so the state fits any process that builds the same net
+    P.json     step counters per device and the hyper-parameters (informative)
+"""
+import json
+
+from ..errors import UserError
+
+FORMAT = 'gluon_dcgan adam state v1'
+
+
+def _updaters(trainer):
+    """The Updater objects that hold this Trainer's optimizer state on the workers."""
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    if trainer._params_to_init:
+        trainer._init_params()
+    if trainer._update_on_kvstore:
+        kv = trainer._kvstore
+        return [] if 'dist' in kv.type else [kv._updater]  # dist: on the parameter servers
+    return trainer._updaters
+
+
+def on_servers(trainer):
+    """True if Adam's state lives on dist_sync's parameter servers (not saved here)."""
+    return not _updaters(trainer)
+
+
+def _indices(trainer, net):
+    """{structural parameter name: the Trainer's index} for the trainable parameters of `net`.
+
+    The Trainer numbers parameters in the order of their global names, which
+    depend on how many blocks the process built before; structural names do not.
+    """
+    return {name: trainer._param2idx[p.name]
+            for name, p in net._collect_params_with_prefix().items() if p.grad_req != 'null'}
+
+
+def save(trainer, net, prefix):
+    """Write P.params and P.json for `trainer` of `net`; returns the files written.
+
+    Writes nothing for dist_sync, whose state is on the servers.
+    """
+    import mxnet as mx
+    updaters = _updaters(trainer)
+    if not updaters:
+        return []
+    updater, opt = updaters[0], trainer._optimizer
+    arrays = {}
+    for name, index in _indices(trainer, net).items():
+        if index in updater.states:  # created at a parameter's first step
+            arrays[f'{name}.mean'], arrays[f'{name}.var'] = updater.states[index]
+    mx.nd.save(prefix + '.params', arrays)
+    names = {index: name for name, index in _indices(trainer, net).items()}
+    meta = {'format': FORMAT, 'optimizer': type(opt).__name__.lower(),
+            'num_update': opt.num_update,
+            'update_counts': {str(dev): {names[i]: n for i, n in counts.items()}
+                              for dev, counts in opt._all_index_update_counts.items()},
+            'learning_rate': opt.learning_rate, 'beta1': opt.beta1, 'beta2': opt.beta2,
+            'epsilon': opt.epsilon}
+    with open(prefix + '.json', 'w') as f:
+        json.dump(meta, f)
+    return [prefix + '.params', prefix + '.json']
+
+
+def read(prefix):
+    """(arrays, meta) of a saved state, checked for the expected structure.
+
+    Raises ValueError with a short reason if the files are not such a state.
+    """
+    import mxnet as mx
+    with open(prefix + '.json') as f:
+        meta = json.load(f)
+    if not isinstance(meta, dict) or meta.get('format') != FORMAT:
+        raise ValueError(f'{prefix}.json is not a {FORMAT!r} file')
+    counts = meta.get('update_counts')
+    if not isinstance(counts, dict) or not isinstance(meta.get('num_update'), int) or not all(
+            isinstance(c, dict) and all(isinstance(n, int) for n in c.values())
+            for c in counts.values()):
+        raise ValueError(f'{prefix}.json has malformed step counters')
+    try:
+        arrays = mx.nd.load(prefix + '.params')
+    except mx.base.MXNetError:
+        raise ValueError(f'{prefix}.params is not an MXNet array file') from None
+    if not isinstance(arrays, dict):
+        raise ValueError(f'{prefix}.params holds no named arrays')
+    return arrays, meta
+
+
+def load(trainer, net, prefix):
+    """Put a state saved by ``save`` into `trainer`'s updaters (on each one's device).
+
+    A state that does not fit the net's trainable parameters raises UserError.
+    """
+    updaters = _updaters(trainer)
+    if not updaters:
+        return
+    try:
+        arrays, meta = read(prefix)
+    except (OSError, ValueError) as exc:
+        raise UserError(f'cannot read the optimizer state {prefix}.* ({exc})')
+    indices = _indices(trainer, net)
+    shapes = {name: trainer._params[i].shape for name, i in indices.items()}
+    counted = {name for counts in meta['update_counts'].values() for name in counts}
+    if arrays and (set(arrays) != {f'{n}.{m}' for n in shapes for m in ('mean', 'var')} or any(
+            arrays[f'{n}.{m}'].shape != shape for n, shape in shapes.items()
+            for m in ('mean', 'var'))) or not counted <= set(shapes):
+        raise UserError(f'the optimizer state {prefix}.params does not fit the network: '
+                        f'resume with the flags the run was started with')
+    states = {indices[n]: (arrays[f'{n}.mean'], arrays[f'{n}.var']) for n in shapes if arrays}
+    for updater in updaters:
+        # Each device's updater gets its own copy on that device (synced lazily by MXNet).
+        updater.states = {i: (m.copy(), v.copy()) for i, (m, v) in states.items()}
+        updater.states_synced = dict.fromkeys(states, False)
+    opt = trainer._optimizer
+    opt.num_update = meta['num_update']
+    opt._all_index_update_counts = {int(dev): {indices[n]: c for n, c in counts.items()}
+                                    for dev, counts in meta['update_counts'].items()}
+    opt._all_index_update_counts.setdefault(0, {})
+    opt._index_update_count = opt._all_index_update_counts[0]
