@@ -1,15 +1,29 @@
-"""A whole training run: prepare the folder, resume, loop over epochs, export, report.
+"""A whole training run in three stages: prepare, train (the chapter's loop), finish.
 
 ``fit(cfg)`` is what ``python run.py`` calls. It returns the process exit code.
+``prepare`` runs every check before the run folder changes; an interrupt at any
+stage ends with one truthful line about what was saved.
 """
+import contextlib
 import os
+import signal
 import sys
 
-from ..data import load_images
+from ..config import Config
+from ..data import load_images, loader
 from ..errors import UserError
 from ..runtime import describe_contexts, resolve_contexts
 from . import checkpoint, report, rundir
-from .loop import FIXED, SAMPLES, Interrupted, StopFlag, Trainer, noise, run_epoch
+from .loop import (FIXED, SAMPLES, Diverged, Interrupted, StopFlag, Trainer, noise,
+                   run_epoch)
+
+# What an interrupt outside the training loop leaves behind, by stage.
+INTERRUPTED = {
+    'checks': 'interrupted before training started: nothing was saved',
+    'setup': 'interrupted before the first step; continue with --resume',
+    'finish': 'interrupted during the export: training is complete and its last checkpoint is '
+              'saved; run the same command with --resume to finish the export',
+}
 
 
 def _kvstore(cfg, ctxs):
@@ -41,9 +55,7 @@ class EpochEnd:
                             save=False)
 
     def save_checkpoint(self, state):
-        t = self.trainer
-        return checkpoint.save(self.paths.checkpoints, t.net_G, t.net_D, t.trainer_G,
-                               t.trainer_D, self.fixed_noise, state)
+        return checkpoint.save(self.paths.checkpoints, self.trainer, self.fixed_noise, state)
 
     def __call__(self, epoch, state):
         row = state['history'][-1]
@@ -62,14 +74,101 @@ class EpochEnd:
         report.write_metrics(state['history'], self.paths.metrics)
 
 
+def _check_resume(cfg, path, state, log):
+    """Refuse a resume that would silently change the run; log the changes it may make."""
+    try:
+        old = Config.from_dict(state['config'])
+    except (TypeError, AttributeError):
+        raise UserError(f'{path} holds no readable config: resume is impossible; start '
+                        f'afresh with --overwrite')
+    error = rundir.model_mismatch(old, cfg, path)
+    if error:
+        raise error
+    changed = [f for f in ('batch_size', 'seed') if getattr(old, f) != getattr(cfg, f)]
+    if state['batch'] and changed:
+        pairs = ', '.join(f"--{f.replace('_', '-')} {getattr(old, f)} -> {getattr(cfg, f)}"
+                          for f in changed)
+        raise UserError(f'cannot change {pairs} when resuming in the middle of epoch '
+                        f'{state["epoch"] + 1} (its batches were drawn with the old values): '
+                        f'resume with the old values; they may change at an epoch boundary')
+    changes = [f'--{f} {getattr(old, f):g} -> {getattr(cfg, f):g}' for f in ('lr', 'beta1')
+               if getattr(old, f) != getattr(cfg, f)]
+    if changes:
+        log(f'resuming with new Adam settings from here on: {", ".join(changes)}')
+
+
 def _start_state(cfg, paths, log):
-    """The newest intact checkpoint to resume from (path), or None to start afresh."""
+    """(checkpoint path, its state) to resume from, or (None, None) to start afresh."""
     if not cfg.resume:
-        return None
+        return None, None
     path = checkpoint.latest_valid(paths.checkpoints, log)
-    if path is None and checkpoint.list_checkpoints(paths.checkpoints):
-        log(f'warning: no intact checkpoint in {paths.checkpoints}; starting from epoch 1')
-    return path
+    if path is None:
+        if checkpoint.list_checkpoints(paths.checkpoints):
+            log(f'warning: no intact checkpoint in {paths.checkpoints}; starting from epoch 1')
+        return None, None
+    state = checkpoint.load_state(path)
+    _check_resume(cfg, path, state, log)
+    return path, state
+
+
+def export_run(net_G, cfg, folder, ctx):
+    """export/: MXNet symbol + params, the verified ONNX model, manifest.json."""
+    from ..export.mxnet_export import export_generator
+    from ..export.onnx_export import onnx_writer
+    return export_generator(net_G, folder, cfg.latent_dim, cfg.channels, cfg.image_size,
+                            ctx=ctx, extra_writers=[onnx_writer(cfg.latent_dim, ctx)])
+
+
+class Run:
+    """Everything one training run holds; `stage` says what an interrupt would leave."""
+
+    def __init__(self, cfg, log):
+        self.cfg, self.log, self.stage = cfg, log, 'checks'
+        self.ctxs = resolve_contexts(cfg.ctx)
+        self.kvstore, self.rank, self.num_workers = _kvstore(cfg, self.ctxs)
+        self.chief = self.rank == 0  # other workers write nothing and trust rank 0's checks
+        self.paths = rundir.RunPaths(cfg.out_dir)
+        self.epoch_end = None
+
+
+def prepare(run):
+    """Run every check, then set up the run folder. Returns False if there is nothing to do."""
+    cfg, paths, log = run.cfg, run.paths, run.log
+    if run.chief:
+        rundir.lock(paths.root)
+        rundir.check_start(cfg, paths, log)
+    resume_from, done = _start_state(cfg, paths, log)
+    if done and done['epoch'] >= cfg.epochs and os.path.isdir(paths.export):
+        log(f'{paths.root} already finished {done["epoch"]} epoch(s); nothing to do '
+            f'(raise --epochs to train longer)')
+        return False
+    if cfg.fid_every and run.chief:
+        from ..fid import check_weights_available
+        check_weights_available(cfg.inception_params, os.path.join(cfg.data_root, 'models'))
+    run.images = load_images(cfg, log)
+    if run.num_workers > 1:
+        log(f'worker {run.rank}/{run.num_workers}: {len(run.images) // run.num_workers} of '
+            f'{len(run.images)} images per epoch')
+    run.trainer = Trainer(cfg, run.ctxs, run.kvstore, run.rank, run.num_workers)
+    run.fixed = noise(cfg.seed, 0, FIXED, (21, cfg.latent_dim, 1, 1))
+    run.state = {'epoch': 0, 'batch': 0, 'history': [], 'partial': None}
+    if resume_from:
+        run.fixed, run.state = checkpoint.load(resume_from, run.trainer)
+        log(f'resuming from {resume_from}')
+    run.state['config'] = dict(vars(cfg))
+    if run.chief:  # every check has passed: from here on the run folder changes
+        run.stage = 'setup'
+        rundir.clear_old_run(cfg, paths)
+        rundir.write_config(cfg, paths)
+        report.write_metrics(run.state['history'], paths.metrics)
+        report.save_real_samples(run.images, paths.real_samples)
+        report.save_leaky_relu(paths.leaky_relu)
+        best = None
+        if cfg.fid_every:
+            from .best import BestByFID
+            best = BestByFID(cfg, paths, run.trainer, run.images, run.ctxs[0], export_run)
+        run.epoch_end = EpochEnd(cfg, paths, run.trainer, run.fixed, run.state['history'], best)
+    return True
 
 
 def _row(epoch, sums, num_workers):
@@ -79,86 +178,94 @@ def _row(epoch, sums, num_workers):
             'seconds': sums.seconds}
 
 
-def export_run(net_G, cfg, folder, ctx):
-    """export/: MXNet symbol + params, the verified ONNX model, manifest.json."""
-    from ..export.mxnet_export import export_generator
-    from ..export.onnx_export import onnx_writer
-    return export_generator(net_G, folder, cfg.latent_dim, cfg.channels, cfg.image_size,
-                            ctx=ctx, extra_writers=[onnx_writer(net_G, cfg.latent_dim, ctx)])
-
-
-def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=sys.stdout):
-    """Train (or resume) the run described by `cfg`; return the exit code."""
-    ctxs = resolve_contexts(cfg.ctx)
-    kvstore, rank, num_workers = _kvstore(cfg, ctxs)
-    chief = rank == 0
-    paths = rundir.RunPaths(cfg.out_dir)
-    if chief:  # other workers write nothing and trust rank 0's checks
-        rundir.prepare(cfg, paths)
-    resume_from = _start_state(cfg, paths, log)
-    if resume_from:
-        done = checkpoint.load_state(resume_from)
-        if done['epoch'] >= cfg.epochs and os.path.isdir(paths.export):
-            log(f'{paths.root} already finished {done["epoch"]} epoch(s); nothing to do '
-                f'(raise --epochs to train longer)')
-            return 0
-    if cfg.fid_every and chief:
-        from ..fid import check_weights_available
-        check_weights_available(cfg.inception_params, os.path.join(cfg.data_root, 'models'))
-    images = load_images(cfg, log)
-    if num_workers > 1:
-        log(f'worker {rank}/{num_workers}: {len(images) // num_workers} of {len(images)} '
-            f'images per epoch')
-    trainer = Trainer(cfg, ctxs, kvstore, rank, num_workers)
-    fixed = noise(cfg.seed, 0, FIXED, (21, cfg.latent_dim, 1, 1))
-    state = {'epoch': 0, 'batch': 0, 'history': [], 'partial': None}
-    if resume_from:
-        fixed, state = checkpoint.load(resume_from, trainer.net_G, trainer.net_D,
-                                       trainer.trainer_G, trainer.trainer_D, ctxs)
-        log(f'resuming from {resume_from}')
-    state['config'] = dict(vars(cfg))
-    epoch_end = None
-    if chief:
-        rundir.write_config(cfg, paths)
-        report.write_metrics(state['history'], paths.metrics)
-        report.save_real_samples(images, paths.real_samples)
-        report.save_leaky_relu(paths.leaky_relu)
-        best = None
-        if cfg.fid_every:
-            from .best import BestByFID
-            best = BestByFID(cfg, paths, trainer, images, ctxs[0], export_run)
-        epoch_end = EpochEnd(cfg, paths, trainer, fixed, state['history'], best)
+def train(run):
+    """The chapter's loop over epochs. Returns an exit code if interrupted, else None."""
+    cfg, state, log = run.cfg, run.state, run.log
+    first = state['epoch'] + 1
+    if first <= cfg.epochs:
+        batches = loader.num_batches(len(run.images), cfg.batch_size, run.num_workers)
+        log(f'training epochs {first}-{cfg.epochs} on {len(run.images)} images, {batches} '
+            f'batches per epoch' + (f', from batch {state["batch"] + 1}' if state['batch'] else ''))
     with StopFlag() as stop:
         for epoch in range(state['epoch'] + 1, cfg.epochs + 1):
             try:
-                sums = run_epoch(trainer, images, epoch, stop, state['batch'], state['partial'])
+                sums = run_epoch(run.trainer, run.images, epoch, stop, state['batch'],
+                                 state['partial'])
             except Interrupted as exc:
-                if chief:
+                if run.chief:
                     state.update(batch=exc.next_batch, partial=exc.sums.partial(exc.next_batch))
-                    path = epoch_end.save_checkpoint(state)
+                    path = run.epoch_end.save_checkpoint(state)
                     log(f'interrupted: saved {path}; continue with --resume')
+                else:
+                    log('interrupted; continue with --resume')
                 return exc.exit_code
-            row = _row(epoch, sums, num_workers)
+            row = _row(epoch, sums, run.num_workers)
             state.update(epoch=epoch, batch=0, partial=None, history=state['history'] + [row])
             log(f"epoch {epoch:3d}/{cfg.epochs}  loss_D {row['loss_D']:.3f}  "
                 f"loss_G {row['loss_G']:.3f}  {row['examples_per_sec']:.1f} examples/sec")
-            if chief:
-                epoch_end(epoch, state)
+            if run.chief:
+                run.epoch_end(epoch, state)
             if stop.signum:
-                log('interrupted at the end of an epoch; its checkpoint is saved')
+                log(f'interrupted at the end of epoch {epoch}; its checkpoint is saved: '
+                    f'continue with --resume')
                 return 128 + stop.signum
+    return None
+
+
+def finish(run, out):
+    """Export the generator and print the chapter's final line."""
+    run.stage = 'finish'
     # Every worker's last pushes and pulls must finish before any exits: a dist_sync
     # worker that quits with a push still queued leaves the others waiting forever.
     from mxnet import npx
     npx.waitall()
-    if chief:
-        report.write_gif(paths.samples, paths.gif)
-        export_run(trainer.net_G, cfg, paths.export, ctxs[0])
+    if run.chief:
+        report.write_gif(run.paths.samples, run.paths.gif)
+        export_run(run.trainer.net_G, run.cfg, run.paths.export, run.ctxs[0])
     dump = os.environ.get('GLUON_DCGAN_DUMP_PARAMS')  # tests compare workers' weights
     if dump:
-        trainer.net_G.save_parameters(f'{dump}-rank{rank}.params')
-    last = state['history'][-1]
+        run.trainer.net_G.save_parameters(f'{dump}-rank{run.rank}.params')
+    last = run.state['history'][-1]
     print(f"loss_D {last['loss_D']:.3f}, loss_G {last['loss_G']:.3f}, "
-          f"{last['examples_per_sec']:.1f} examples/sec on {describe_contexts(ctxs)}",
+          f"{last['examples_per_sec']:.1f} examples/sec on {describe_contexts(run.ctxs)}",
           file=out, flush=True)
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """Outside the training loop, SIGINT and SIGTERM raise Interrupted (the loop uses a flag)."""
+    def handle(signum, frame):
+        raise Interrupted(signum)
+    old = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _diverged(run, exc):
+    kept = checkpoint.latest_valid(run.paths.checkpoints, lambda m: None)
+    tail = (f'the last good checkpoint {os.path.basename(kept)} is kept: resume with --resume, '
+            f'perhaps with a lower --lr' if kept else
+            'no checkpoint was saved yet: start again with a lower --lr (and --overwrite)')
+    return UserError(f'{exc}; {tail}', exit_code=3)
+
+
+def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=sys.stdout):
+    """Train (or resume) the run described by `cfg`; return the exit code."""
+    with _signals_raise():
+        run = Run(cfg, log)
+        try:
+            if not prepare(run):
+                return 0
+            code = train(run)
+            if code is not None:
+                return code
+            finish(run, out)
+        except Interrupted as exc:
+            log(INTERRUPTED[run.stage])
+            return exc.exit_code
+        except Diverged as exc:
+            raise _diverged(run, exc)
     return 0

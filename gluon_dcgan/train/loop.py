@@ -11,7 +11,6 @@ import time
 import numpy as onp
 
 from ..data import loader
-from ..errors import UserError
 from . import steps
 
 SYNC_EVERY = 5          # batches between reads of the loss sums (the only host syncs)
@@ -19,12 +18,16 @@ FIXED, SAMPLES = 3, 4   # random streams: fixed sample noise, per-epoch fresh sa
 
 
 class Interrupted(Exception):
-    """SIGINT/SIGTERM arrived; training stopped after a complete batch."""
+    """SIGINT/SIGTERM arrived: within an epoch, training stopped after a complete batch."""
 
     def __init__(self, signum, sums=None, next_batch=0):
         super().__init__(signum)
         self.exit_code = 128 + signum
         self.sums, self.next_batch = sums, next_batch
+
+
+class Diverged(Exception):
+    """A loss became NaN or Inf; the message names the epoch and batch."""
 
 
 class StopFlag:
@@ -88,6 +91,23 @@ class Trainer:
         loss_G = steps.update_G(fake_Xs, self.net_D, self.loss, self.trainer_G, size)
         return loss_D, loss_G
 
+    def average_running_stats(self):
+        """Give every device the mean of the devices' BatchNorm running statistics.
+
+        Each device normalises its own slice of the batch, so their running
+        statistics drift apart; a checkpoint or export holds their mean
+        (Parameter._reduce). Averaging after every epoch makes the live nets on
+        every device, the checkpoint and the export agree.
+        """
+        if len(self.ctxs) == 1:
+            return
+        for net in (self.net_G, self.net_D):
+            for param in net.collect_params().values():
+                if param.grad_req == 'null':
+                    copies = param.list_data()
+                    mean = sum(c.as_in_ctx(self.ctxs[0]) for c in copies) / len(copies)
+                    param.set_data(mean)
+
     def generate(self, Z):
         """net_G at inference on host noise Z -> host array (N, C, 64, 64) in [-1, 1]."""
         from mxnet import np
@@ -113,10 +133,8 @@ class EpochSums:
             d = sum(float(x) for x in loss_D)
             g = sum(float(x) for x in loss_G)
             if not (math.isfinite(d) and math.isfinite(g)):
-                raise UserError(f'training diverged: loss_D {d}, loss_G {g} at epoch '
-                                f'{self.epoch}, batch {batch + 1}; the last good checkpoint is '
-                                f'kept (resume with --resume, perhaps with a lower --lr)',
-                                exit_code=3)
+                raise Diverged(f'training diverged: loss_D {d}, loss_G {g} at epoch '
+                               f'{self.epoch}, batch {batch + 1}')
             self.loss_D, self.loss_G, self.examples = self.loss_D + d, self.loss_G + g, \
                 self.examples + size
         self.pending = []
@@ -140,7 +158,6 @@ def run_epoch(trainer, images, epoch, stop, start_batch=0, partial=None):
     total = loader.num_batches(len(images), cfg.batch_size, trainer.num_workers)
     bar = _progress_bar(cfg, epoch, total, start_batch)
     started = time.time()
-    batch = start_batch
     try:
         for batch, X in loader.iterate_batches(images, cfg.batch_size, cfg.seed, epoch,
                                                trainer.rank, trainer.num_workers, start_batch):
@@ -160,5 +177,5 @@ def run_epoch(trainer, images, epoch, stop, start_batch=0, partial=None):
         bar.close()
     sums.sync()
     sums.seconds += time.time() - started
-    sums.batches_done = batch + 1
+    trainer.average_running_stats()
     return sums

@@ -11,6 +11,8 @@ import warnings
 
 import numpy as onp
 
+from ..files import written_atomically
+
 
 def _d2l():
     import matplotlib
@@ -40,15 +42,14 @@ def grid(pixels, cols, pad=2):
 def save_png(image, path):
     """Write an (H, W, C) uint8 array as PNG via a temporary file (no half-written PNGs)."""
     from PIL import Image
-    tmp = path + '.tmp'
-    Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(tmp, format='PNG')
-    os.replace(tmp, path)
+    with written_atomically(path) as tmp:
+        Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(
+            tmp, format='PNG')
 
 
 def _savefig(fig, path):
-    tmp = path + '.tmp'
-    fig.savefig(tmp, format='png', dpi=100, bbox_inches='tight')
-    os.replace(tmp, path)
+    with written_atomically(path) as tmp:
+        fig.savefig(tmp, format='png', dpi=100, bbox_inches='tight')
 
 
 def save_real_samples(images_uint8, path):
@@ -111,11 +112,9 @@ class TrainingFigure:
 
 def write_metrics(history, path):
     """Rewrite metrics.jsonl from the whole history: each epoch exactly once."""
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
+    with written_atomically(path) as tmp, open(tmp, 'w') as f:
         for row in history:
             f.write(json.dumps(row) + '\n')
-    os.replace(tmp, path)
 
 
 def write_gif(sample_dir, path, ms_per_frame=400):
@@ -126,7 +125,6 @@ def write_gif(sample_dir, path, ms_per_frame=400):
     if not names:
         return
     frames = [Image.open(os.path.join(sample_dir, n)).convert('RGB') for n in names]
-    tmp = path + '.tmp'
-    frames[0].save(tmp, format='GIF', save_all=True, append_images=frames[1:],
-                   duration=ms_per_frame, loop=0)
-    os.replace(tmp, path)
+    with written_atomically(path) as tmp:
+        frames[0].save(tmp, format='GIF', save_all=True, append_images=frames[1:],
+                       duration=ms_per_frame, loop=0)

@@ -1,15 +1,25 @@
-"""The run folder (--out-dir): what a run writes there, and the checks before it starts."""
+"""The run folder (--out-dir): what a run writes there, its lock, and the checks before it starts.
+
+Rules: one process owns a run folder at a time (an flock on RUN/.lock, which the
+kernel releases if the process dies); every check runs before anything in the
+folder changes; --overwrite removes only the files a run writes, and only once
+all checks have passed.
+"""
+import fcntl
 import json
 import os
 import shutil
 
 from ..config import Config
 from ..errors import UserError
+from ..files import written_atomically
 from . import checkpoint
 
 # Everything a run writes; --overwrite removes exactly these and nothing else.
 RUN_FILES = ('config.json', 'metrics.jsonl', 'real_samples.png', 'leaky_relu.png',
              'training.png', 'progress.gif', 'samples', 'checkpoints', 'export')
+LOCK = '.lock'
+_held = {}  # real path of a run folder -> its open lock file: held as long as the process
 
 
 class RunPaths:
@@ -32,16 +42,32 @@ class RunPaths:
         return os.path.exists(self.config) or bool(checkpoint.list_checkpoints(self.checkpoints))
 
 
-def _check_writable(root):
+def lock(root):
+    """Take the run folder for this process, or raise a UserError naming the process holding it.
+
+    Creates the folder if needed. The lock is released when the process exits,
+    however it exits.
+    """
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise UserError(f'--out-dir {root!r} is a file, not a folder: choose another path')
+    if os.path.realpath(root) in _held:  # this process already owns it (ablate-activation)
+        return
     try:
         os.makedirs(root, exist_ok=True)
-        probe = os.path.join(root, '.write-test')
-        with open(probe, 'w') as f:
-            f.write('ok')
-        os.remove(probe)
+        fd = os.open(os.path.join(root, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise UserError(f'--out-dir {root!r} cannot be written ({exc.strerror}): choose '
                         f'another folder or fix its permissions')
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode('ascii', 'replace').strip() or 'unknown'
+        os.close(fd)
+        raise UserError(f'{root} is in use by another gluon_dcgan process (PID {holder}): '
+                        f'wait for it to finish or stop it, or choose another --out-dir')
+    os.ftruncate(fd, 0)
+    os.write(fd, f'{os.getpid()}\n'.encode())
+    _held[os.path.realpath(root)] = fd
 
 
 def saved_config(paths):
@@ -51,40 +77,50 @@ def saved_config(paths):
             return Config.from_dict(json.load(f))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, AttributeError):
         raise UserError(f'{paths.config} is damaged; start afresh with --overwrite')
 
 
-def prepare(cfg, paths):
-    """Apply --resume/--overwrite rules; raise UserError on a refused start."""
-    if os.path.exists(paths.root) and not os.path.isdir(paths.root):
-        raise UserError(f'--out-dir {paths.root!r} is a file, not a folder: choose another path')
-    _check_writable(paths.root)
+def model_mismatch(old, cfg, what):
+    """A UserError if `cfg` changes the model or data of a run configured as `old`, else None."""
+    differ = old.model_differences(cfg)
+    if not differ:
+        return None
+    pairs = ', '.join(f'{f} {getattr(old, f)!r} -> {getattr(cfg, f)!r}' for f in differ)
+    return UserError(f'cannot resume {what} with a different model or data ({pairs}): use '
+                     f'the same flags, or --overwrite to start afresh')
+
+
+def check_start(cfg, paths, log):
+    """Apply the --resume/--overwrite rules; changes nothing on disk."""
     if not paths.holds_run():
+        if cfg.resume:
+            log(f'note: {paths.root} holds no run yet; --resume starts a new one')
         return
     if not (cfg.resume or cfg.overwrite):
         raise UserError(f'{paths.root} already holds a run: add --resume to continue it, '
                         f'--overwrite to replace it, or choose another --out-dir')
-    if cfg.overwrite:
-        for name in RUN_FILES:
-            path = os.path.join(paths.root, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
+    if cfg.resume:
+        old = saved_config(paths)
+        if old is not None:
+            error = model_mismatch(old, cfg, paths.root)
+            if error:
+                raise error
+
+
+def clear_old_run(cfg, paths):
+    """--overwrite: remove the previous run's files, once every check has passed."""
+    if not cfg.overwrite:
         return
-    old = saved_config(paths)
-    if old is not None:
-        differ = old.model_differences(cfg)
-        if differ:
-            pairs = ', '.join(f'{f} {getattr(old, f)!r} -> {getattr(cfg, f)!r}' for f in differ)
-            raise UserError(f'cannot resume {paths.root} with a different model or data '
-                            f'({pairs}): use the same flags, or --overwrite to start afresh')
+    for name in RUN_FILES:
+        path = os.path.join(paths.root, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
 
 
 def write_config(cfg, paths):
     """config.json, written next to the outputs (atomically)."""
-    tmp = paths.config + '.tmp'
-    with open(tmp, 'w') as f:
+    with written_atomically(paths.config) as tmp, open(tmp, 'w') as f:
         f.write(cfg.to_json())
-    os.replace(tmp, paths.config)
