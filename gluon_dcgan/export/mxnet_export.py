@@ -6,13 +6,16 @@ export/ holds:
     manifest.json           latent size, output shape and range, pixel recipe,
                             files with SHA-256, versions
 The folder is written under a temporary name and renamed when complete, so an
-export/ that exists is whole.
+export/ that exists is whole. An existing folder is replaced only if it is an
+export (every file in it is listed in its manifest): a user's files are never
+deleted.
 """
 import json
 import os
 import shutil
 
-from ..files import file_digest
+from ..errors import UserError
+from ..files import file_digest, remove_leftovers, temporary_folder
 
 PREFIX = 'generator'
 SYMBOL = f'{PREFIX}-symbol.json'
@@ -54,29 +57,80 @@ def write_manifest(folder, latent_dim, channels, image_size, extra=None):
     return manifest
 
 
+def _export_files(folder):
+    """The names of the files an export in `folder` wrote, or None if it is not an export."""
+    try:
+        with open(os.path.join(folder, MANIFEST)) as f:
+            files = json.load(f)['files']
+        return set(files) | {MANIFEST}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_target(folder):
+    """Refuse an export target that is a file, a run folder, or a folder of other files."""
+    if not os.path.lexists(folder):
+        return
+    if not os.path.isdir(folder):
+        raise UserError(f'{folder} is a file, not a folder: give the export a folder path')
+    names = os.listdir(folder)
+    if 'config.json' in names or 'checkpoints' in names:
+        raise UserError(f'{folder} is a run folder: export into a new folder, or into '
+                        f'{os.path.join(folder, "export")} (the default)')
+    files = [n for n in names if not os.path.isdir(os.path.join(folder, n))]
+    if files and not set(files) <= (_export_files(folder) or set()):
+        others = sorted(set(files) - (_export_files(folder) or set()))
+        raise UserError(f'{folder} holds files that are not part of an export '
+                        f'({", ".join(others[:3])}{" ..." if len(others) > 3 else ""}): choose '
+                        f'an empty folder, or an existing export to replace')
+
+
+def _traced(net_G, latent_dim, ctx):
+    """A hybridized, traced net_G; keeps the static_alloc/static_shape flags training set."""
+    from mxnet import np
+    if not net_G._active:  # hybridize() would reset training's static graph flags
+        net_G.hybridize()
+    if not net_G._cached_graph:
+        net_G(np.zeros((1, latent_dim, 1, 1), ctx=ctx))  # export needs a traced graph
+    return net_G
+
+
 def export_generator(net_G, folder, latent_dim, channels, image_size=64, ctx=None,
                      extra_writers=()):
-    """Export a hybridized net_G to `folder` (replacing it whole); return the manifest.
+    """Export a hybridized net_G to `folder` (replacing an export there); return the manifest.
 
     `extra_writers` are callables f(tmp_folder) -> dict that add files (e.g. ONNX)
-    and manifest entries before the folder is put in place.
+    and manifest entries before the folder is put in place. A failure or an
+    interrupt leaves `folder` as it was and no temporary files.
     """
-    from mxnet import np
+    check_target(folder)
     parent = os.path.dirname(os.path.abspath(folder))
-    tmp = os.path.join(parent, '.' + os.path.basename(folder) + '.partial')
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    net_G.hybridize()
-    net_G(np.zeros((1, latent_dim, 1, 1), ctx=ctx))  # export needs a traced graph
-    net_G.export(os.path.join(tmp, PREFIX), epoch=0)
-    extra = {}
-    for writer in extra_writers:
-        extra.update(writer(tmp) or {})
-    manifest = write_manifest(tmp, latent_dim, channels, image_size, extra)
-    if os.path.exists(folder):
-        for name in os.listdir(folder):  # sub-exports such as export/best/ stay
-            if os.path.isdir(os.path.join(folder, name)):
-                os.replace(os.path.join(folder, name), os.path.join(tmp, name))
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    prefix = '.' + os.path.basename(os.path.abspath(folder)) + '.partial-'
+    os.makedirs(parent, exist_ok=True)
+    remove_leftovers(parent, prefix)  # left by an export that was killed
+    with temporary_folder(parent, prefix) as tmp:
+        _traced(net_G, latent_dim, ctx).export(os.path.join(tmp, PREFIX), epoch=0)
+        extra = {}
+        for writer in extra_writers:
+            extra.update(writer(tmp) or {})
+        manifest = write_manifest(tmp, latent_dim, channels, image_size, extra)
+        _swap_in(tmp, folder)
     return manifest
+
+
+def _swap_in(tmp, folder):
+    """Replace `folder` by the finished `tmp`, keeping sub-folders such as export/best/.
+
+    Signals wait until the swap is done, so an interrupt cannot lose export/best/.
+    """
+    import signal
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        if os.path.exists(folder):
+            for name in os.listdir(folder):
+                if os.path.isdir(os.path.join(folder, name)):
+                    os.replace(os.path.join(folder, name), os.path.join(tmp, name))
+            shutil.rmtree(folder)  # check_target found only files this tool wrote
+        os.replace(tmp, folder)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
