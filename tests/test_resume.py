@@ -1,14 +1,13 @@
 """Reliability: SIGKILL and resume, SIGINT, corrupted checkpoints, refusals."""
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as onp
+import pytest
 
-from conftest import ROOT, assert_one_line_error, run_cli
+from conftest import FINAL_LINE, assert_one_line_error, run_cli
+from gluon_dcgan.train.fit import INTERRUPTED
+from live import LiveRun
 
 RUN = ['--data', 'synthetic', '--limit', '96', '--batch-size', '16', '--epochs', '3',
        '--n-G', '16', '--n-D', '16', '--ctx', 'cpu', '--no-progress', '--seed', '11']
@@ -20,18 +19,9 @@ def _params(out):
     return {k: v.asnumpy() for k, v in loaded.items()}
 
 
-def _start(out):
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, 'run.py')] + RUN +
-                            ['--out-dir', str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def _wait_for(predicate, proc, timeout=120):
-    start = time.time()
-    while not predicate():
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() - start < timeout
-        time.sleep(0.05)
+# Many short batches, so that the epoch a signal must land in lasts seconds on any machine.
+LONG_EPOCH = ['--data', 'synthetic', '--limit', '1024', '--batch-size', '4', '--epochs', '1',
+              '--n-G', '8', '--n-D', '8', '--ctx', 'cpu', '--no-progress', '--seed', '5']
 
 
 def _checkpoints(out):
@@ -44,19 +34,15 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     ref = tmp_path / 'ref'
     assert run_cli(RUN + ['--out-dir', str(ref)]).returncode == 0
     out = tmp_path / 'killed'
-    # Kill mid-way through epoch 1, then during epoch 2, then during epoch 3.
-    for killed_after in (0, 1, 2):
-        proc = _start(out) if killed_after == 0 else subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, 'run.py')] + RUN +
-            ['--out-dir', str(out), '--resume'], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
-        _wait_for(lambda: len(_checkpoints(out)) >= min(killed_after, 2) and
-                  (out / 'config.json').exists() and
-                  (killed_after == 0 or f'ckpt-E{killed_after:04d}-B000000' in _checkpoints(out)),
-                  proc)
-        time.sleep(0.7)  # somewhere inside the next epoch
-        proc.kill()
-        proc.wait()
+    # Killed as soon as training starts (epoch 1), then as soon as epoch 1's and
+    # epoch 2's checkpoints exist (during the epoch-end work or the next epoch).
+    events = [lambda: True, lambda: 'ckpt-E0001-B000000' in _checkpoints(out),
+              lambda: 'ckpt-E0002-B000000' in _checkpoints(out)]
+    for i, event in enumerate(events):
+        run = LiveRun(RUN + ['--out-dir', out] + (['--resume'] if i else []))
+        run.wait_for_line('training epochs')
+        run.wait_for(event, f'event {i}')
+        run.kill()
     proc = run_cli(RUN + ['--out-dir', str(out), '--resume'])
     assert proc.returncode == 0, proc.stderr
     ref_params, params = _params(ref), _params(out)
@@ -69,32 +55,42 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert [r['loss_G'] for r in rows] == [r['loss_G'] for r in ref_rows]
 
 
-def test_sigint_saves_a_checkpoint_and_exits_130_then_resume_finishes(tmp_path):
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_mid_epoch_saves_a_checkpoint_and_resume_finishes(tmp_path, signum):
     out = tmp_path / 'run'
-    proc = _start(out)
-    _wait_for(lambda: 'ckpt-E0001-B000000' in _checkpoints(out), proc)
-    time.sleep(0.5)  # inside epoch 2
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert 'Traceback' not in err and '--resume' in err
-    assert any(not c.endswith('B000000') for c in _checkpoints(out))  # a mid-epoch one
+    run = LiveRun(LONG_EPOCH + ['--out-dir', out])
+    run.wait_for_line('training epochs 1-1 on 1024 images, 256 batches per epoch')
+    run.send(signum)
+    code, _, err = run.finish()
+    assert code == 128 + signum, err
+    assert 'Traceback' not in err
+    assert err.strip().splitlines()[-1].startswith('interrupted: saved ') and '--resume' in err
+    (ckpt,) = _checkpoints(out)
+    assert ckpt.startswith('ckpt-E0000-B') and not ckpt.endswith('B000000')  # mid-epoch
     assert not (out / 'export').exists()  # nothing that looks finished
-    proc = run_cli(RUN + ['--out-dir', str(out), '--resume'])
+    proc = run_cli(LONG_EPOCH + ['--out-dir', str(out), '--resume'])
     assert proc.returncode == 0, proc.stderr
+    assert f'from batch {int(ckpt[-6:]) + 1}' in proc.stderr
     rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
-    assert [r['epoch'] for r in rows] == [1, 2, 3]
+    assert [r['epoch'] for r in rows] == [1]
+    assert (out / 'export' / 'generator.onnx').exists()
 
 
-def test_sigterm_exits_143(tmp_path):
+def test_a_signal_during_the_export_is_reported_truthfully_and_resume_finishes(tmp_path):
     out = tmp_path / 'run'
-    proc = _start(out)
-    _wait_for(lambda: 'ckpt-E0001-B000000' in _checkpoints(out), proc)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=120)
-    assert proc.returncode == 143
-    assert any(not c.endswith('B000000') for c in _checkpoints(out))
+    run = LiveRun(RUN + ['--epochs', '1', '--n-G', '64', '--out-dir', out])
+    run.wait_for(lambda: out.exists() and any(p.name.startswith('.export.partial-')
+                                              for p in out.iterdir()), 'the export to start')
+    run.send(signal.SIGINT)
+    code, _, err = run.finish()
+    assert code == 130 and 'Traceback' not in err, err
+    assert err.strip().splitlines()[-1] == INTERRUPTED['finish']
+    assert not any(p.name.startswith('.export') for p in out.iterdir())  # cleaned up
+    assert not (out / 'export').exists()
+    proc = run_cli(RUN + ['--epochs', '1', '--n-G', '64', '--out-dir', str(out), '--resume'])
+    assert proc.returncode == 0, proc.stderr
+    assert FINAL_LINE.match(proc.stdout.strip().splitlines()[-1])
+    assert (out / 'export' / 'generator.onnx').exists()
 
 
 def test_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path):
@@ -127,25 +123,41 @@ def test_refusals(tmp_path, tiny_run):
 
 
 def test_nan_loss_stops_with_epoch_and_batch():
-    import pytest
     from mxnet import np
-    from gluon_dcgan.errors import UserError
-    from gluon_dcgan.train.loop import EpochSums
+    from gluon_dcgan.train.loop import Diverged, EpochSums
     sums = EpochSums(epoch=4)
     sums.add(0, [np.array(1.5)], [np.array(2.0)], 8)
     sums.add(1, [np.array(float('nan'))], [np.array(2.0)], 8)
     sums.add(2, [np.array(1.0)], [np.array(float('inf'))], 8)
-    with pytest.raises(UserError) as err:
+    with pytest.raises(Diverged) as err:
         sums.sync()
-    assert 'epoch 4, batch 2' in str(err.value) and err.value.exit_code == 3
+    assert 'epoch 4, batch 2' in str(err.value)
     assert sums.loss_D == 1.5 and sums.examples == 8  # only the good batch was counted
+
+
+def _last_line_error(proc, code, contains):
+    """A run that fails while training: progress lines, then one error line, no traceback."""
+    assert proc.returncode == code and 'Traceback' not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: ') and contains in last, last
+    assert sum(l.startswith('error: ') for l in proc.stderr.splitlines()) == 1
+    return last
 
 
 def test_diverging_run_exits_3_with_one_line_and_no_export(tmp_path):
     out = tmp_path / 'run'
     proc = run_cli(RUN[:RUN.index('--epochs')] + ['--epochs', '3', '--lr', '1e38'] +
                    RUN[RUN.index('--epochs') + 2:] + ['--out-dir', str(out)])
-    assert proc.returncode == 3, (proc.returncode, proc.stderr[-2000:])
-    line = assert_one_line_error(proc, code=3, contains='diverged')
-    assert 'epoch' in line and 'batch' in line
+    line = _last_line_error(proc, code=3, contains='training diverged')
+    assert 'epoch 1, batch' in line
+    assert not _checkpoints(out) and 'no checkpoint was saved yet' in line  # not "kept"
     assert not (out / 'export').exists()
+
+
+def test_diverging_after_a_checkpoint_names_the_checkpoint_kept(tmp_path):
+    out = tmp_path / 'run'
+    assert run_cli(RUN + ['--epochs', '1', '--out-dir', str(out)]).returncode == 0
+    proc = run_cli(RUN + ['--epochs', '2', '--lr', '1e38', '--out-dir', str(out), '--resume'])
+    line = _last_line_error(proc, code=3, contains='training diverged')
+    assert 'epoch 2, batch' in line and 'ckpt-E0001-B000000 is kept' in line
+    assert _checkpoints(out) == ['ckpt-E0001-B000000']

@@ -1,0 +1,399 @@
+"""Hostile and careless use of run folders, checkpoints and exports (issue #10).
+
+Each test checks the exit code, the one line that explains, and that the files
+that must survive are intact, byte for byte.
+"""
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import types
+
+import numpy as onp
+import pytest
+
+from conftest import FINAL_LINE, assert_one_line_error, run_cli
+from live import LiveRun
+
+RUN = ['--data', 'synthetic', '--limit', '64', '--batch-size', '16', '--n-G', '16', '--n-D',
+       '16', '--ctx', 'cpu', '--no-progress', '--seed', '11']
+
+
+def _snapshot(folder):
+    """{relative path: SHA-256} of every file under `folder` (the lock file aside)."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if name != '.lock':
+                out[os.path.relpath(path, folder)] = hashlib.sha256(
+                    open(path, 'rb').read()).hexdigest()
+    return out
+
+
+def _checkpoints(out):
+    return sorted(n for n in os.listdir(out / 'checkpoints') if n.startswith('ckpt-'))
+
+
+@pytest.fixture(scope='module')
+def two_epochs(tmp_path_factory):
+    """A finished 2-epoch run (checkpoints E0001 and E0002); tests work on copies."""
+    out = tmp_path_factory.mktemp('base') / 'run'
+    proc = run_cli(RUN + ['--epochs', '2', '--out-dir', str(out)])
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture
+def run_copy(two_epochs, tmp_path):
+    dst = tmp_path / 'run'
+    shutil.copytree(two_epochs, dst)
+    return dst
+
+
+def _rehash(ckpt, extra=()):
+    """Rewrite a checkpoint's manifest so that edited files pass the checksum test."""
+    names = json.loads((ckpt / 'manifest.json').read_text())
+    for name in list(names) + list(extra):
+        names[name] = hashlib.sha256((ckpt / name).read_bytes()).hexdigest()
+    (ckpt / 'manifest.json').write_text(json.dumps(names))
+
+
+class _Payload:
+    """Unpickling this runs a shell command that creates a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}',))
+
+
+def test_a_crafted_checkpoint_runs_no_code(run_copy, tmp_path):
+    marker = tmp_path / 'code-ran'
+    newest, older = (run_copy / 'checkpoints' / n for n in reversed(_checkpoints(run_copy)))
+    payload = pickle.dumps(_Payload(marker))
+    for name in ('adam_G.params', 'trainer_G.states'):  # the new file and the old pickled one
+        (newest / name).write_bytes(payload)
+    _rehash(newest, extra=['trainer_G.states'])
+    onp.save(older / 'fixed_noise.npy', onp.array([_Payload(marker)], dtype=object),
+             allow_pickle=True)
+    _rehash(older)
+    proc = run_cli(RUN + ['--epochs', '3', '--out-dir', str(run_copy), '--resume'])
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists()
+    assert f'checkpoint {newest} is damaged (' in proc.stderr
+    assert f'checkpoint {older} is damaged (' in proc.stderr
+    assert 'no intact checkpoint' in proc.stderr and 'Traceback' not in proc.stderr
+    # The crafted checkpoints were set aside, not deleted and not used.
+    assert (run_copy / 'checkpoints' / ('damaged-' + newest.name) / 'trainer_G.states').exists()
+    rows = [json.loads(l) for l in (run_copy / 'metrics.jsonl').read_text().splitlines()]
+    assert [r['epoch'] for r in rows] == [1, 2, 3]
+
+
+def test_no_pickle_on_any_load_path():
+    import gluon_dcgan
+    root = os.path.dirname(gluon_dcgan.__file__)
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.endswith('.py'):
+                text = open(os.path.join(folder, name)).read()
+                for bad in ('import pickle', 'allow_pickle=True', 'load_states(', 'eval('):
+                    assert bad not in text, (name, bad)
+
+
+def test_adam_state_round_trip_continues_exactly(tmp_path):
+    import mxnet as mx
+    from mxnet import np
+    from gluon_dcgan.model import build_net_D, build_net_G
+    from gluon_dcgan.train import optimizer_state, steps
+
+    def make(seed):
+        mx.random.seed(seed)
+        net_G, net_D = build_net_G(8), build_net_D(8)
+        steps.initialize(net_D, net_G, [mx.cpu()])
+        net_D(net_G(np.zeros((1, 100, 1, 1))))
+        return (net_G, net_D) + steps.make_trainers(net_D, net_G, 0.005, 0.5)
+
+    def step(nets, i):
+        net_G, net_D, trainer_D, trainer_G = nets
+        rng = onp.random.RandomState(i)
+        X = [np.array(rng.uniform(-1, 1, (4, 3, 64, 64)).astype('float32'))]
+        Z = [np.array(rng.normal(size=(4, 100, 1, 1)).astype('float32'))]
+        _, fake = steps.update_D(X, Z, net_D, net_G, steps.make_loss(), trainer_D, 4)
+        steps.update_G(fake, net_D, steps.make_loss(), trainer_G, 4)
+
+    a, b = make(1), make(2)
+    for i in range(3):
+        step(a, i)
+    for k, name in ((0, 'G'), (1, 'D')):
+        a[k].save_parameters(str(tmp_path / f'net_{name}.params'))
+        b[k].load_parameters(str(tmp_path / f'net_{name}.params'))
+    # b's parameters have other global names (built later in this process): the
+    # state is matched by each parameter's place in the net, not by its name.
+    for k, name in ((2, 'D'), (3, 'G')):
+        net = 1 if name == 'D' else 0
+        optimizer_state.save(a[k], a[net], str(tmp_path / name))
+        optimizer_state.load(b[k], b[net], str(tmp_path / name))
+    step(a, 3)
+    step(b, 3)
+    for net_a, net_b in ((a[0], b[0]), (a[1], b[1])):
+        for (k, p), q in zip(net_a.collect_params().items(), net_b.collect_params().values()):
+            assert onp.array_equal(p.data().asnumpy(), q.data().asnumpy()), k
+
+
+def test_resume_with_a_new_lr_uses_it_and_says_so(run_copy):
+    proc = run_cli(RUN + ['--epochs', '3', '--lr', '0.001', '--beta1', '0.6', '--out-dir',
+                          str(run_copy), '--resume'])
+    assert proc.returncode == 0, proc.stderr
+    assert ('resuming with new Adam settings from here on: --lr 0.005 -> 0.001, '
+            '--beta1 0.5 -> 0.6') in proc.stderr
+    adam = json.loads((run_copy / 'checkpoints' / 'ckpt-E0003-B000000' / 'adam_G.json')
+                      .read_text())
+    assert adam['learning_rate'] == 0.001 and adam['beta1'] == 0.6
+
+
+def _mid_epoch_copy(out):
+    """Turn the newest checkpoint into one taken after 2 batches of epoch 3."""
+    src = out / 'checkpoints' / 'ckpt-E0002-B000000'
+    dst = out / 'checkpoints' / 'ckpt-E0002-B000002'
+    shutil.copytree(src, dst)
+    state = json.loads((dst / 'state.json').read_text())
+    state.update(batch=2, partial={'batch': 2, 'sum_D': 40.0, 'sum_G': 70.0, 'examples': 32,
+                                   'seconds': 1.0})
+    (dst / 'state.json').write_text(json.dumps(state))
+    _rehash(dst)
+
+
+@pytest.mark.parametrize('flag, value, text', [('--batch-size', '8', '--batch-size 16 -> 8'),
+                                               ('--seed', '12', '--seed 11 -> 12')])
+def test_mid_epoch_resume_refuses_a_new_batch_size_or_seed(run_copy, flag, value, text):
+    _mid_epoch_copy(run_copy)
+    before = _snapshot(run_copy)
+    args = RUN + ['--epochs', '3', '--out-dir', str(run_copy), '--resume', flag, value]
+    line = assert_one_line_error(run_cli(args), contains='in the middle of epoch 3')
+    assert text in line
+    assert _snapshot(run_copy) == before
+
+
+def test_a_new_batch_size_is_allowed_at_an_epoch_boundary(run_copy):
+    proc = run_cli(RUN + ['--epochs', '3', '--batch-size', '8', '--out-dir', str(run_copy),
+                          '--resume'])
+    assert proc.returncode == 0, proc.stderr
+    assert 'training epochs 3-3 on 64 images, 8 batches per epoch' in proc.stderr
+
+
+def test_resume_on_an_empty_folder_says_it_starts_a_new_run(tmp_path):
+    proc = run_cli(RUN + ['--epochs', '1', '--out-dir', str(tmp_path / 'new'), '--resume'])
+    assert proc.returncode == 0, proc.stderr
+    assert 'holds no run yet; --resume starts a new one' in proc.stderr
+
+
+def _bad_image_folder(tmp_path):
+    from gluon_dcgan.data.synthetic import make_sprites, write_image_folder
+    root = write_image_folder(make_sprites(20), str(tmp_path / 'imgs'))
+    (tmp_path / 'imgs' / 'sprites' / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\0' * 9)
+    return root
+
+
+OVERWRITE_FAILURES = {
+    'batch larger than the data': (lambda t: ['--batch-size', '4096'], 'larger than the dataset'),
+    'unreadable images': (lambda t: ['--data', _bad_image_folder(t), '--data-root',
+                                     str(t / 'cache')], 'broken.png'),
+    'FID weights missing': (lambda t: ['--fid-every', '1', '--inception-params',
+                                       str(t / 'missing.params')], 'inception-params'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(OVERWRITE_FAILURES))
+def test_overwrite_keeps_the_old_run_when_a_later_check_fails(run_copy, tmp_path, case):
+    extra, text = OVERWRITE_FAILURES[case]
+    before = _snapshot(run_copy)
+    proc = run_cli(RUN + ['--epochs', '1', '--out-dir', str(run_copy), '--overwrite'] +
+                   extra(tmp_path))
+    assert_one_line_error(proc, contains=text)
+    assert _snapshot(run_copy) == before
+
+
+def test_overwrite_replaces_only_what_a_run_wrote(run_copy):
+    (run_copy / 'notes.txt').write_text('mine')
+    proc = run_cli(RUN + ['--epochs', '1', '--out-dir', str(run_copy), '--overwrite'])
+    assert proc.returncode == 0, proc.stderr
+    assert (run_copy / 'notes.txt').read_text() == 'mine'
+    assert _checkpoints(run_copy) == ['ckpt-E0001-B000000']
+    assert len((run_copy / 'metrics.jsonl').read_text().splitlines()) == 1
+
+
+def test_export_refuses_the_run_folder_a_foreign_folder_and_a_file(run_copy, tmp_path):
+    before = _snapshot(run_copy)
+    line = assert_one_line_error(run_cli(['export', '--run', str(run_copy), '--out',
+                                          str(run_copy)]), contains='is a run folder')
+    assert str(run_copy / 'export') in line
+    mine = tmp_path / 'mine'
+    mine.mkdir()
+    (mine / 'notes.txt').write_text('keep me')
+    assert_one_line_error(run_cli(['export', '--run', str(run_copy), '--out', str(mine)]),
+                          contains='not part of an export (notes.txt)')
+    assert (mine / 'notes.txt').read_text() == 'keep me'
+    (tmp_path / 'afile').write_text('x')
+    assert_one_line_error(run_cli(['export', '--run', str(run_copy), '--out',
+                                   str(tmp_path / 'afile')]), contains='is a file')
+    assert (tmp_path / 'afile').read_text() == 'x'
+    assert _snapshot(run_copy) == before
+
+
+def test_export_replaces_an_export_and_keeps_its_sub_exports(run_copy, tmp_path):
+    target = tmp_path / 'exp'
+    shutil.copytree(run_copy / 'export', target)
+    shutil.copytree(run_copy / 'export', target / 'best')
+    (target / 'generator.onnx').unlink()  # a partial export is still an export to replace
+    proc = run_cli(['export', '--run', str(run_copy), '--out', str(target)])
+    assert proc.returncode == 0, proc.stderr
+    assert (target / 'generator.onnx').exists() and (target / 'best' / 'manifest.json').exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.exp.partial')]
+
+
+def test_export_generator_leaves_nothing_when_interrupted(tmp_path):
+    import mxnet as mx
+    from gluon_dcgan.export.mxnet_export import export_generator
+    from gluon_dcgan.model import build_net_G
+    net_G = build_net_G(8)
+    net_G.initialize(ctx=mx.cpu())
+
+    def interrupted(folder):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export_generator(net_G, str(tmp_path / 'export'), 100, 3, extra_writers=[interrupted])
+    assert os.listdir(tmp_path) == []
+
+
+def test_pruning_keeps_intact_checkpoints_and_sets_damaged_ones_aside(tmp_path):
+    out = tmp_path / 'run'
+    assert run_cli(RUN + ['--epochs', '1', '--out-dir', str(out)]).returncode == 0
+    first = out / 'checkpoints' / 'ckpt-E0001-B000000'
+    shutil.copytree(first, tmp_path / 'saved')
+    assert run_cli(RUN + ['--epochs', '3', '--out-dir', str(out), '--resume']).returncode == 0
+    shutil.copytree(tmp_path / 'saved', first)
+    for name in ('ckpt-E0002-B000000', 'ckpt-E0003-B000000'):  # damaged, newer than E0001
+        params = out / 'checkpoints' / name / 'net_G.params'
+        params.write_bytes(params.read_bytes()[:1000])
+    proc = run_cli(RUN + ['--epochs', '2', '--out-dir', str(out), '--resume'])
+    assert proc.returncode == 0, proc.stderr
+    assert 'resuming from ' + str(first) in proc.stderr
+    assert _checkpoints(out) == ['ckpt-E0001-B000000', 'ckpt-E0002-B000000']
+    assert (out / 'checkpoints' / 'damaged-ckpt-E0003-B000000' / 'net_G.params').exists()
+    rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+    assert [r['epoch'] for r in rows] == [1, 2]
+
+
+def test_a_signal_at_the_end_of_an_epoch_names_resume(monkeypatch):
+    from gluon_dcgan.config import Config
+    from gluon_dcgan.train import fit
+    sums = types.SimpleNamespace(loss_D=4.0, loss_G=8.0, examples=4, seconds=1.0)
+    monkeypatch.setattr(fit, 'run_epoch', lambda *args: sums)
+    messages = []
+    run = types.SimpleNamespace(
+        cfg=Config(epochs=3, batch_size=4), images=onp.zeros((8, 64, 64, 3), 'uint8'),
+        state={'epoch': 0, 'batch': 0, 'history': [], 'partial': None}, chief=True,
+        num_workers=1, trainer=None, log=messages.append,
+        # The signal lands while the epoch's checkpoint and pictures are being written.
+        epoch_end=lambda epoch, state: os.kill(os.getpid(), signal.SIGINT))
+    assert fit.train(run) == 130
+    assert messages[-1] == ('interrupted at the end of epoch 1; its checkpoint is saved: '
+                            'continue with --resume')
+
+
+def _mounted_tmpfs(path, size):
+    path.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip('needs root to mount a small tmpfs that fills up')
+    done = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', str(path)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f'cannot mount a tmpfs here: {done.stderr.strip()}')
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary_files(tmp_path):
+    disk = tmp_path / 'small'
+    _mounted_tmpfs(disk, '2m')
+    try:
+        (disk / 'mine.txt').write_text('keep')
+        out = disk / 'run'
+        proc = run_cli(RUN + ['--epochs', '1', '--out-dir', str(out)])
+        assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith('error: no space left to write in ') and str(out) in last, last
+        leftovers = [f for _, dirs, files in os.walk(disk) for f in dirs + files if 'tmp' in f]
+        assert leftovers == []
+        assert (disk / 'mine.txt').read_text() == 'keep'
+    finally:
+        subprocess.run(['umount', '-l', str(disk)])
+
+
+def test_one_process_per_run_folder(tmp_path):
+    out = tmp_path / 'run'
+    first = LiveRun(['--data', 'synthetic', '--limit', '1024', '--batch-size', '4', '--epochs',
+                     '1', '--n-G', '8', '--n-D', '8', '--ctx', 'cpu', '--no-progress',
+                     '--out-dir', out])
+    try:
+        first.wait_for_line('training epochs 1-1')
+        for args in (RUN + ['--epochs', '1', '--out-dir', str(out)],
+                     RUN + ['--epochs', '1', '--out-dir', str(out), '--resume'],
+                     ['export', '--run', str(out)]):
+            line = assert_one_line_error(run_cli(args), contains='in use by another')
+            assert f'(PID {first.pid})' in line
+    finally:
+        first.send(signal.SIGTERM)
+        code, _, err = first.finish()
+    assert code == 143, err
+
+
+def test_two_devices_agree_and_the_export_is_verified(tmp_path):
+    out = tmp_path / 'd'
+    proc = run_cli(['--data', 'synthetic', '--ctx', 'cpu:0,1', '--epochs', '1', '--limit', '128',
+                    '--batch-size', '64', '--no-progress', '--out-dir', str(out)])
+    assert proc.returncode == 0, proc.stderr
+    assert FINAL_LINE.match(proc.stdout.strip().splitlines()[-1])
+    manifest = json.loads((out / 'export' / 'manifest.json').read_text())
+    assert (out / 'export' / 'generator.onnx').exists()
+    assert manifest['onnx']['verified_max_abs_diff'] <= 1e-4
+
+
+def test_every_device_holds_the_same_batchnorm_statistics_after_an_epoch():
+    import mxnet as mx
+    from gluon_dcgan.config import Config
+    from gluon_dcgan.data.synthetic import make_sprites
+    from gluon_dcgan.train.loop import Trainer, run_epoch
+    cfg = Config(data='synthetic', batch_size=16, n_G=8, n_D=8, progress=False, epochs=1)
+    trainer = Trainer(cfg, [mx.cpu(0), mx.cpu(1)], kvstore='local')
+    run_epoch(trainer, make_sprites(32), 1, types.SimpleNamespace(signum=None))
+    stats = [p for net in (trainer.net_G, trainer.net_D)
+             for p in net.collect_params().values() if p.grad_req == 'null']
+    assert stats
+    for p in stats:
+        a, b = (d.asnumpy() for d in p.list_data())
+        assert onp.array_equal(a, b), p.name
+        assert not onp.array_equal(a, onp.zeros_like(a)) or 'mean' not in p.name
+
+
+def test_export_refuses_a_config_json_that_disagrees_with_the_checkpoint(run_copy):
+    config = json.loads((run_copy / 'config.json').read_text())
+    config['n_G'] = 32
+    (run_copy / 'config.json').write_text(json.dumps(config))
+    line = assert_one_line_error(run_cli(['export', '--run', str(run_copy)]),
+                                 contains='disagree')
+    assert 'n_G 16 vs 32' in line
+
+
+def test_resume_without_config_json_checks_the_checkpoint_config(run_copy):
+    (run_copy / 'config.json').unlink()
+    args = RUN + ['--epochs', '3', '--out-dir', str(run_copy), '--resume']
+    line = assert_one_line_error(run_cli(args + ['--n-G', '32']), contains='different model')
+    assert 'n_G 16 -> 32' in line
+    proc = run_cli(args)
+    assert proc.returncode == 0, proc.stderr
+    assert (run_copy / 'config.json').exists() and 'ckpt-E0003-B000000' in _checkpoints(run_copy)
