@@ -54,10 +54,7 @@ PORT_CODE = 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsoc
 class Host:
     """One hostfile line: where ssh goes, and the address ps-lite binds there."""
 
-    def __init__(self, line, ssh):
-        m = HOST_LINE.match(line)
-        if not m or (m['port'] and not 0 < int(m['port']) < 65536):
-            raise UserError(f'--hostfile: {line!r} is not [user@]host[:port]')
+    def __init__(self, m, ssh):
         self.name = m['host']
         self.ssh = ssh + (['-l', m['user']] if m['user'] else []) + \
             (['-p', m['port']] if m['port'] else []) + [self.name]
@@ -92,7 +89,11 @@ def _read_hosts(path, ssh):
         raise UserError(f'cannot read --hostfile {path!r} ({exc})') from None
     if not lines:
         raise UserError(f'--hostfile {path!r} lists no hosts')
-    return [Host(line, ssh) for line in lines]
+    matches = [HOST_LINE.match(line) for line in lines]
+    for line, m in zip(lines, matches):  # every line is checked before any is resolved
+        if not m or (m['port'] and not 0 < int(m['port']) < 65536):
+            raise UserError(f'--hostfile: {line!r} is not [user@]host[:port]')
+    return [Host(m, ssh) for m in matches]
 
 
 def _free_port():
