@@ -13,11 +13,11 @@ mode: the launcher cannot answer prompts. Each remote command first changes to t
 current folder, which must exist at the same path on every host.
 
 No orphans. Every process runs under ``launch_guard.py`` (same folder), whose stdin is
-a pipe from the launcher that is never written. To stop the run, the launcher closes
-those pipes; for a remote process ssh forwards the end-of-file, and if the launcher
-or the connection dies the kernel or sshd closes the pipe all the same. The guard then
-stops its command's process group (SIGTERM, SIGKILL after a grace period), and the
-command dies with its guard (PR_SET_PDEATHSIG). Unlike ``ssh -tt`` (SIGHUP through a
+a pipe from the launcher (through ssh for a remote one). The launcher writes ``stop``
+(SIGTERM, then SIGKILL after a grace period) or ``kill`` (SIGKILL now) to the process
+groups it stops; if the launcher or the connection dies, the kernel or sshd closes
+the pipe and the guard stops its group all the same. The command dies with its guard
+(PR_SET_PDEATHSIG). Unlike ``ssh -tt`` (SIGHUP through a
 pseudo-terminal) this keeps stdout and stderr apart, adds no carriage returns and does
 not depend on the program's SIGHUP handling; unlike recording remote PIDs it needs no
 second connection, which would fail exactly when a host or the network does.
@@ -44,9 +44,10 @@ from .errors import UserError
 HERE = os.path.dirname(os.path.abspath(__file__))
 GUARD = os.path.join(HERE, 'launch_guard.py')
 SERVER = os.path.join(HERE, 'train', 'dist_server.py')
-GRACE = 5.0  # seconds between a guard's SIGTERM and its SIGKILL
+GRACE = 10.0  # seconds a stopped process has to finish its batch and checkpoint
 HOST_LINE = re.compile(r'^(?:(?P<user>[^@\s:]+)@)?(?P<host>[^@\s:]+)(?::(?P<port>\d{1,5}))?$')
 RANK_LINE = re.compile(r'^worker (\d+)/\d+\b')  # what fit logs once ps-lite gave a rank
+STOPPED_LINE = re.compile(r'^(interrupted|terminated)\b')  # fit/cli: saved, or nothing to save
 FORWARDED = ('DMLC_', 'PS_', 'MXNET_', 'OMP_NUM_THREADS', 'GLUON_DCGAN_')
 PORT_CODE = 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'
 
@@ -122,6 +123,7 @@ class Process:
 
     def __init__(self, label, popen):
         self.label, self.popen = label, popen
+        self.stopped = threading.Event()  # it said it stopped (and saved what it had to)
 
     def forward(self, stream, out):
         for line in iter(stream.readline, ''):
@@ -129,15 +131,21 @@ class Process:
             if m and self.label.startswith('worker #'):
                 old, self.label = self.label, f'worker {m[1]}'
                 print(f'launch: {old} has rank {m[1]}', file=sys.stderr, flush=True)
+            if STOPPED_LINE.match(line):
+                self.stopped.set()
             out.write(f'[{self.label}] {line}')
             out.flush()
         stream.close()
 
-    def close_stdin(self):
+    def release(self, at_once):
+        """Tell the guard to stop its command: at once (SIGKILL), or gracefully (SIGTERM)."""
         try:
-            self.popen.stdin.close()
-        except OSError:
-            pass
+            self.popen.stdin.write('kill\n' if at_once else 'stop\n')
+            self.popen.stdin.flush()
+            if at_once:
+                self.popen.stdin.close()
+        except (OSError, ValueError):
+            pass  # the guard is gone, or was told already
 
 
 class Cluster:
@@ -171,19 +179,31 @@ class Cluster:
             threading.Thread(target=proc.forward, args=(stream, out), daemon=True).start()
         self.procs.append(proc)
 
-    def stop_all(self, wait=GRACE + 5.0):
-        """Close every guard's stdin, wait, then kill what is left (and its ssh connection)."""
+    def stop_all(self, at_once=False):
+        """Stop every process, on every host; returns once all are gone.
+
+        After a failure the others cannot progress (dist_sync waits for every worker), so
+        all are killed at once. After a signal, the chief (rank 0) alone gets SIGTERM, so
+        the others keep stepping and its batch can end; it has up to GRACE seconds to
+        save a checkpoint, for which it needs the servers, and say so ("interrupted ...").
+        Then whatever is left is killed. A guard that does not exit is killed
+        too, with its ssh connection (the remote guard then sees end-of-file)."""
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut this short
             signal.signal(sig, signal.SIG_IGN)
+        if not at_once:
+            workers = [p for p in self.procs if p.label.startswith('worker')]
+            chief = [p for p in workers if p.label == 'worker 0'] or workers
+            for proc in chief:  # the others keep stepping, so the chief's last batch ends
+                proc.release(at_once=False)
+            deadline = time.time() + GRACE + 3.0  # its exit may then wait for the others
+            while time.time() < deadline and not all(
+                    p.stopped.is_set() or p.popen.poll() is not None for p in chief):
+                time.sleep(0.1)
         for proc in self.procs:
-            proc.close_stdin()
-        deadline = time.time() + wait
-        for proc in self.procs:
-            try:
-                proc.popen.wait(max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.popen.pid, signal.SIGKILL)  # a guard's death kills its command
-                proc.popen.wait()
+            proc.release(at_once=True)
+        for proc in _wait(self.procs, 3.0):
+            os.killpg(proc.popen.pid, signal.SIGKILL)  # the guard's command dies with it
+            proc.popen.wait()
 
     def supervise(self, poll=0.2):
         """Wait for the workers; the first failure stops everything. Returns the exit code."""
@@ -194,17 +214,23 @@ class Cluster:
                 if code not in (None, 0):
                     print(f'launch: {proc.label} exited with {code}; stopping the others',
                           file=sys.stderr, flush=True)
-                    self.stop_all()
+                    self.stop_all(at_once=True)
                     return code if code > 0 else 128 - code
             time.sleep(poll)
-        self.wait_or_stop(self.procs, 10.0)  # scheduler and servers end once workers leave
+        _wait(self.procs, 10.0)  # the scheduler and servers end once the workers leave
+        self.stop_all(at_once=True)
         return 0
 
-    def wait_or_stop(self, procs, seconds):
-        deadline = time.time() + seconds
-        while time.time() < deadline and any(p.popen.poll() is None for p in procs):
-            time.sleep(0.1)
-        self.stop_all()
+
+def _wait(procs, seconds):
+    """Wait up to `seconds` for `procs` to exit; returns those still running."""
+    deadline = time.time() + seconds
+    for proc in procs:
+        try:
+            proc.popen.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            pass
+    return [p for p in procs if p.popen.poll() is None]
 
 
 class _Parser(argparse.ArgumentParser):

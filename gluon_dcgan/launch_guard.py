@@ -4,12 +4,14 @@
 
 ``gluon_dcgan.launch`` starts every scheduler, server and worker through this
 guard, locally or at the far end of an ssh connection, with the guard's stdin a
-pipe that the launcher never writes. The guard stops the command's whole process
-group (SIGTERM, then SIGKILL after GRACE_SECONDS) when
+pipe from the launcher. The guard stops the command's whole process group
 
-* stdin reaches end-of-file: the launcher closed it to stop the run, or the
-  launcher or its ssh connection died (the kernel or sshd closes the pipe);
-* the guard gets SIGTERM, SIGINT or SIGHUP.
+* gracefully (SIGTERM, then SIGKILL after GRACE_SECONDS) when the launcher writes
+  the line ``stop``, when stdin reaches end-of-file (the launcher or its ssh
+  connection died, and the kernel or sshd closed the pipe), or when the guard gets
+  SIGTERM, SIGINT or SIGHUP;
+* at once (SIGKILL) when the launcher writes ``kill``: it does so when a process has
+  failed, since the others of a dist_sync run then wait forever.
 
 The command runs in its own session, so the guard can signal the group without
 signalling itself, and with PR_SET_PDEATHSIG, so even a SIGKILLed guard takes
@@ -61,12 +63,12 @@ class Guard:
         self._signal_group(signal.SIGKILL)
 
     def watch_stdin(self):
-        """Stop when stdin closes; the launcher never writes to it."""
-        try:
-            while os.read(0, 4096):
-                pass
-        except OSError:
-            pass
+        """Obey the launcher's ``stop`` and ``kill`` lines; stop gracefully at end-of-file."""
+        for line in sys.stdin:
+            if line.strip() == 'kill':
+                self._signal_group(signal.SIGKILL)
+            else:
+                threading.Thread(target=self.stop, daemon=True).start()
         self.stop()
 
 

@@ -184,23 +184,35 @@ def test_ssh_worker_killed_leaves_no_process_on_any_host(sshd, tmp_path):
     kill_a_worker_and_check_cleanup(proc, out, port)
 
 
-def test_loopback_dist_sync(tmp_path):
-    out, dump = tmp_path / 'E', tmp_path / 'dump'
-    proc, port = launch(out)  # as a user runs it: no parameter dump that would add a sync
-    stdout, stderr = finished(proc)
+def test_loopback_dist_sync(tmp_path, uninterrupted):
+    ref, stderr = uninterrupted
     assert stderr.count('64 of 128 images per epoch') == 2  # each worker saw half
-    assert (out / 'export' / 'generator.onnx').exists() and (out / 'metrics.jsonl').exists()
-    assert len(list((out / 'checkpoints').iterdir())) == 1  # one writer, one epoch
-    assert not run_processes(out, port)
-    # Resuming restarts both workers from rank 0's checkpoint; they end identical.
+    assert (ref / 'export' / 'generator.onnx').exists() and (ref / 'metrics.jsonl').exists()
+    ckpts = sorted((ref / 'checkpoints').iterdir())
+    assert [c.name for c in ckpts] == ['ckpt-E0001-B000000', 'ckpt-E0002-B000000']
+    assert {'server-0.params', 'server-0.json'} <= set(json.loads(
+        (ckpts[0] / 'manifest.json').read_text()))  # the servers' Adam state is in it
+    # The same run, stopped after epoch 1 and resumed: both workers restart from rank
+    # 0's checkpoint and end identical.
+    out, dump = tmp_path / 'E', tmp_path / 'dump'
+    shutil.copytree(ref, out, ignore=shutil.ignore_patterns('ckpt-E0002-*', 'export'))
     proc, port = launch(out, extra=['--epochs', '2', '--resume'],
                         env={'GLUON_DCGAN_DUMP_PARAMS': str(dump)})
-    finished(proc)
+    _, stderr = finished(proc)
+    assert stderr.count('resuming from') == 2, stderr[-3000:]
+    assert not run_processes(out, port)
     rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
     assert [r['epoch'] for r in rows] == [1, 2]
     a, b = net_params(f'{dump}-rank0.params'), net_params(f'{dump}-rank1.params')
     for k in a:
         assert onp.array_equal(a[k], b[k]), k
+    # ... and, with the Adam moments restored on the servers, like the run never stopped.
+    # Measured: 0.0 (without the servers' state: 2.2e-2, 83 % of the largest weight).
+    for net in ('net_G', 'net_D'):
+        resumed, reference = (net_params(d / 'checkpoints' / 'ckpt-E0002-B000000' /
+                                         f'{net}.params') for d in (out, ref))
+        for k in reference:
+            assert onp.abs(resumed[k] - reference[k]).max() <= 1e-6, (net, k)
 
 
 def test_launcher_stops_everything_when_a_worker_dies(tmp_path):
@@ -217,14 +229,28 @@ def _unshare_permitted():
     return probe.returncode == 0
 
 
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory):
+    """A 2-epoch run in one go, inside `unshare -n` (only `lo`) where permitted, else plainly.
+
+    Returns (run folder, the launcher's stderr)."""
+    out = tmp_path_factory.mktemp('uninterrupted') / 'U'
+    inside = 'ip link set lo up && exec "$@"'  # a fresh namespace's lo starts down
+    prefix = ['unshare', '-n', 'sh', '-c', inside, 'sh'] if _unshare_permitted() else []
+    proc, port = launch(out, extra=['--epochs', '2'], prefix=prefix)
+    _, stderr = finished(proc)
+    assert not run_processes(out, port)
+    return out, stderr
+
+
 @pytest.mark.skipif(not _unshare_permitted(), reason='unshare -n is not permitted here '
                     '(needs root or user namespaces, and iproute2)')
-def test_local_mode_trains_in_a_network_namespace_with_only_loopback(tmp_path):
-    out = tmp_path / 'N'
-    inside = 'ip link set lo up && exec "$@"'  # a fresh namespace's lo starts down
-    proc, _ = launch(out, prefix=['unshare', '-n', 'sh', '-c', inside, 'sh'])
-    finished(proc)
+def test_local_mode_trains_in_a_network_namespace_with_only_loopback(uninterrupted):
+    # ps-lite used to look for a non-loopback card and fail: "failed to get the interface".
+    out, _ = uninterrupted
     assert (out / 'export' / 'generator.onnx').exists()
+    rows = (out / 'metrics.jsonl').read_text().splitlines()
+    assert [json.loads(r)['epoch'] for r in rows] == [1, 2]
 
 
 def test_help_works_from_any_folder(tmp_path):
@@ -253,3 +279,24 @@ def test_launcher_errors_are_one_line_exit_2(tmp_path, args, says):
     proc = subprocess.run(LAUNCH + args, cwd=ROOT, capture_output=True, text=True, timeout=60)
     line = assert_one_line_error(proc, code=2, contains=says)
     assert line.startswith('error: ')
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_ssh_signal_to_the_launcher_stops_every_process(sshd, tmp_path, signum):
+    out = tmp_path / 'I'
+    proc, port = launch(out, extra=['--epochs', '50'],
+                        launcher_args=['--hostfile', str(sshd / 'hosts.txt'),
+                                       '--ssh-config', str(sshd / 'ssh_config')])
+    try:
+        wait_for(lambda: len(workers_of(out, port)) == 2 and (out / 'config.json').exists(),
+                 120, 'both workers training')
+        start = time.time()
+        os.kill(proc.pid, signum)  # Ctrl-C reaches the launcher alone: it is the foreground
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signum, err[-2000:]
+        wait_for(lambda: not run_processes(out, port), max(1, 15 - (time.time() - start)),
+                 'every process of the run gone')
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)

@@ -19,6 +19,7 @@ import uuid
 import numpy as onp
 
 from ..files import file_digest
+from .dist_server import load_server_states, save_server_states  # h2-launch (#14)
 
 KEEP = 2  # the newest complete checkpoints kept; older ones are removed
 FILES = ('net_G.params', 'net_D.params', 'trainer_G.states', 'trainer_D.states',
@@ -56,13 +57,16 @@ def save(folder, net_G, net_D, trainer_G, trainer_D, fixed_noise, state):
     os.makedirs(tmp)
     net_G.save_parameters(os.path.join(tmp, 'net_G.params'))
     net_D.save_parameters(os.path.join(tmp, 'net_D.params'))
+    server_files = []  # h2-launch (#14): dist_sync's Adam state, written by the servers
     if not _states_on_servers(trainer_G):
         trainer_G.save_states(os.path.join(tmp, 'trainer_G.states'))
         trainer_D.save_states(os.path.join(tmp, 'trainer_D.states'))
+    else:  # h2-launch (#14)
+        server_files = save_server_states(trainer_D._kvstore_params['kvstore'], tmp)
     onp.save(os.path.join(tmp, 'fixed_noise.npy'), fixed_noise)
     with open(os.path.join(tmp, 'state.json'), 'w') as f:
         json.dump(state, f)
-    names = [n for n in FILES if os.path.exists(os.path.join(tmp, n))]
+    names = [n for n in FILES if os.path.exists(os.path.join(tmp, n))] + server_files
     manifest = {name: file_digest(os.path.join(tmp, name)) for name in names}
     with open(os.path.join(tmp, 'manifest.json'), 'w') as f:
         json.dump(manifest, f, indent=1)
@@ -92,6 +96,7 @@ def verify(path):
     except (OSError, ValueError):
         return 'manifest.json is missing or unreadable'
     required = [n for n in FILES if n not in TRAINER_FILES or n in manifest]
+    required += [n for n in manifest if n.startswith('server-')]  # h2-launch (#14)
     for name in required:
         file = os.path.join(path, name)
         if not os.path.exists(file):
@@ -128,4 +133,7 @@ def load(path, net_G, net_D, trainer_G, trainer_D, ctxs):
             not _states_on_servers(trainer_G):
         trainer_G.load_states(os.path.join(path, 'trainer_G.states'))
         trainer_D.load_states(os.path.join(path, 'trainer_D.states'))
+    elif _states_on_servers(trainer_G) and \
+            os.path.exists(os.path.join(path, 'server-0.json')):  # h2-launch (#14)
+        load_server_states(trainer_D._kvstore_params['kvstore'], path)
     return onp.load(os.path.join(path, 'fixed_noise.npy')), load_state(path)

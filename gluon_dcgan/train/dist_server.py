@@ -59,7 +59,8 @@ def load_server_states(kvstore, folder):
     if len(saved) != num_servers:
         raise UserError(f'{folder} holds the Adam state of {len(saved)} parameter server(s); '
                         f'resume with --servers {len(saved)}')
-    _send(kvstore, 'load', folder)
+    if kvstore.rank == 0:  # once is enough: every server has loaded before its first update
+        _send(kvstore, 'load', folder)
 
 
 def write_states(updater, folder, rank):
