@@ -57,20 +57,22 @@ class Host:
 
     def __init__(self, m, ssh):
         self.name = m['host']
-        self.ssh = ssh + (['-l', m['user']] if m['user'] else []) + \
+        target = (['-l', m['user']] if m['user'] else []) + \
             (['-p', m['port']] if m['port'] else []) + [self.name]
-        self.address = self._address(ssh + self.ssh[len(ssh):])
-
-    def _address(self, ssh_args):
-        # ssh -G prints the configuration it would use (aliases resolved) without connecting.
-        proc = subprocess.run([ssh_args[0], '-G'] + ssh_args[1:], capture_output=True, text=True)
-        names = [l.split()[1] for l in proc.stdout.splitlines() if l.startswith('hostname ')]
-        if proc.returncode or not names:
+        # ssh -G prints the configuration ssh would use (aliases resolved), offline.
+        proc = subprocess.run([ssh[0], '-G'] + ssh[1:] + target, capture_output=True, text=True)
+        config = dict(l.split(None, 1) for l in proc.stdout.splitlines() if ' ' in l)
+        if proc.returncode or 'hostname' not in config:
             raise UserError(f'ssh -G {self.name} failed: {_last_line(proc.stderr)}')
         try:
-            return socket.getaddrinfo(names[0], None, socket.AF_INET)[0][4][0]
+            self.address = socket.getaddrinfo(config['hostname'], None, socket.AF_INET)[0][4][0]
         except socket.gaierror:
-            raise UserError(f'--hostfile: cannot resolve {names[0]!r} (host {self.name})') from None
+            raise UserError(f"--hostfile: cannot resolve {config['hostname']!r} "
+                            f'(host {self.name})') from None
+        # Without keep-alives a dead host is noticed only when TCP gives up (hours).
+        alive = [] if config.get('serveraliveinterval', '0') != '0' else \
+            ['-o', 'ServerAliveInterval=10', '-o', 'ServerAliveCountMax=3']
+        self.ssh = ssh + alive + target
 
     def run(self, command):
         """The ssh command line that runs `command` (a shell string) on this host."""

@@ -32,11 +32,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def launch(out, extra=(), workers=2, launcher_args=(), env=None, prefix=()):
+def launch(out, extra=(), workers=2, launcher_args=(), env=None, prefix=(), servers=1):
     """Start the launcher on a tiny synthetic run into `out`; returns (Popen, scheduler port)."""
     port = free_port()
-    cmd = list(prefix) + LAUNCH + ['--workers', str(workers), '--servers', '1', '--port',
-                                   str(port)] + list(launcher_args) + ['--'] + TRAIN + \
+    cmd = list(prefix) + LAUNCH + ['--workers', str(workers), '--servers', str(servers),
+                                   '--port', str(port)] + list(launcher_args) + ['--'] + TRAIN + \
         ['--out-dir', str(out)] + list(extra)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, **(env or {})),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -213,6 +213,20 @@ def test_loopback_dist_sync(tmp_path, uninterrupted):
                                          f'{net}.params') for d in (out, ref))
         for k in reference:
             assert onp.abs(resumed[k] - reference[k]).max() <= 1e-6, (net, k)
+
+
+def test_resuming_with_another_number_of_servers_is_refused(tmp_path, uninterrupted):
+    out = tmp_path / 'R'
+    shutil.copytree(uninterrupted[0], out, ignore=shutil.ignore_patterns('export'))
+    before = {p: p.read_bytes() for p in out.rglob('*') if p.is_file()}
+    proc, port = launch(out, extra=['--epochs', '3', '--resume'], servers=2)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err[-3000:]
+    errors = [l for l in err.splitlines() if '] error: ' in l]
+    assert errors and all(l.endswith('resume with --servers 1') for l in errors), err[-3000:]
+    assert 'Traceback' not in err
+    assert {p: p.read_bytes() for p in out.rglob('*') if p.is_file()} == before
+    assert not run_processes(out, port)
 
 
 def test_launcher_stops_everything_when_a_worker_dies(tmp_path):
