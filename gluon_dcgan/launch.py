@@ -40,84 +40,21 @@ import threading
 import time
 
 from .errors import UserError
+from .launch_ssh import read_hosts, remote_free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GUARD = os.path.join(HERE, 'launch_guard.py')
 SERVER = os.path.join(HERE, 'train', 'dist_server.py')
 GRACE = 10.0  # seconds a stopped process has to finish its batch and checkpoint
-HOST_LINE = re.compile(r'^(?:(?P<user>[^@\s:]+)@)?(?P<host>[^@\s:]+)(?::(?P<port>\d{1,5}))?$')
 RANK_LINE = re.compile(r'^worker (\d+)/\d+\b')  # what fit logs once ps-lite gave a rank
 STOPPED_LINE = re.compile(r'^(interrupted|terminated)\b')  # fit/cli: saved, or nothing to save
 FORWARDED = ('DMLC_', 'PS_', 'MXNET_', 'OMP_NUM_THREADS', 'GLUON_DCGAN_')
-PORT_CODE = 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'
-
-
-class Host:
-    """One hostfile line: where ssh goes, and the address ps-lite binds there."""
-
-    def __init__(self, m, ssh):
-        self.name = m['host']
-        target = (['-l', m['user']] if m['user'] else []) + \
-            (['-p', m['port']] if m['port'] else []) + [self.name]
-        # ssh -G prints the configuration ssh would use (aliases resolved), offline.
-        proc = subprocess.run([ssh[0], '-G'] + ssh[1:] + target, capture_output=True, text=True)
-        config = dict(l.split(None, 1) for l in proc.stdout.splitlines() if ' ' in l)
-        if proc.returncode or 'hostname' not in config:
-            raise UserError(f'ssh -G {self.name} failed: {_last_line(proc.stderr)}')
-        try:
-            self.address = socket.getaddrinfo(config['hostname'], None, socket.AF_INET)[0][4][0]
-        except socket.gaierror:
-            raise UserError(f"--hostfile: cannot resolve {config['hostname']!r} "
-                            f'(host {self.name})') from None
-        # Without keep-alives a dead host is noticed only when TCP gives up (hours).
-        alive = [] if config.get('serveraliveinterval', '0') != '0' else \
-            ['-o', 'ServerAliveInterval=10', '-o', 'ServerAliveCountMax=3']
-        self.ssh = ssh + alive + target
-
-    def run(self, command):
-        """The ssh command line that runs `command` (a shell string) on this host."""
-        return self.ssh + [command]
-
-
-def _last_line(text):
-    lines = [l for l in text.strip().splitlines() if l.strip()]
-    return lines[-1] if lines else 'no message'
-
-
-def _read_hosts(path, ssh):
-    try:
-        with open(path) as f:
-            lines = [l.strip() for l in f if l.strip() and not l.lstrip().startswith('#')]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f'cannot read --hostfile {path!r} ({exc})') from None
-    if not lines:
-        raise UserError(f'--hostfile {path!r} lists no hosts')
-    matches = [HOST_LINE.match(line) for line in lines]
-    for line, m in zip(lines, matches):  # every line is checked before any is resolved
-        if not m or (m['port'] and not 0 < int(m['port']) < 65536):
-            raise UserError(f'--hostfile: {line!r} is not [user@]host[:port]')
-    return [Host(m, ssh) for m in matches]
 
 
 def _free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
-
-
-def _remote_free_port(host):
-    """A port free on the scheduler's host, asked over ssh (the scheduler binds it there)."""
-    code = f'{shlex.quote(sys.executable)} -c {shlex.quote(PORT_CODE)}'
-    try:
-        proc = subprocess.run(host.run(code), stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        raise UserError(f'ssh {host.name} did not answer in 60 s; check ssh, or give --port') \
-            from None
-    if proc.returncode or not proc.stdout.strip().isdigit():
-        raise UserError(f'cannot choose the scheduler port on {host.name} over ssh '
-                        f'({_last_line(proc.stderr)}); check ssh, or give --port')
-    return int(proc.stdout.strip())
 
 
 class Process:
@@ -276,7 +213,7 @@ def _cluster_env(args, hosts):
     env = {'DMLC_NUM_SERVER': str(args.servers), 'DMLC_NUM_WORKER': str(args.workers)}
     if hosts:
         env['DMLC_PS_ROOT_URI'] = hosts[0].address
-        env['DMLC_PS_ROOT_PORT'] = str(args.port or _remote_free_port(hosts[0]))
+        env['DMLC_PS_ROOT_PORT'] = str(args.port or remote_free_port(hosts[0]))
     else:
         env['DMLC_PS_ROOT_URI'] = '127.0.0.1'
         env['DMLC_PS_ROOT_PORT'] = str(args.port or _free_port())
@@ -298,14 +235,17 @@ def run(args, command):
             raise UserError('--hostfile needs ssh on PATH (install openssh-client)')
         ssh = ['ssh'] + (['-F', args.ssh_config] if args.ssh_config else []) + \
             ['-T', '-o', 'BatchMode=yes']  # no pseudo-terminal; never wait for a password
-        hosts = _read_hosts(args.hostfile, ssh)
+        hosts = read_hosts(args.hostfile, ssh)
     cluster = Cluster(_cluster_env(args, hosts), hosts)
+    env = cluster.base_env
+    print(f"launch: scheduler at {env['DMLC_PS_ROOT_URI']}:{env['DMLC_PS_ROOT_PORT']}, "
+          f'{args.servers} server(s), {args.workers} worker(s)', file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, _interrupt)  # stopping the launcher stops its processes
     server = [sys.executable, SERVER]
     try:
         cluster.start('scheduler', server, 'scheduler', 0)
         for i in range(args.servers):
-            cluster.start(f'server {i}', server, 'server', i)
+            cluster.start(f'server #{i}', server, 'server', i)
         for i in range(args.workers):
             cluster.start(f'worker #{i}', command, 'worker', i)
         return cluster.supervise()
@@ -324,6 +264,8 @@ def main(argv=None):
     except UserError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:  # before any process was started
+        return 130
 
 
 if __name__ == '__main__':

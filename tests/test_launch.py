@@ -6,6 +6,8 @@ people on the same machine are never counted or killed.
 """
 import json
 import os
+import pwd
+import re
 import shutil
 import signal
 import socket
@@ -32,11 +34,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-def launch(out, extra=(), workers=2, launcher_args=(), env=None, prefix=(), servers=1):
-    """Start the launcher on a tiny synthetic run into `out`; returns (Popen, scheduler port)."""
-    port = free_port()
-    cmd = list(prefix) + LAUNCH + ['--workers', str(workers), '--servers', str(servers),
-                                   '--port', str(port)] + list(launcher_args) + ['--'] + TRAIN + \
+def launch(out, extra=(), workers=2, launcher_args=(), env=None, prefix=(), servers=1,
+           port=True):
+    """Start the launcher on a tiny synthetic run into `out`; returns (Popen, scheduler port).
+
+    port=False lets the launcher choose the port (then returned as None)."""
+    port = free_port() if port else None
+    cmd = list(prefix) + LAUNCH + ['--workers', str(workers), '--servers', str(servers)] + \
+        (['--port', str(port)] if port else []) + list(launcher_args) + ['--'] + TRAIN + \
         ['--out-dir', str(out)] + list(extra)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, **(env or {})),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -149,7 +154,8 @@ def sshd(tmp_path_factory):
         f'Host h1 h2\n  HostName 127.0.0.1\n  Port {port}\n  IdentityFile {d}/user_key\n'
         f'  IdentitiesOnly yes\n  UserKnownHostsFile {d}/known_hosts\n'
         '  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  LogLevel ERROR\n')
-    (d / 'hosts.txt').write_text('# two aliases of this machine\nh1\nh2\n')
+    user = pwd.getpwuid(os.getuid()).pw_name  # the [user@]host[:port] form, too
+    (d / 'hosts.txt').write_text(f'# two aliases of this machine\nh1\n{user}@h2:{port}\n')
     server = subprocess.Popen([sshd_bin, '-D', '-e', '-f', str(d / 'sshd_config')],
                               stderr=subprocess.PIPE, text=True)
     try:
@@ -167,9 +173,11 @@ def sshd(tmp_path_factory):
 
 def test_ssh_two_workers_train_to_the_end(sshd, tmp_path):
     out = tmp_path / 'S'
-    proc, port = launch(out, launcher_args=['--hostfile', str(sshd / 'hosts.txt'),
-                                            '--ssh-config', str(sshd / 'ssh_config')])
+    proc, _ = launch(out, launcher_args=['--hostfile', str(sshd / 'hosts.txt'),
+                                         '--ssh-config', str(sshd / 'ssh_config')], port=False)
     stdout, stderr = finished(proc)
+    # The port was chosen on h1, over ssh; ps-lite binds the address ssh resolves for h1.
+    port = int(re.search(r'scheduler at 127\.0\.0\.1:(\d+),', stderr)[1])
     assert stderr.count('64 of 128 images per epoch') == 2, stderr[-3000:]
     assert 'has rank' in stderr  # labels follow the ranks ps-lite gave
     assert (out / 'export' / 'generator.onnx').exists()
