@@ -14,13 +14,15 @@ current folder, which must exist at the same path on every host.
 
 No orphans. Every process runs under ``launch_guard.py`` (same folder), whose stdin is
 a pipe from the launcher (through ssh for a remote one). The launcher writes ``stop``
-(SIGTERM, then SIGKILL after a grace period) or ``kill`` (SIGKILL now) to the process
-groups it stops; if the launcher or the connection dies, the kernel or sshd closes
-the pipe and the guard stops its group all the same. The command dies with its guard
-(PR_SET_PDEATHSIG). Unlike ``ssh -tt`` (SIGHUP through a
-pseudo-terminal) this keeps stdout and stderr apart, adds no carriage returns and does
-not depend on the program's SIGHUP handling; unlike recording remote PIDs it needs no
-second connection, which would fail exactly when a host or the network does.
+(SIGTERM, then SIGKILL after a grace period) or ``kill`` (SIGKILL now) to the guards it
+stops; if the launcher, its ssh connection or the host dies, the kernel or sshd closes
+the pipe and the guard stops its command's process group all the same. The command
+dies with its guard (PR_SET_PDEATHSIG). Why this way: ``ssh -tt`` (SIGHUP through a
+pseudo-terminal) would merge stdout and stderr, add carriage returns, reach only the
+terminal's foreground group and rely on the program not catching SIGHUP; recording
+remote PIDs to kill them later needs a second connection, which fails exactly when a
+host or the network does, and never covers the launcher's own death. The pipe needs
+neither: its end-of-file is delivered by the kernel however the other side ends.
 
 Stopping: when any process fails, on SIGINT (Ctrl-C) and on SIGTERM, every process on
 every host is stopped and the launcher exits with the failed process's code (130/143
