@@ -2,15 +2,38 @@
 
     python -m gluon_dcgan.launch --workers 2 --servers 1 -- python run.py --kvstore dist_sync ...
 
-Processes run locally by default, or over ssh on the hosts of --hostfile (one host
-per line; the first also runs the scheduler). The launcher only sets the DMLC_*
-variables and supervises: MXNet does the synchronisation. Each output line is
-prefixed with the process's role and index. If any process fails, the others are
-stopped and the launcher exits with that process's code.
+Processes run on this machine by default, pinned to loopback (DMLC_NODE_HOST=127.0.0.1,
+DMLC_INTERFACE=lo, unless either is already set), so a machine without a network card
+trains too. With --hostfile they run over ssh on the hosts listed, one
+``[user@]host[:port]`` per line (the first also runs the scheduler); each host's
+DMLC_NODE_HOST is its address as ssh resolves it (``ssh -G``), and the scheduler port
+is asked of the first host unless --port is given. ssh runs with the user's own
+configuration (or ``-F FILE`` from --ssh-config), host-key checking included, in batch
+mode: the launcher cannot answer prompts. Each remote command first changes to the
+current folder, which must exist at the same path on every host.
+
+No orphans. Every process runs under ``launch_guard.py`` (same folder), whose stdin is
+a pipe from the launcher (through ssh for a remote one). The launcher writes ``stop``
+(SIGTERM, then SIGKILL after a grace period) or ``kill`` (SIGKILL now) to the guards it
+stops; if the launcher, its ssh connection or the host dies, the kernel or sshd closes
+the pipe and the guard stops its command's process group all the same. The command
+dies with its guard (PR_SET_PDEATHSIG). Why this way: ``ssh -tt`` (SIGHUP through a
+pseudo-terminal) would merge stdout and stderr, add carriage returns, reach only the
+terminal's foreground group and rely on the program not catching SIGHUP; recording
+remote PIDs to kill them later needs a second connection, which fails exactly when a
+host or the network does, and never covers the launcher's own death. The pipe needs
+neither: its end-of-file is delivered by the kernel however the other side ends.
+
+Stopping: when any process fails, on SIGINT (Ctrl-C) and on SIGTERM, every process on
+every host is stopped and the launcher exits with the failed process's code (130/143
+for a signal). Output lines carry a label: ``[worker #i@host]`` until the worker reports
+the rank ps-lite gave it (``worker R/N`` in its log), then ``[worker R]``.
 """
 import argparse
 import os
+import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,9 +41,16 @@ import sys
 import threading
 import time
 
-# Scheduler and servers only need MXNet imported with their DMLC_ROLE: the
-# import itself runs the ps-lite server loop and exits when training ends.
-SERVER_CMD = [sys.executable, '-c', 'import mxnet']
+from .errors import UserError
+from .launch_ssh import read_hosts, remote_free_port
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GUARD = os.path.join(HERE, 'launch_guard.py')
+SERVER = os.path.join(HERE, 'train', 'dist_server.py')
+GRACE = 10.0  # seconds a stopped process has to finish its batch and checkpoint
+RANK_LINE = re.compile(r'^worker (\d+)/\d+\b')  # what fit logs once ps-lite gave a rank
+STOPPED_LINE = re.compile(r'^(interrupted|terminated)\b')  # fit/cli: saved, or nothing to save
+FORWARDED = ('DMLC_', 'PS_', 'MXNET_', 'OMP_NUM_THREADS', 'GLUON_DCGAN_')
 
 
 def _free_port():
@@ -29,113 +59,214 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _read_hosts(path):
-    try:
-        with open(path) as f:
-            hosts = [l.strip() for l in f if l.strip() and not l.startswith('#')]
-    except OSError as exc:
-        sys.exit(f'launch: error: cannot read --hostfile {path!r} ({exc.strerror})')
-    if not hosts:
-        sys.exit(f'launch: error: --hostfile {path!r} lists no hosts')
-    return hosts
+class Process:
+    """One launched process: its label, its Popen, and the pipe that keeps it alive."""
 
+    def __init__(self, label, popen):
+        self.label, self.popen = label, popen
+        self.stopped = threading.Event()  # it said it stopped (and saved what it had to)
 
-def _forward(stream, prefix, out):
-    for line in iter(stream.readline, ''):
-        out.write(f'[{prefix}] {line}')
-        out.flush()
-    stream.close()
+    def forward(self, stream, out):
+        for line in iter(stream.readline, ''):
+            m = RANK_LINE.match(line)
+            if m and self.label.startswith('worker #'):
+                old, self.label = self.label, f'worker {m[1]}'
+                print(f'launch: {old} has rank {m[1]}', file=sys.stderr, flush=True)
+            if STOPPED_LINE.match(line):
+                self.stopped.set()
+            out.write(f'[{self.label}] {line}')
+            out.flush()
+        stream.close()
+
+    def release(self, at_once):
+        """Tell the guard to stop its command: at once (SIGKILL), or gracefully (SIGTERM)."""
+        try:
+            self.popen.stdin.write('kill\n' if at_once else 'stop\n')
+            self.popen.stdin.flush()
+            if at_once:
+                self.popen.stdin.close()
+        except (OSError, ValueError):
+            pass  # the guard is gone, or was told already
 
 
 class Cluster:
-    """The launched processes, each with its role label."""
+    """The launched processes, each under a guard, and how to stop them all."""
 
-    def __init__(self):
-        self.procs = []
+    def __init__(self, base_env, hosts):
+        self.base_env, self.hosts, self.procs = base_env, hosts, []
 
-    def start(self, label, cmd, env, host=None):
-        if host:
-            exports = ' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items()
-                               if k.startswith('DMLC_') or k == 'OMP_NUM_THREADS')
-            remote = f'cd {shlex.quote(os.getcwd())} && env {exports} {shlex.join(cmd)}'
-            cmd, env = ['ssh', '-o', 'StrictHostKeyChecking=no', host, remote], None
-        proc = subprocess.Popen(cmd, env=None if env is None else dict(os.environ, **env),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)  # its own group: stop its children too
-        for stream, out in ((proc.stdout, sys.stdout), (proc.stderr, sys.stderr)):
-            threading.Thread(target=_forward, args=(stream, label, out), daemon=True).start()
-        self.procs.append((label, proc))
+    def start(self, label, command, role, index):
+        """Start `command` as the index-th process of `role` (round robin over the hosts)."""
+        env = dict(self.base_env, DMLC_ROLE=role)
+        guarded = [sys.executable, GUARD, str(GRACE), '--'] + command
+        if self.hosts:
+            host = self.hosts[index % len(self.hosts)]
+            label = f'{label}@{host.name}' if role == 'worker' else label
+            if 'DMLC_INTERFACE' not in os.environ:  # the user's choice of card wins
+                env['DMLC_NODE_HOST'] = host.address
+            exports = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED)}
+            exports.update(env)
+            remote = (f'cd {shlex.quote(os.getcwd())} && exec env '
+                      + ' '.join(f'{k}={shlex.quote(v)}' for k, v in sorted(exports.items()))
+                      + ' ' + shlex.join(guarded))
+            cmd, full_env = host.run(remote), None
+        else:
+            cmd, full_env = guarded, dict(os.environ, **env)
+        popen = subprocess.Popen(cmd, env=full_env, stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True)  # Ctrl-C reaches the launcher only
+        proc = Process(label, popen)
+        for stream, out in ((popen.stdout, sys.stdout), (popen.stderr, sys.stderr)):
+            threading.Thread(target=proc.forward, args=(stream, out), daemon=True).start()
+        self.procs.append(proc)
 
-    def stop_all(self, grace=5.0):
+    def stop_all(self, at_once=False):
+        """Stop every process, on every host; returns once all are gone.
+
+        After a failure the others cannot progress (dist_sync waits for every worker), so
+        all are killed at once. After a signal, the chief (rank 0) alone gets SIGTERM, so
+        the others keep stepping and its batch can end; it has up to GRACE seconds to
+        save a checkpoint, for which it needs the servers, and say so ("interrupted ...").
+        Then whatever is left is killed. A guard that does not exit is killed
+        too, with its ssh connection (the remote guard then sees end-of-file)."""
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut this short
             signal.signal(sig, signal.SIG_IGN)
-        for _, proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.time() + grace
-        for _, proc in self.procs:
-            try:
-                proc.wait(max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        if not at_once:
+            workers = [p for p in self.procs if p.label.startswith('worker')]
+            chief = [p for p in workers if p.label == 'worker 0'] or workers
+            for proc in chief:  # the others keep stepping, so the chief's last batch ends
+                proc.release(at_once=False)
+            deadline = time.time() + GRACE + 3.0  # its exit may then wait for the others
+            while time.time() < deadline and not all(
+                    p.stopped.is_set() or p.popen.poll() is not None for p in chief):
+                time.sleep(0.1)
+        for proc in self.procs:
+            proc.release(at_once=True)
+        for proc in _wait(self.procs, 3.0):
+            os.killpg(proc.popen.pid, signal.SIGKILL)  # the guard's command dies with it
+            proc.popen.wait()
 
     def supervise(self, poll=0.2):
         """Wait for the workers; the first failure stops everything. Returns the exit code."""
-        workers = [(l, p) for l, p in self.procs if l.startswith('worker')]
-        while True:
-            for label, proc in self.procs:
-                code = proc.poll()
+        workers = [p for p in self.procs if p.label.startswith('worker')]
+        while not all(p.popen.poll() == 0 for p in workers):
+            for proc in self.procs:
+                code = proc.popen.poll()
                 if code not in (None, 0):
-                    print(f'launch: {label} exited with {code}; stopping the others',
+                    print(f'launch: {proc.label} exited with {code}; stopping the others',
                           file=sys.stderr, flush=True)
-                    self.stop_all()
+                    self.stop_all(at_once=True)
                     return code if code > 0 else 128 - code
-            if all(p.poll() == 0 for _, p in workers):
-                self.stop_all(grace=10.0)  # scheduler and servers end once workers leave
-                return 0
             time.sleep(poll)
+        _wait(self.procs, 10.0)  # the scheduler and servers end once the workers leave
+        self.stop_all(at_once=True)
+        return 0
+
+
+def _wait(procs, seconds):
+    """Wait up to `seconds` for `procs` to exit; returns those still running."""
+    deadline = time.time() + seconds
+    for proc in procs:
+        try:
+            proc.popen.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            pass
+    return [p for p in procs if p.popen.poll() is None]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other user error
+        raise UserError(f'{message} (see python -m gluon_dcgan.launch --help)')
+
+
+def parse_args(argv):
+    """(launcher options, training command); every check runs before anything starts."""
+    split = argv.index('--') if '--' in argv else len(argv)
+    p = _Parser(prog='python -m gluon_dcgan.launch', description=__doc__,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--workers', type=int, required=True, help='worker processes')
+    p.add_argument('--servers', type=int, default=1, help='parameter servers (default: 1)')
+    p.add_argument('--hostfile', help='hosts to ssh into, one [user@]host[:port] per line '
+                   '(default: this machine, over loopback)')
+    p.add_argument('--port', type=int, help='scheduler port (default: a free one on the '
+                   "scheduler's host)")
+    p.add_argument('--ssh-config', help='ssh configuration file, passed to ssh as -F '
+                   '(default: $GLUON_DCGAN_SSH_CONFIG, else ssh\'s own)')
+    args = p.parse_args(argv[:split])
+    command = argv[split + 1:]
+    if split == len(argv) or not command:
+        raise UserError('put the training command after --, e.g. '
+                        '-- python run.py --kvstore dist_sync ...')
+    if args.workers < 1 or args.servers < 1:
+        raise UserError(f'--workers and --servers must be at least 1 '
+                        f'(got {args.workers} and {args.servers})')
+    if args.port is not None and not 0 < args.port < 65536:
+        raise UserError(f'--port must be between 1 and 65535 (got {args.port})')
+    args.ssh_config = args.ssh_config or os.environ.get('GLUON_DCGAN_SSH_CONFIG')
+    if args.ssh_config and not os.path.isfile(args.ssh_config):
+        raise UserError(f'--ssh-config {args.ssh_config!r} is not a file')
+    if command[0] in ('python', 'python3'):
+        command = [sys.executable] + command[1:]
+    return args, command
+
+
+def _cluster_env(args, hosts):
+    """The DMLC variables every process shares (the role and node address come later)."""
+    env = {'DMLC_NUM_SERVER': str(args.servers), 'DMLC_NUM_WORKER': str(args.workers)}
+    if hosts:
+        env['DMLC_PS_ROOT_URI'] = hosts[0].address
+        env['DMLC_PS_ROOT_PORT'] = str(args.port or remote_free_port(hosts[0]))
+    else:
+        env['DMLC_PS_ROOT_URI'] = '127.0.0.1'
+        env['DMLC_PS_ROOT_PORT'] = str(args.port or _free_port())
+        if not {'DMLC_INTERFACE', 'DMLC_NODE_HOST'} & set(os.environ):
+            # ps-lite would bind the first non-loopback card, or fail if there is none.
+            env.update(DMLC_INTERFACE='lo', DMLC_NODE_HOST='127.0.0.1')
+    return env
 
 
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    raise KeyboardInterrupt(signum)
+
+
+def run(args, command):
+    """Start every role, supervise them; returns the exit code."""
+    hosts = None
+    if args.hostfile:
+        if shutil.which('ssh') is None:
+            raise UserError('--hostfile needs ssh on PATH (install openssh-client)')
+        ssh = ['ssh'] + (['-F', args.ssh_config] if args.ssh_config else []) + \
+            ['-T', '-o', 'BatchMode=yes']  # no pseudo-terminal; never wait for a password
+        hosts = read_hosts(args.hostfile, ssh)
+    cluster = Cluster(_cluster_env(args, hosts), hosts)
+    env = cluster.base_env
+    print(f"launch: scheduler at {env['DMLC_PS_ROOT_URI']}:{env['DMLC_PS_ROOT_PORT']}, "
+          f'{args.servers} server(s), {args.workers} worker(s)', file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # stopping the launcher stops its processes
+    server = [sys.executable, SERVER]
+    try:
+        cluster.start('scheduler', server, 'scheduler', 0)
+        for i in range(args.servers):
+            cluster.start(f'server #{i}', server, 'server', i)
+        for i in range(args.workers):
+            cluster.start(f'worker #{i}', command, 'worker', i)
+        return cluster.supervise()
+    except KeyboardInterrupt as exc:
+        signum = exc.args[0] if exc.args else signal.SIGINT
+        print(f'launch: got signal {signum}; stopping every process', file=sys.stderr, flush=True)
+        cluster.stop_all()
+        return 128 + signum
 
 
 def main(argv=None):
-    """Parse, start every role, supervise; returns the exit code."""
-    argv = sys.argv[1:] if argv is None else argv
-    if '--' not in argv:
-        sys.exit('launch: error: put the training command after --, e.g. '
-                 '-- python run.py --kvstore dist_sync ...')
-    split = argv.index('--')
-    p = argparse.ArgumentParser(prog='python -m gluon_dcgan.launch', description=__doc__)
-    p.add_argument('--workers', type=int, required=True, help='worker processes (one per host)')
-    p.add_argument('--servers', type=int, default=1, help='parameter servers (default: 1)')
-    p.add_argument('--hostfile', help='hosts to ssh into, one per line (default: local)')
-    p.add_argument('--port', type=int, help='scheduler port (default: a free one)')
-    args = p.parse_args(argv[:split])
-    command = argv[split + 1:]
-    if not command or args.workers < 1 or args.servers < 1:
-        p.error('need a command after --, and --workers/--servers >= 1')
-    hosts = _read_hosts(args.hostfile) if args.hostfile else None
-    root = hosts[0] if hosts else '127.0.0.1'
-    env = {'DMLC_PS_ROOT_URI': root if not hosts else socket.gethostbyname(root),
-           'DMLC_PS_ROOT_PORT': str(args.port or _free_port()),
-           'DMLC_NUM_SERVER': str(args.servers), 'DMLC_NUM_WORKER': str(args.workers)}
-    if command[0] in ('python', 'python3'):
-        command = [sys.executable] + command[1:]
-    cluster = Cluster()
-    host = (lambda i: hosts[i % len(hosts)]) if hosts else (lambda i: None)
-    signal.signal(signal.SIGTERM, _interrupt)  # stopping the launcher stops its processes
+    """The command line: parse, check, run; returns the exit code."""
     try:
-        cluster.start('scheduler', SERVER_CMD, dict(env, DMLC_ROLE='scheduler'), host(0))
-        for i in range(args.servers):
-            cluster.start(f'server {i}', SERVER_CMD, dict(env, DMLC_ROLE='server'), host(i))
-        for i in range(args.workers):
-            cluster.start(f'worker {i}', command, dict(env, DMLC_ROLE='worker'), host(i))
-        return cluster.supervise()
-    except KeyboardInterrupt:
-        cluster.stop_all()
+        args, command = parse_args(sys.argv[1:] if argv is None else argv)
+        return run(args, command)
+    except UserError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:  # before any process was started
         return 130
 
 

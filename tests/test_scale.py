@@ -1,16 +1,9 @@
-"""Scale-out on CPU: two contexts in one process, and a loopback dist_sync cluster."""
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-
+"""Scale-out on CPU: two contexts in one process (dist_sync clusters: test_launch.py)."""
 import mxnet as mx
 import numpy as onp
 from mxnet import autograd, gluon, np
 
-from conftest import FINAL_LINE, ROOT, run_cli
+from conftest import FINAL_LINE, run_cli
 from gluon_dcgan.model import build_net_D, build_net_G
 from gluon_dcgan.train import steps
 
@@ -75,67 +68,3 @@ def test_cli_on_two_cpu_contexts(tmp_path):
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
     assert FINAL_LINE.match(last) and last.endswith('on [cpu(0), cpu(1)]'), last
-
-
-def _launch(out, dump=None, extra=(), workers=2):
-    cmd = [sys.executable, '-m', 'gluon_dcgan.launch', '--workers', str(workers), '--servers',
-           '1', '--', 'python', 'run.py', '--data', 'synthetic', '--kvstore', 'dist_sync',
-           '--epochs', '1', '--limit', '128', '--batch-size', '32', '--n-G', '16', '--n-D',
-           '16', '--ctx', 'cpu', '--no-progress', '--out-dir', str(out)] + list(extra)
-    env = dict(os.environ, **({'GLUON_DCGAN_DUMP_PARAMS': str(dump)} if dump else {}))
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def _stray(marker):
-    ps = subprocess.run(['ps', '-ww', '-eo', 'pid,args'], capture_output=True, text=True).stdout
-    return [l for l in ps.splitlines() if marker in l and 'ps -eo' not in l]
-
-
-def test_loopback_dist_sync(tmp_path):
-    out, dump = tmp_path / 'E', tmp_path / 'dump'
-    start = time.time()
-    proc = _launch(out)  # as a user runs it: no parameter dump that would add a sync
-    stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr[-3000:]
-    assert time.time() - start < 120
-    assert stderr.count('64 of 128 images per epoch') == 2  # each worker saw half
-    finals = [l for l in stdout.splitlines() if 'examples/sec on cpu(0)' in l]
-    assert len(finals) == 2
-    assert (out / 'export' / 'generator.onnx').exists() and (out / 'metrics.jsonl').exists()
-    assert len(list((out / 'checkpoints').iterdir())) == 1  # one writer, one epoch
-    assert not _stray(str(out)) and not _stray('-c import mxnet')
-    # Resuming restarts both workers from rank 0's checkpoint; they end identical.
-    proc = _launch(out, dump, extra=['--epochs', '2', '--resume'])
-    stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr[-3000:]
-    assert stderr.count('resuming from') == 2
-    rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
-    assert [r['epoch'] for r in rows] == [1, 2]
-    a = mx.nd.load(f'{dump}-rank0.params')
-    b = mx.nd.load(f'{dump}-rank1.params')
-    for k in a:
-        if 'running' not in k:  # BatchNorm statistics are per worker
-            assert onp.array_equal(a[k].asnumpy(), b[k].asnumpy()), k
-
-
-def test_launcher_stops_everything_when_a_worker_dies(tmp_path):
-    out = tmp_path / 'F'
-    proc = _launch(out, extra=['--epochs', '50'])
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not (out / 'config.json').exists():
-            time.sleep(0.2)
-        workers = [l for l in _stray(str(out)) if 'gluon_dcgan.launch' not in l]
-        assert len(workers) == 2, _stray('run.py')
-        os.kill(int(workers[-1].split()[0]), signal.SIGKILL)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode != 0
-        assert 'stopping the others' in err
-        time.sleep(0.5)
-        assert not _stray(str(out))
-        assert not _stray('-c import mxnet')  # no scheduler or server left either
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)

@@ -4,8 +4,10 @@ Layout of checkpoints/ckpt-E{epoch:04d}-B{batch:06d}/ (epoch = last complete
 epoch, batch = batches already done of the next one):
     net_G.params, net_D.params        both networks (with BatchNorm statistics)
     adam_G.params, adam_D.params      both Adam states: moments as MXNet arrays
-    adam_G.json, adam_D.json          and their step counters; absent for
-                                      dist_sync, whose Adam states live on the servers
+    adam_G.json, adam_D.json          and their step counters; for dist_sync, whose
+                                      Adam states live on the parameter servers:
+    server-R.params, server-R.json    each server's Adam state, written by the
+                                      servers themselves (train/dist_server.py)
     fixed_noise.npy                   the noise behind samples/epoch_NNN.png
     state.json                        epoch, batch, config, history, partial sums
     manifest.json                     SHA-256 of every file above; written last
@@ -24,6 +26,7 @@ import numpy as onp
 from ..errors import UserError
 from ..files import file_digest, fsync_path, remove_leftovers, temporary_folder
 from . import optimizer_state
+from .dist_server import load_server_states, save_server_states
 
 KEEP = 2  # the newest intact checkpoints kept; older ones are removed
 TMP_PREFIX = '.tmp-ckpt-'
@@ -51,10 +54,13 @@ def save(folder, trainer, fixed_noise, state):
         trainer.net_D.save_parameters(os.path.join(tmp, 'net_D.params'))
         optimizer_state.save(trainer.trainer_G, trainer.net_G, os.path.join(tmp, 'adam_G'))
         optimizer_state.save(trainer.trainer_D, trainer.net_D, os.path.join(tmp, 'adam_D'))
+        servers = []
+        if optimizer_state.on_servers(trainer.trainer_D):
+            servers = save_server_states(trainer.trainer_D._kvstore_params['kvstore'], tmp)
         onp.save(os.path.join(tmp, 'fixed_noise.npy'), fixed_noise)
         with open(os.path.join(tmp, 'state.json'), 'w') as f:
             json.dump(state, f)
-        names = [n for n in FILES if os.path.exists(os.path.join(tmp, n))]
+        names = [n for n in FILES if os.path.exists(os.path.join(tmp, n))] + servers
         manifest = {name: file_digest(os.path.join(tmp, name)) for name in names}
         with open(os.path.join(tmp, 'manifest.json'), 'w') as f:
             json.dump(manifest, f, indent=1)
@@ -131,7 +137,8 @@ def verify(path):
     except (OSError, ValueError):
         return 'manifest.json is missing or unreadable'
     paired = set(ADAM) & set(manifest)
-    required = [n for n in FILES if n not in ADAM] + sorted(paired)
+    required = [n for n in FILES if n not in ADAM] + sorted(paired) + sorted(
+        n for n in manifest if n.startswith('server-'))
     if paired and paired != set(ADAM):
         return 'the Adam state is incomplete'
     for name in required:
@@ -178,4 +185,7 @@ def load(path, trainer):
     if os.path.exists(os.path.join(path, 'adam_G.json')):
         optimizer_state.load(trainer.trainer_G, trainer.net_G, os.path.join(path, 'adam_G'))
         optimizer_state.load(trainer.trainer_D, trainer.net_D, os.path.join(path, 'adam_D'))
+    elif optimizer_state.on_servers(trainer.trainer_D) and \
+            os.path.exists(os.path.join(path, 'server-0.json')):
+        load_server_states(trainer.trainer_D._kvstore_params['kvstore'], path)
     return onp.load(os.path.join(path, 'fixed_noise.npy')), load_state(path)
