@@ -19,21 +19,28 @@ from ..errors import UserError
 FORMAT = 'gluon_dcgan adam state v1'
 
 
+def on_servers(trainer):
+    """True if Adam's state lives on dist_sync's parameter servers (saved by them, not here).
+
+    Decided from the kvstore the Trainer was given, without initialising it: a
+    dist Trainer must send its optimizer only at its first step, once that step
+    has set the gradient scale.
+    """
+    kv = trainer._kvstore_params.get('kvstore')
+    return kv is not None and not isinstance(kv, str) and 'dist' in kv.type
+
+
 def _updaters(trainer):
     """The Updater objects that hold this Trainer's optimizer state on the workers."""
+    if on_servers(trainer):
+        return []
     if not trainer._kv_initialized:
         trainer._init_kvstore()
     if trainer._params_to_init:
         trainer._init_params()
     if trainer._update_on_kvstore:
-        kv = trainer._kvstore
-        return [] if 'dist' in kv.type else [kv._updater]  # dist: on the parameter servers
+        return [trainer._kvstore._updater]
     return trainer._updaters
-
-
-def on_servers(trainer):
-    """True if Adam's state lives on dist_sync's parameter servers (not saved here)."""
-    return not _updaters(trainer)
 
 
 def _indices(trainer, net):
