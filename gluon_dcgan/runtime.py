@@ -120,8 +120,8 @@ def native_stderr_silenced():
         os.dup2(devnull, 2)
         os.close(devnull)
         if python_uses_fd2:
-            sys.stderr = open(saved, 'w', closefd=False, errors='backslashreplace',
-                              line_buffering=True)
+            sys.stderr = open(saved, 'w', buffering=1, encoding=python_stderr.encoding,
+                              errors='backslashreplace', closefd=False)
         yield
     finally:
         if sys.stderr is not python_stderr:

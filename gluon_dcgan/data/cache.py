@@ -64,7 +64,6 @@ def _write_atomic(path, write):
 
 def save_entry(cache_dir, key, images, bad):
     """Write the entry (array first, then the JSON that vouches for it); OSError on failure."""
-    os.makedirs(cache_dir, exist_ok=True)
     array_path, meta_path = _entry(cache_dir, key)
     _write_atomic(array_path, lambda f: onp.save(f, images, allow_pickle=False))
     meta = {'version': CACHE_VERSION, 'key': key, 'count': len(images) + len(bad),
@@ -99,10 +98,17 @@ def decoded_images(paths, stats, size, channels, cache_dir, num_workers, log):
     key = cache_key(paths, stats, size, channels)
     hit = load_entry(cache_dir, key, len(paths), size, channels)
     if hit is None:
-        log(f'decoding {len(paths)} images once into {cache_dir}')
+        try:
+            os.makedirs(cache_dir, exist_ok=True)  # before the decode, not after minutes of it
+            writable = True
+        except OSError as exc:
+            writable = False
+            log(f'note: cannot create the decode cache {cache_dir} ({exc.strerror}); '
+                f'every start decodes the images again')
         hit = decode_all(paths, size, channels, num_workers)
         try:
-            save_entry(cache_dir, key, *hit)
+            if writable:
+                save_entry(cache_dir, key, *hit)
         except OSError as exc:  # a full disk costs the next start a decode, nothing more
             log(f'note: cannot write the decode cache in {cache_dir} ({exc.strerror}); '
                 f'the next start decodes again')
