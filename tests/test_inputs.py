@@ -261,3 +261,35 @@ def test_export_whose_parts_disagree_is_one_line(export_copy, tmp_path, damage, 
                     '--output', str(tmp_path / 'g.png')] + (['--onnx'] if onnx else []))
     assert_one_line_error(proc, contains='re-export')
     assert not (tmp_path / 'g.png').exists()
+
+
+# ---- the memory estimate ----------------------------------------------------------------
+
+@pytest.mark.parametrize('n_G, n_D, latent, channels', [(64, 64, 100, 3), (8, 16, 7, 1),
+                                                        (24, 40, 100, 3)])
+def test_parameter_counts_match_the_built_nets(n_G, n_D, latent, channels):
+    import mxnet as mx
+    from mxnet import np
+    from gluon_dcgan.model import build_net_D, build_net_G, count_parameters
+    from gluon_dcgan.runtime import parameter_counts
+    net_G, net_D = build_net_G(n_G, channels), build_net_D(n_D)
+    for net in (net_G, net_D):
+        net.initialize(mx.init.Normal(0.02))
+    net_D(net_G(np.zeros((1, latent, 1, 1))))
+    assert parameter_counts(n_G, n_D, latent, channels) == (count_parameters(net_G),
+                                                            count_parameters(net_D))
+    if (n_G, n_D, latent, channels) == (64, 64, 100, 3):
+        assert parameter_counts(64, 64, 100, 3) == (3576704, 2765696)
+
+
+def test_memory_estimate_passes_the_defaults_and_refuses_huge_nets(monkeypatch):
+    from gluon_dcgan import config
+    from gluon_dcgan.errors import UserError
+    from gluon_dcgan.runtime import training_memory_bytes
+    assert 1e9 < training_memory_bytes(64, 64, 100, 3, 256) < 2.2e9  # measured peak: 2.2 GB
+    monkeypatch.setattr(config, 'available_memory_bytes', lambda: 4 * 2 ** 30)
+    config.check_memory(config.Config(ctx='cpu'))
+    with pytest.raises(UserError, match=r'--n-G 4096 .* need about 199.8 GiB .* only 4.0 GiB'):
+        config.check_memory(config.Config(n_G=4096, ctx='cpu'))
+    monkeypatch.setattr(config, 'available_memory_bytes', lambda: None)  # not Linux
+    config.check_memory(config.Config(n_G=4096, ctx='cpu'))
