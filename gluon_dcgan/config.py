@@ -9,8 +9,7 @@ import os
 import sys
 
 from .errors import UserError
-from .runtime import (available_memory_bytes, parse_ctx_spec, training_memory_bytes,
-                      usable_cores)
+from .runtime import check_training_memory, parse_ctx_spec, usable_cores
 
 DEFAULT_DATA_ROOT = os.path.join(
     os.environ.get('XDG_CACHE_HOME', os.path.join(os.path.expanduser('~'), '.cache')),
@@ -20,6 +19,7 @@ MODEL_FIELDS = ('data', 'limit', 'latent_dim', 'n_G', 'n_D', 'channels', 'image_
                 'd_activation', 'alpha')
 # --data synthetic draws its sprites in memory: 16384 of them are 200 MB and about 5 s.
 MAX_SYNTHETIC_IMAGES = 16384
+MAX_WORKERS = 64    # decoding threads; more only contend for the same cores
 SEED_LIMIT = 2 ** 32  # numpy's RandomState takes seeds in [0, 2**32)
 
 
@@ -115,6 +115,13 @@ def seed_int(text):
     return value
 
 
+def _worker_count(text):
+    value = _non_negative_int(text)
+    if value > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f'must be <= {MAX_WORKERS}, got {value}')
+    return value
+
+
 def _path(text):
     if not text.strip():
         raise argparse.ArgumentTypeError('must not be empty: give a path')
@@ -173,8 +180,9 @@ def add_data_flags(parser, defaults):
     _flag(parser, 'limit', type=_positive_int, default=None, metavar='N',
           help=f'use only the first N images (at most {MAX_SYNTHETIC_IMAGES} with '
                f'--data synthetic)')
-    _flag(parser, 'num-workers', type=_non_negative_int, default=defaults.num_workers,
-          metavar='N', help='image decoding threads (default: %(default)s, from the core count)')
+    _flag(parser, 'num-workers', type=_worker_count, default=defaults.num_workers,
+          metavar='N', help=f'image decoding threads, at most {MAX_WORKERS} (default: '
+                            f'%(default)s, from the core count)')
     _flag(parser, 'skip-bad-images', action='store_true',
           help='leave out unreadable image files instead of stopping')
 
@@ -259,7 +267,8 @@ def config_from_args(args):
     check_synthetic_limit(cfg)
     if cfg.data != 'synthetic' or cfg.fid_every:  # synthetic data needs no downloads or cache
         check_data_root(cfg.data_root)
-    check_memory(cfg)
+    check_training_memory(cfg.n_G, cfg.n_D, cfg.latent_dim, cfg.channels, cfg.batch_size,
+                          cfg.ctx)
     return cfg
 
 
@@ -276,29 +285,13 @@ def check_data_root(data_root):
     while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
         probe = os.path.dirname(probe)  # it will be created inside its nearest existing parent
     if not os.path.isdir(probe):
-        where = ('is a file' if probe == os.path.abspath(data_root)
-                 else f'is inside the file {probe!r}')
-        raise UserError(f'--data-root {data_root!r} {where}, not a folder: give a folder for '
-                        f'downloads and the decode cache')
+        where = ('is not a folder' if probe == os.path.abspath(data_root)
+                 else f'is inside {probe!r}, which is not a folder')
+        raise UserError(f'--data-root {data_root!r} {where}: give a folder for downloads and '
+                        f'the decode cache')
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f'--data-root {data_root!r} cannot be written ({probe!r} is read-only to '
                         f'you): give a folder you can write, or fix its permissions')
-
-
-def check_memory(cfg):
-    """Refuse nets and batches whose training would not fit in the available memory."""
-    kind, ids = parse_ctx_spec(cfg.ctx)
-    available = available_memory_bytes()
-    # Not Linux: no cheap, reliable figure. On a GPU the limit is the card's, not the host's.
-    if available is None or kind == 'gpu':
-        return
-    need = training_memory_bytes(cfg.n_G, cfg.n_D, cfg.latent_dim, cfg.channels,
-                                 cfg.batch_size, max(1, len(ids)))
-    if need > available:
-        raise UserError(f'--n-G {cfg.n_G} --n-D {cfg.n_D} --latent-dim {cfg.latent_dim} '
-                        f'--batch-size {cfg.batch_size} need about {need / 2**30:.1f} GiB to '
-                        f'train, but only {available / 2**30:.1f} GiB of memory is free: '
-                        f'lower them')
 
 
 def parse_train_args(argv):

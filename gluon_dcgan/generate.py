@@ -21,7 +21,8 @@ REEXPORT = 're-export with: python run.py export --run RUN_DIR'
 def read_manifest(folder, needed):
     """The export's manifest, after checking `needed` files exist and match their SHA-256."""
     if not os.path.isdir(folder):
-        raise UserError(f'export folder {folder!r} does not exist: point --export at a run\'s '
+        what = 'is not a folder' if os.path.exists(folder) else 'does not exist'
+        raise UserError(f'export folder {folder!r} {what}: point --export at a run\'s '
                         f'export/ folder')
     path = os.path.join(folder, MANIFEST)
     try:

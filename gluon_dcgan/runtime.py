@@ -262,3 +262,17 @@ def available_memory_bytes():
     except (OSError, ValueError, IndexError):
         pass
     return min(found) if found else None
+
+
+def check_training_memory(n_G, n_D, latent_dim, channels, batch_size, ctx):
+    """Refuse nets and batches whose training would not fit in the available memory."""
+    kind, ids = parse_ctx_spec(ctx)
+    available = available_memory_bytes()
+    # Not Linux: no cheap, reliable figure. On a GPU the limit is the card's, not the host's.
+    if available is None or kind == 'gpu':
+        return
+    need = training_memory_bytes(n_G, n_D, latent_dim, channels, batch_size, max(1, len(ids)))
+    if need > available:
+        raise UserError(f'--n-G {n_G} --n-D {n_D} --latent-dim {latent_dim} --batch-size '
+                        f'{batch_size} need about {need / 2**30:.1f} GiB to train, but only '
+                        f'{available / 2**30:.1f} GiB of memory is free: lower them')

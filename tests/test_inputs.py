@@ -114,14 +114,15 @@ TRAIN_CASES = {
     'seed 2**32': (['--seed', str(2 ** 32)], '--seed'),
     'seed text': (['--seed', 'x'], '--seed'),
     'data-root is a file': (lambda t: ['--data', 'pokemon', '--data-root', _file(t)],
-                            'is a file'),
+                            'is not a folder'),
     'data-root inside a file': (lambda t: ['--data', 'pokemon', '--data-root',
-                                           os.path.join(_file(t), 'sub')], 'inside the file'),
+                                           os.path.join(_file(t), 'sub')], 'which is not a folder'),
     'data-root empty': (['--data-root', ''], 'must not be empty'),
     'out-dir empty': (['--out-dir', ''], 'must not be empty'),
     'n-G 4096': (['--n-G', '4096'], 'GiB'),
     'batch 10**9': (['--batch-size', str(10 ** 9)], 'GiB'),
     'synthetic limit': (['--limit', '20000'], '16384'),
+    'num-workers 10**6': (['--num-workers', str(10 ** 6)], '--num-workers'),
 }
 
 
@@ -283,13 +284,13 @@ def test_parameter_counts_match_the_built_nets(n_G, n_D, latent, channels):
 
 
 def test_memory_estimate_passes_the_defaults_and_refuses_huge_nets(monkeypatch):
-    from gluon_dcgan import config
+    from gluon_dcgan import runtime
     from gluon_dcgan.errors import UserError
-    from gluon_dcgan.runtime import training_memory_bytes
-    assert 1e9 < training_memory_bytes(64, 64, 100, 3, 256) < 2.2e9  # measured peak: 2.2 GB
-    monkeypatch.setattr(config, 'available_memory_bytes', lambda: 4 * 2 ** 30)
-    config.check_memory(config.Config(ctx='cpu'))
+    assert 1e9 < runtime.training_memory_bytes(64, 64, 100, 3, 256) < 2.2e9  # peak: 2.2 GB
+    monkeypatch.setattr(runtime, 'available_memory_bytes', lambda: 4 * 2 ** 30)
+    runtime.check_training_memory(64, 64, 100, 3, 256, 'cpu')
     with pytest.raises(UserError, match=r'--n-G 4096 .* need about 199.8 GiB .* only 4.0 GiB'):
-        config.check_memory(config.Config(n_G=4096, ctx='cpu'))
-    monkeypatch.setattr(config, 'available_memory_bytes', lambda: None)  # not Linux
-    config.check_memory(config.Config(n_G=4096, ctx='cpu'))
+        runtime.check_training_memory(4096, 64, 100, 3, 256, 'cpu')
+    runtime.check_training_memory(4096, 64, 100, 3, 256, 'gpu')  # the card's memory counts
+    monkeypatch.setattr(runtime, 'available_memory_bytes', lambda: None)  # not Linux
+    runtime.check_training_memory(4096, 64, 100, 3, 256, 'cpu')
