@@ -34,8 +34,10 @@ def read_manifest(folder, needed):
         if latent < 1 or len(shape) != 3 or min(shape) < 1:
             raise ValueError('shapes')
     except FileNotFoundError:
-        raise UserError(f'{folder} has no {MANIFEST}: it is not a complete export; '
-                        f're-export with: python run.py export --run RUN_DIR')
+        if os.path.isfile(os.path.join(folder, 'export', MANIFEST)):
+            raise UserError(f'{folder} is a run folder: give --export '
+                            f'{os.path.join(folder, "export")}')
+        raise UserError(f'{folder} has no {MANIFEST}: it is not a complete export; {REEXPORT}')
     except (ValueError, KeyError, TypeError):
         raise UserError(f'{path} is damaged; re-export with: python run.py export --run RUN_DIR')
     for name in needed:

@@ -58,8 +58,8 @@ def test_named_pipe_in_the_data_is_skipped_with_a_note(tmp_path):
     proc = run_cli(['--data', root, '--data-root', str(tmp_path / 'cache'),
                     '--out-dir', str(tmp_path / 'out')] + TINY, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert 'skipping 1 entries that are not regular files: sprites/x.png (a named pipe)' \
-        in proc.stderr
+    assert ('skipping 1 entries that are not readable regular files: sprites/x.png '
+            '(a named pipe)') in proc.stderr
 
 
 def test_non_utf8_names_train(tmp_path):
@@ -175,13 +175,8 @@ def test_stray_dmlc_role_is_refused_before_mxnet_loads(role, args, tmp_path):
                                   ['generate', '--export', 'x', '--output', 'g.png'],
                                   ['export', '--run', 'x'], ['evaluate', '--export', 'x']])
 def test_gpu_build_without_driver_is_one_line(args, tmp_path):
-    fake = tmp_path / 'fake' / 'mxnet'
-    fake.mkdir(parents=True)
-    (fake / '__init__.py').write_text(
-        "raise OSError('libcuda.so.1: cannot open shared object file: No such file or "
-        "directory')\n")
     proc = run_cli(args + (['--out-dir', str(tmp_path / 'out')] if '--limit' in args else []),
-                   env={'PYTHONPATH': str(tmp_path / 'fake')}, cwd=str(tmp_path))
+                   env=_fake_mxnet_without_driver(tmp_path), cwd=str(tmp_path))
     assert_one_line_error(proc, contains='NVIDIA driver (libcuda.so.1)')
     assert not (tmp_path / 'out').exists()
 
@@ -218,6 +213,28 @@ def test_generate_in_chunks_equals_one_pass(export_copy, tmp_path, onnx):
     got = onp.asarray(Image.open(tmp_path / 'g.png'))
     assert got.shape == expected.shape
     assert onp.abs(got.astype(int) - expected).max() <= 1  # float rounding of batch sizes
+
+
+def _fake_mxnet_without_driver(tmp_path):
+    fake = tmp_path / 'fake' / 'mxnet'
+    fake.mkdir(parents=True)
+    (fake / '__init__.py').write_text(
+        "raise OSError('libcuda.so.1: cannot open shared object file: No such file or "
+        "directory')\n")
+    return {'PYTHONPATH': str(tmp_path / 'fake')}
+
+
+def test_generate_onnx_never_imports_mxnet(export_copy, tmp_path):
+    out = tmp_path / os.fsdecode(b'gen\xff \xc3\xbc.png')  # not UTF-8, then UTF-8
+    proc = run_cli(['generate', '--onnx', '--export', str(export_copy), '--output', str(out)],
+                   env=_fake_mxnet_without_driver(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists()
+
+
+def test_generate_pointed_at_the_run_folder_says_so(tiny_run, tmp_path):
+    proc = run_cli(['generate', '--export', str(tiny_run[0]), '--output', str(tmp_path / 'g.png')])
+    assert_one_line_error(proc, contains=f'give --export {tiny_run[0] / "export"}')
 
 
 def _rehash(export):

@@ -23,7 +23,7 @@ def _from_folder(root, cfg, log):
         items = items[:cfg.limit]
     paths, stats, skipped = folder.regular_files([p for p, _ in items])
     if skipped:
-        log(f'note: skipping {len(skipped)} entries that are not regular files: '
+        log(f'note: skipping {len(skipped)} entries that are not readable regular files: '
             f'{_names(skipped, root)}')
     if not paths:
         raise UserError(f'no regular image files in {root}: nothing to train on')
