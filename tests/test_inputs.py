@@ -173,7 +173,9 @@ def test_stray_dmlc_role_is_refused_before_mxnet_loads(role, args, tmp_path):
 @pytest.mark.parametrize('args', [SYNTHETIC, SYNTHETIC[:-2] + ['--ctx', 'auto'],
                                   SYNTHETIC[:-2] + ['--ctx', 'gpu'],
                                   ['generate', '--export', 'x', '--output', 'g.png'],
-                                  ['export', '--run', 'x'], ['evaluate', '--export', 'x']])
+                                  ['export', '--run', 'x'], ['evaluate', '--export', 'x'],
+                                  ['ablate-activation'] + SYNTHETIC,
+                                  ['analyze-categories', '--run', 'x']])
 def test_gpu_build_without_driver_is_one_line(args, tmp_path):
     proc = run_cli(args + (['--out-dir', str(tmp_path / 'out')] if '--limit' in args else []),
                    env=_fake_mxnet_without_driver(tmp_path), cwd=str(tmp_path))

@@ -15,6 +15,17 @@ def _names(pairs, root, shown=3):
     return names + (f' and {len(pairs) - shown} more' if len(pairs) > shown else '')
 
 
+def _check_fits_in_memory(count, cfg):
+    """All decoded images live in memory at once: refuse a folder that cannot fit."""
+    from ..runtime import available_memory_bytes
+    need, available = count * cfg.image_size ** 2 * cfg.channels, available_memory_bytes()
+    if available is not None and need > available:
+        fit = available // (cfg.image_size ** 2 * cfg.channels)
+        raise UserError(f'{count} images take {need / 2**30:.1f} GiB decoded, but only '
+                        f'{available / 2**30:.1f} GiB of memory is free: use --limit {fit} '
+                        f'or fewer')
+
+
 def _from_folder(root, cfg, log):
     items, note = folder.list_images(root)
     if note:
@@ -27,6 +38,7 @@ def _from_folder(root, cfg, log):
             f'{_names(skipped, root)}')
     if not paths:
         raise UserError(f'no regular image files in {root}: nothing to train on')
+    _check_fits_in_memory(len(paths), cfg)
     images, bad = cache.decoded_images(paths, stats, cfg.image_size, cfg.channels,
                                        os.path.join(cfg.data_root, 'decoded'),
                                        cfg.num_workers, log)
