@@ -21,6 +21,7 @@ MODEL_FIELDS = ('data', 'limit', 'latent_dim', 'n_G', 'n_D', 'channels', 'image_
 MAX_SYNTHETIC_IMAGES = 16384
 MAX_WORKERS = 64    # decoding threads; more only contend for the same cores
 SEED_LIMIT = 2 ** 32  # numpy's RandomState takes seeds in [0, 2**32)
+MAX_EPOCHS = 10 ** 6  # more overflows the figures' axes; no run gets near it
 
 
 def default_num_workers():
@@ -92,7 +93,7 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _int_at_least(minimum):
+def _int_in(minimum, maximum=None):
     def parse(text):
         try:
             value = int(text)
@@ -100,31 +101,35 @@ def _int_at_least(minimum):
             raise argparse.ArgumentTypeError(f'must be a whole number, got {text!r}')
         if value < minimum:
             raise argparse.ArgumentTypeError(f'must be >= {minimum}, got {value}')
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f'must be <= {maximum}, got {value}')
         return value
     return parse
 
 
-_positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
+_positive_int, _non_negative_int = _int_in(1), _int_in(0)
+_worker_count, _epoch_count = _int_in(0, MAX_WORKERS), _int_in(1, MAX_EPOCHS)
+_seed = _int_in(0, SEED_LIMIT - 1)
 
 
 def seed_int(text):
     """argparse type of every --seed: a whole number in [0, 2**32)."""
-    value = _non_negative_int(text)
-    if value >= SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f'must be < 2**32 = {SEED_LIMIT}, got {value}')
-    return value
-
-
-def _worker_count(text):
-    value = _non_negative_int(text)
-    if value > MAX_WORKERS:
-        raise argparse.ArgumentTypeError(f'must be <= {MAX_WORKERS}, got {value}')
-    return value
+    return _seed(text)
 
 
 def _path(text):
     if not text.strip():
         raise argparse.ArgumentTypeError('must not be empty: give a path')
+    return text
+
+
+def _mxnet_path(text):
+    # MXNet's C API takes file names as UTF-8; a name that is not cannot be saved to.
+    try:
+        _path(text).encode('utf-8')
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not valid UTF-8, which MXNet needs '
+                                         f'for the files it writes: choose another name')
     return text
 
 
@@ -175,7 +180,7 @@ def add_data_flags(parser, defaults):
     _flag(parser, 'data', default=defaults.data, metavar='pokemon|synthetic|fashion-mnist|PATH',
           help="dataset: 'pokemon' (download, the chapter's), 'synthetic' (embedded, offline), "
                "'fashion-mnist', or a folder of images in class subfolders (default: %(default)s)")
-    _flag(parser, 'data-root', type=_path, default=defaults.data_root, metavar='DIR',
+    _flag(parser, 'data-root', type=_mxnet_path, default=defaults.data_root, metavar='DIR',
           help='download and decode cache (default: %(default)s)')
     _flag(parser, 'limit', type=_positive_int, default=None, metavar='N',
           help=f'use only the first N images (at most {MAX_SYNTHETIC_IMAGES} with '
@@ -205,8 +210,8 @@ def add_model_flags(parser, defaults):
 
 def add_train_flags(parser, defaults):
     """Flags of the optimisation and of the run folder."""
-    _flag(parser, 'epochs', type=_positive_int, default=defaults.epochs,
-          help='training epochs (default: %(default)s)')
+    _flag(parser, 'epochs', type=_epoch_count, default=defaults.epochs,
+          help=f'training epochs, at most {MAX_EPOCHS} (default: %(default)s)')
     _flag(parser, 'batch-size', type=_positive_int, default=defaults.batch_size,
           help='examples per step (default: %(default)s)')
     _flag(parser, 'lr', type=_positive_float, default=defaults.lr,
@@ -220,7 +225,7 @@ def add_train_flags(parser, defaults):
     _flag(parser, 'kvstore', choices=('device', 'local', 'dist_sync'), default=None,
           help='gradient aggregation: device (GPUs), local (CPUs), dist_sync (several hosts, '
                'start with gluon_dcgan.launch) (default: picked from --ctx)')
-    _flag(parser, 'out-dir', type=_path, default=defaults.out_dir, metavar='DIR',
+    _flag(parser, 'out-dir', type=_mxnet_path, default=defaults.out_dir, metavar='DIR',
           help='run folder for figures, metrics, checkpoints, export (default: %(default)s)')
     _flag(parser, 'resume', action='store_true',
           help='continue the run in --out-dir from its last complete checkpoint')
@@ -232,7 +237,7 @@ def add_train_flags(parser, defaults):
           help='score FID every K epochs and keep the best generator (default: off)')
     _flag(parser, 'fid-num', type=_positive_int, default=defaults.fid_num, metavar='N',
           help='images per side for --fid-every (default: %(default)s)')
-    _flag(parser, 'inception-params', type=_path, default=None, metavar='FILE',
+    _flag(parser, 'inception-params', type=_mxnet_path, default=None, metavar='FILE',
           help='InceptionV3 weights saved by save_parameters, for FID offline')
 
 
@@ -264,6 +269,10 @@ def config_from_args(args):
     if cfg.fid_every and cfg.fid_every > cfg.epochs:
         raise UserError(f'--fid-every {cfg.fid_every} is more than --epochs {cfg.epochs}: '
                         f'no epoch would be scored')
+    devices = len(parse_ctx_spec(cfg.ctx)[1])
+    if devices > cfg.batch_size:
+        raise UserError(f'--batch-size {cfg.batch_size} is smaller than the {devices} devices '
+                        f'of --ctx {cfg.ctx}: each device needs at least one example a step')
     check_synthetic_limit(cfg)
     if cfg.data != 'synthetic' or cfg.fid_every:  # synthetic data needs no downloads or cache
         check_data_root(cfg.data_root)

@@ -123,6 +123,9 @@ TRAIN_CASES = {
     'batch 10**9': (['--batch-size', str(10 ** 9)], 'GiB'),
     'synthetic limit': (['--limit', '20000'], '16384'),
     'num-workers 10**6': (['--num-workers', str(10 ** 6)], '--num-workers'),
+    'epochs 10**20': (['--epochs', str(10 ** 20)], '--epochs'),
+    'out-dir not UTF-8': (lambda t: ['--out-dir', str(t / os.fsdecode(b'o\xff'))], 'UTF-8'),
+    'more devices than examples': (['--ctx', 'cpu:0,1,2', '--batch-size', '2'], '3 devices'),
 }
 
 
