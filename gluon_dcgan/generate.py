@@ -18,37 +18,47 @@ CHUNK = 256        # latents per forward pass: memory stays flat whatever --num 
 REEXPORT = 're-export with: python run.py export --run RUN_DIR'
 
 
-def read_manifest(folder, needed):
-    """The export's manifest, after checking `needed` files exist and match their SHA-256."""
-    if not os.path.isdir(folder):
-        what = 'is not a folder' if os.path.exists(folder) else 'does not exist'
-        raise UserError(f'export folder {folder!r} {what}: point --export at a run\'s '
-                        f'export/ folder')
+def _load_manifest(folder):
     path = os.path.join(folder, MANIFEST)
     try:
         with open(path) as f:
             manifest = json.load(f)
-        latent = int(manifest['latent_dim'])
-        files = manifest['files']
+        manifest['latent_dim'] = int(manifest['latent_dim'])
+        manifest['files'] = dict(manifest['files'])
         shape = [int(n) for n in manifest['output_shape'][1:]]
-        if latent < 1 or len(shape) != 3 or min(shape) < 1:
+        if manifest['latent_dim'] < 1 or len(shape) != 3 or min(shape) < 1:
             raise ValueError('shapes')
     except FileNotFoundError:
         if os.path.isfile(os.path.join(folder, 'export', MANIFEST)):
             raise UserError(f'{folder} is a run folder: give --export '
                             f'{os.path.join(folder, "export")}')
         raise UserError(f'{folder} has no {MANIFEST}: it is not a complete export; {REEXPORT}')
-    except (ValueError, KeyError, TypeError):
-        raise UserError(f'{path} is damaged; re-export with: python run.py export --run RUN_DIR')
+    except OSError as exc:  # a folder in its place, no permission
+        raise UserError(f'cannot read {path} ({exc.strerror}); {REEXPORT}')
+    except (ValueError, KeyError, TypeError, IndexError, OverflowError):  # not our JSON
+        raise UserError(f'{path} is damaged; {REEXPORT}')
+    manifest['output_shape'] = ['N'] + shape
+    return manifest
+
+
+def read_manifest(folder, needed):
+    """The export's manifest, after checking `needed` files exist and match their SHA-256."""
+    if not os.path.isdir(folder):
+        what = 'is not a folder' if os.path.exists(folder) else 'does not exist'
+        raise UserError(f'export folder {folder!r} {what}: point --export at a run\'s '
+                        f'export/ folder')
+    manifest = _load_manifest(folder)
     for name in needed:
         file = os.path.join(folder, name)
         if not os.path.exists(file):
-            raise UserError(f'{folder} lacks {name}: the export is partial; re-export with: '
-                            f'python run.py export --run RUN_DIR')
-        if file_digest(file) != files.get(name):
+            raise UserError(f'{folder} lacks {name}: the export is partial; {REEXPORT}')
+        try:
+            digest = file_digest(file)
+        except OSError as exc:
+            raise UserError(f'cannot read {file} ({exc.strerror}); {REEXPORT}')
+        if digest != manifest['files'].get(name):
             raise UserError(f'{file} does not match the SHA-256 in {MANIFEST} (changed or '
-                            f'truncated); re-export with: python run.py export --run RUN_DIR')
-    manifest['latent_dim'], manifest['output_shape'] = latent, ['N'] + shape
+                            f'truncated); {REEXPORT}')
     return manifest
 
 

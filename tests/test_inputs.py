@@ -316,3 +316,32 @@ def test_memory_estimate_passes_the_defaults_and_refuses_huge_nets(monkeypatch):
     runtime.check_training_memory(4096, 64, 100, 3, 256, 'gpu')  # the card's memory counts
     monkeypatch.setattr(runtime, 'available_memory_bytes', lambda: None)  # not Linux
     runtime.check_training_memory(4096, 64, 100, 3, 256, 'cpu')
+
+
+MANIFEST_DAMAGE = {
+    'files is a list': lambda m: dict(m, files=[]),
+    'latent_dim 1e400': lambda m: '{"latent_dim": 1e400}',
+    'latent_dim text': lambda m: dict(m, latent_dim='big'),
+    'output_shape a number': lambda m: dict(m, output_shape=3),
+    'a JSON list': lambda m: [m],
+    'latent_dim 10**12': lambda m: dict(m, latent_dim=10 ** 12),
+}
+
+
+@pytest.mark.parametrize('name', sorted(MANIFEST_DAMAGE) + ['manifest is a folder',
+                                                            'params is a folder'])
+def test_generate_with_a_damaged_manifest_is_one_line(export_copy, tmp_path, name):
+    path = export_copy / 'manifest.json'
+    if name == 'manifest is a folder':
+        path.unlink()
+        path.mkdir()
+    elif name == 'params is a folder':
+        (export_copy / 'generator-0000.params').unlink()
+        (export_copy / 'generator-0000.params').mkdir()
+    else:
+        damaged = MANIFEST_DAMAGE[name](json.loads(path.read_text()))
+        path.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
+    proc = run_cli(['generate', '--export', str(export_copy), '--output',
+                    str(tmp_path / 'g.png')])
+    assert_one_line_error(proc, contains='re-export')
+    assert not (tmp_path / 'g.png').exists()
