@@ -13,6 +13,9 @@ from .generate import MAX_GRID
 from .runtime import configure_process
 
 COMMANDS = ('generate', 'export', 'evaluate', 'ablate-activation', 'analyze-categories')
+# What gluon_dcgan.launch gives each worker besides DMLC_ROLE.
+DMLC_LAUNCH_VARIABLES = ('DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT', 'DMLC_NUM_SERVER',
+                         'DMLC_NUM_WORKER')
 
 
 def _log(message):
@@ -110,6 +113,10 @@ def _check_dmlc_role(argv):
         raise UserError(f'DMLC_ROLE={role} is set, but this is not a dist_sync training '
                         f'worker: unset DMLC_ROLE, or train with --kvstore dist_sync under '
                         f'python -m gluon_dcgan.launch')
+    missing = [v for v in DMLC_LAUNCH_VARIABLES if not os.environ.get(v)]
+    if missing:  # without them the worker waits for a scheduler that does not exist
+        raise UserError(f'DMLC_ROLE=worker is set without {", ".join(missing)}: start '
+                        f'dist_sync training with python -m gluon_dcgan.launch')
 
 
 def main(argv=None):
