@@ -114,7 +114,11 @@ def native_stderr_silenced():
         python_uses_fd2 = sys.stderr.fileno() == 2
     except (AttributeError, ValueError, io.UnsupportedOperation):
         python_uses_fd2 = False  # e.g. under pytest's capture
-    saved, python_stderr = os.dup(2), sys.stderr
+    try:
+        saved, python_stderr = os.dup(2), sys.stderr
+    except OSError:  # descriptor 2 is closed: nothing reaches the terminal anyway
+        yield
+        return
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
