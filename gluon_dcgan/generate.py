@@ -119,9 +119,8 @@ def mxnet_forward(net, ctx=None):
 
 def generate_mxnet(folder, Z, ctx=None):
     """(N, C, H, W) float32 in [-1, 1] from the MXNet export."""
-    from mxnet import np
     net, _ = load_mxnet_generator(folder, ctx)
-    return net(np.array(Z, ctx=ctx)).asnumpy()
+    return mxnet_forward(net, ctx)(Z)
 
 
 def load_onnx_generator(folder):
