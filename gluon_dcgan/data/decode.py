@@ -39,7 +39,7 @@ def _reason(exc):
     lines = [l.strip() for l in str(exc).strip().splitlines() if l.strip()]
     last = lines[-1] if lines else type(exc).__name__
     if 'Decoding failed' in last or 'Check failed' in last:
-        return 'OpenCV cannot decode it (not a JPEG/PNG, or damaged)'
+        return 'OpenCV cannot decode it: not a JPEG or PNG, or damaged'
     return last[:160]
 
 
