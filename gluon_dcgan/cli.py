@@ -2,24 +2,33 @@
 
 Every user error ends here as one line on stderr and a non-zero exit.
 """
+import argparse
 import os
 import signal
 import sys
 
-from .config import OneLineParser, parse_train_args
+from .config import OneLineParser, _positive_int, parse_train_args, seed_int
 from .errors import UserError
+from .generate import MAX_GRID
 from .runtime import configure_process
 
 COMMANDS = ('generate', 'export', 'evaluate', 'ablate-activation', 'analyze-categories')
+# What gluon_dcgan.launch gives each worker besides DMLC_ROLE.
+DMLC_LAUNCH_VARIABLES = ('DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT', 'DMLC_NUM_SERVER',
+                         'DMLC_NUM_WORKER')
 
 
 def _log(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def _positive(text):
-    from .config import _positive_int
-    return _positive_int(text)
+def _grid_size(text):
+    value = _positive_int(text)
+    if value > MAX_GRID:
+        raise argparse.ArgumentTypeError(f'must be <= {MAX_GRID} (the images of one PNG '
+                                         f'grid), got {value}: for more, run again with '
+                                         f'other --seed values')
+    return value
 
 
 def generate_main(argv):
@@ -27,8 +36,10 @@ def generate_main(argv):
     p = OneLineParser(prog='run.py generate',
                       description='Write a grid of generated images from an exported generator.')
     p.add_argument('--export', required=True, metavar='DIR', help="a run's export/ folder")
-    p.add_argument('--num', type=_positive, default=21, help='images (default: %(default)s)')
-    p.add_argument('--seed', type=int, default=0, help='noise seed (default: %(default)s)')
+    p.add_argument('--num', type=_grid_size, default=21,
+                   help=f'images in the grid, at most {MAX_GRID} (default: %(default)s)')
+    p.add_argument('--seed', type=seed_int, default=0,
+                   help='noise seed in [0, 2**32) (default: %(default)s)')
     p.add_argument('--output', required=True, metavar='FILE.png', help='where to write the grid')
     p.add_argument('--onnx', action='store_true',
                    help='run export/generator.onnx with onnxruntime; MXNet is not imported')
@@ -42,17 +53,16 @@ def generate_main(argv):
     from . import generate
     if args.onnx:
         run, manifest = generate.load_onnx_generator(args.export)  # checks the files once
-        images = run(generate.latent_noise(args.num, manifest['latent_dim'], args.seed))
     else:
         from .runtime import resolve_contexts, use_np
         use_np()
         ctx = resolve_contexts(args.ctx)[0]
         net, manifest = generate.load_mxnet_generator(args.export, ctx)
-        Z = generate.latent_noise(args.num, manifest['latent_dim'], args.seed)
-        from mxnet import np
-        images = net(np.array(Z, ctx=ctx)).asnumpy()
+        run = generate.mxnet_forward(net, ctx)
+    Z = generate.latent_noise(args.num, manifest['latent_dim'], args.seed)
+    pixels = generate.images_in_chunks(run, Z)  # bounded memory: only uint8 pixels pile up
     try:
-        generate.save_grid(images, args.output)
+        generate.save_pixel_grid(pixels, args.output)
     except OSError as exc:
         raise UserError(f'cannot write {args.output} ({exc.strerror})')
     _log(f'wrote {args.num} images to {args.output}')
@@ -86,12 +96,36 @@ def _terminated(signum, frame):
     sys.exit(128 + signum)
 
 
+def _check_dmlc_role(argv):
+    """Refuse a DMLC_ROLE the command does not use, before MXNet is imported.
+
+    ``import mxnet`` with DMLC_ROLE=server or scheduler runs a ps-lite server loop and
+    never returns; only a dist_sync training worker (started by gluon_dcgan.launch)
+    should see the variable.
+    """
+    role = os.environ.get('DMLC_ROLE')
+    if role is None:
+        return
+    training = not argv or argv[0] not in COMMANDS
+    dist_sync = any(a == '--kvstore=dist_sync' or (a == '--kvstore' and b == 'dist_sync')
+                    for a, b in zip(argv, argv[1:] + ['']))
+    if not (training and dist_sync and role == 'worker'):
+        raise UserError(f'DMLC_ROLE={role} is set, but this is not a dist_sync training '
+                        f'worker: unset DMLC_ROLE, or train with --kvstore dist_sync under '
+                        f'python -m gluon_dcgan.launch')
+    missing = [v for v in DMLC_LAUNCH_VARIABLES if not os.environ.get(v)]
+    if missing:  # without them the worker waits for a scheduler that does not exist
+        raise UserError(f'DMLC_ROLE=worker is set without {", ".join(missing)}: start '
+                        f'dist_sync training with python -m gluon_dcgan.launch')
+
+
 def main(argv=None):
     """Entry point of run.py; returns the exit code."""
     configure_process()  # before anything imports mxnet
     signal.signal(signal.SIGTERM, _terminated)  # training installs its own, checkpointing one
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        _check_dmlc_role(argv)
         return _dispatch(argv)
     except UserError as exc:
         _log(f'error: {exc}')

@@ -9,7 +9,7 @@ import os
 import sys
 
 from .errors import UserError
-from .runtime import parse_ctx_spec, usable_cores
+from .runtime import check_training_memory, parse_ctx_spec, usable_cores
 
 DEFAULT_DATA_ROOT = os.path.join(
     os.environ.get('XDG_CACHE_HOME', os.path.join(os.path.expanduser('~'), '.cache')),
@@ -17,6 +17,11 @@ DEFAULT_DATA_ROOT = os.path.join(
 # Changing any of these changes the model or the data, so a resume must not.
 MODEL_FIELDS = ('data', 'limit', 'latent_dim', 'n_G', 'n_D', 'channels', 'image_size',
                 'd_activation', 'alpha')
+# --data synthetic draws its sprites in memory: 16384 of them are 200 MB and about 5 s.
+MAX_SYNTHETIC_IMAGES = 16384
+MAX_WORKERS = 64    # decoding threads; more only contend for the same cores
+SEED_LIMIT = 2 ** 32  # numpy's RandomState takes seeds in [0, 2**32)
+MAX_EPOCHS = 10 ** 6  # more overflows the figures' axes; no run gets near it
 
 
 def default_num_workers():
@@ -88,7 +93,7 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _int_at_least(minimum):
+def _int_in(minimum, maximum=None):
     def parse(text):
         try:
             value = int(text)
@@ -96,11 +101,36 @@ def _int_at_least(minimum):
             raise argparse.ArgumentTypeError(f'must be a whole number, got {text!r}')
         if value < minimum:
             raise argparse.ArgumentTypeError(f'must be >= {minimum}, got {value}')
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f'must be <= {maximum}, got {value}')
         return value
     return parse
 
 
-_positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
+_positive_int, _non_negative_int = _int_in(1), _int_in(0)
+_worker_count, _epoch_count = _int_in(0, MAX_WORKERS), _int_in(1, MAX_EPOCHS)
+_seed = _int_in(0, SEED_LIMIT - 1)
+
+
+def seed_int(text):
+    """argparse type of every --seed: a whole number in [0, 2**32)."""
+    return _seed(text)
+
+
+def _path(text):
+    if not text.strip():
+        raise argparse.ArgumentTypeError('must not be empty: give a path')
+    return text
+
+
+def _mxnet_path(text):
+    # MXNet's C API takes file names as UTF-8; a name that is not cannot be saved to.
+    try:
+        _path(text).encode('utf-8')
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not valid UTF-8, which MXNet needs '
+                                         f'for the files it writes: choose another name')
+    return text
 
 
 def _positive_float(text):
@@ -150,12 +180,14 @@ def add_data_flags(parser, defaults):
     _flag(parser, 'data', default=defaults.data, metavar='pokemon|synthetic|fashion-mnist|PATH',
           help="dataset: 'pokemon' (download, the chapter's), 'synthetic' (embedded, offline), "
                "'fashion-mnist', or a folder of images in class subfolders (default: %(default)s)")
-    _flag(parser, 'data-root', default=defaults.data_root, metavar='DIR',
+    _flag(parser, 'data-root', type=_mxnet_path, default=defaults.data_root, metavar='DIR',
           help='download and decode cache (default: %(default)s)')
     _flag(parser, 'limit', type=_positive_int, default=None, metavar='N',
-          help='use only the first N images')
-    _flag(parser, 'num-workers', type=_non_negative_int, default=defaults.num_workers,
-          metavar='N', help='image decoding threads (default: %(default)s, from the core count)')
+          help=f'use only the first N images (at most {MAX_SYNTHETIC_IMAGES} with '
+               f'--data synthetic)')
+    _flag(parser, 'num-workers', type=_worker_count, default=defaults.num_workers,
+          metavar='N', help=f'image decoding threads, at most {MAX_WORKERS} (default: '
+                            f'%(default)s, from the core count)')
     _flag(parser, 'skip-bad-images', action='store_true',
           help='leave out unreadable image files instead of stopping')
 
@@ -178,22 +210,22 @@ def add_model_flags(parser, defaults):
 
 def add_train_flags(parser, defaults):
     """Flags of the optimisation and of the run folder."""
-    _flag(parser, 'epochs', type=_positive_int, default=defaults.epochs,
-          help='training epochs (default: %(default)s)')
+    _flag(parser, 'epochs', type=_epoch_count, default=defaults.epochs,
+          help=f'training epochs, at most {MAX_EPOCHS} (default: %(default)s)')
     _flag(parser, 'batch-size', type=_positive_int, default=defaults.batch_size,
           help='examples per step (default: %(default)s)')
     _flag(parser, 'lr', type=_positive_float, default=defaults.lr,
           help='Adam learning rate for both nets (default: %(default)s)')
     _flag(parser, 'beta1', type=_beta, default=defaults.beta1,
           help="Adam beta1 (default: %(default)s, the chapter's)")
-    _flag(parser, 'seed', type=int, default=defaults.seed,
-          help='seed for data order, noise and weights (default: %(default)s)')
+    _flag(parser, 'seed', type=seed_int, default=defaults.seed,
+          help='seed for data order, noise and weights, in [0, 2**32) (default: %(default)s)')
     _flag(parser, 'ctx', type=_ctx, default=defaults.ctx,
           help='auto, cpu, gpu, gpu:N, or several devices: gpu:0,1 / cpu:0,1 (default: %(default)s)')
     _flag(parser, 'kvstore', choices=('device', 'local', 'dist_sync'), default=None,
           help='gradient aggregation: device (GPUs), local (CPUs), dist_sync (several hosts, '
                'start with gluon_dcgan.launch) (default: picked from --ctx)')
-    _flag(parser, 'out-dir', default=defaults.out_dir, metavar='DIR',
+    _flag(parser, 'out-dir', type=_mxnet_path, default=defaults.out_dir, metavar='DIR',
           help='run folder for figures, metrics, checkpoints, export (default: %(default)s)')
     _flag(parser, 'resume', action='store_true',
           help='continue the run in --out-dir from its last complete checkpoint')
@@ -205,7 +237,7 @@ def add_train_flags(parser, defaults):
           help='score FID every K epochs and keep the best generator (default: off)')
     _flag(parser, 'fid-num', type=_positive_int, default=defaults.fid_num, metavar='N',
           help='images per side for --fid-every (default: %(default)s)')
-    _flag(parser, 'inception-params', default=None, metavar='FILE',
+    _flag(parser, 'inception-params', type=_mxnet_path, default=None, metavar='FILE',
           help='InceptionV3 weights saved by save_parameters, for FID offline')
 
 
@@ -237,7 +269,38 @@ def config_from_args(args):
     if cfg.fid_every and cfg.fid_every > cfg.epochs:
         raise UserError(f'--fid-every {cfg.fid_every} is more than --epochs {cfg.epochs}: '
                         f'no epoch would be scored')
+    devices = len(parse_ctx_spec(cfg.ctx)[1])
+    if devices > cfg.batch_size:
+        raise UserError(f'--batch-size {cfg.batch_size} is smaller than the {devices} devices '
+                        f'of --ctx {cfg.ctx}: each device needs at least one example a step')
+    check_synthetic_limit(cfg)
+    if cfg.data != 'synthetic' or cfg.fid_every:  # synthetic data needs no downloads or cache
+        check_data_root(cfg.data_root)
+    check_training_memory(cfg.n_G, cfg.n_D, cfg.latent_dim, cfg.channels, cfg.batch_size,
+                          cfg.ctx)
     return cfg
+
+
+def check_synthetic_limit(cfg):
+    """Refuse more synthetic sprites than MAX_SYNTHETIC_IMAGES (they are drawn in memory)."""
+    if cfg.data == 'synthetic' and cfg.limit and cfg.limit > MAX_SYNTHETIC_IMAGES:
+        raise UserError(f'--limit {cfg.limit} is above the {MAX_SYNTHETIC_IMAGES} images '
+                        f'--data synthetic can draw: lower it, or train on a folder of images')
+
+
+def check_data_root(data_root):
+    """Refuse a --data-root that is a file or cannot be written, before any download."""
+    probe = os.path.abspath(data_root)
+    while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)  # it will be created inside its nearest existing parent
+    if not os.path.isdir(probe):
+        where = ('is not a folder' if probe == os.path.abspath(data_root)
+                 else f'is inside {probe!r}, which is not a folder')
+        raise UserError(f'--data-root {data_root!r} {where}: give a folder for downloads and '
+                        f'the decode cache')
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f'--data-root {data_root!r} cannot be written ({probe!r} is read-only to '
+                        f'you): give a folder you can write, or fix its permissions')
 
 
 def parse_train_args(argv):

@@ -13,34 +13,79 @@ from .files import file_digest
 
 SYMBOL, PARAMS, MANIFEST, ONNX = ('generator-symbol.json', 'generator-0000.params',
                                   'manifest.json', 'generator.onnx')
+MAX_GRID = 10_000  # images in one grid: 100x100 tiles of 64 px, 6602 px square, 131 MB
+CHUNK = 256        # latents per forward pass: memory stays flat whatever --num is
+REEXPORT = 're-export with: python run.py export --run RUN_DIR'
+
+
+def _load_manifest(folder):
+    path = os.path.join(folder, MANIFEST)
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+        manifest['latent_dim'] = int(manifest['latent_dim'])
+        manifest['files'] = dict(manifest['files'])
+        shape = [int(n) for n in manifest['output_shape'][1:]]
+        if manifest['latent_dim'] < 1 or len(shape) != 3 or min(shape) < 1:
+            raise ValueError('shapes')
+    except FileNotFoundError:
+        if os.path.isfile(os.path.join(folder, 'export', MANIFEST)):
+            raise UserError(f'{folder} is a run folder: give --export '
+                            f'{os.path.join(folder, "export")}')
+        raise UserError(f'{folder} has no {MANIFEST}: it is not a complete export; {REEXPORT}')
+    except OSError as exc:  # a folder in its place, no permission
+        raise UserError(f'cannot read {path} ({exc.strerror}); {REEXPORT}')
+    except (ValueError, KeyError, TypeError, IndexError, OverflowError):  # not our JSON
+        raise UserError(f'{path} is damaged; {REEXPORT}')
+    manifest['output_shape'] = ['N'] + shape
+    return manifest
 
 
 def read_manifest(folder, needed):
     """The export's manifest, after checking `needed` files exist and match their SHA-256."""
     if not os.path.isdir(folder):
-        raise UserError(f'export folder {folder!r} does not exist: point --export at a run\'s '
+        what = 'is not a folder' if os.path.exists(folder) else 'does not exist'
+        raise UserError(f'export folder {folder!r} {what}: point --export at a run\'s '
                         f'export/ folder')
-    path = os.path.join(folder, MANIFEST)
-    try:
-        with open(path) as f:
-            manifest = json.load(f)
-        latent = int(manifest['latent_dim'])
-        files = manifest['files']
-    except FileNotFoundError:
-        raise UserError(f'{folder} has no {MANIFEST}: it is not a complete export; '
-                        f're-export with: python run.py export --run RUN_DIR')
-    except (ValueError, KeyError, TypeError):
-        raise UserError(f'{path} is damaged; re-export with: python run.py export --run RUN_DIR')
+    manifest = _load_manifest(folder)
     for name in needed:
         file = os.path.join(folder, name)
         if not os.path.exists(file):
-            raise UserError(f'{folder} lacks {name}: the export is partial; re-export with: '
-                            f'python run.py export --run RUN_DIR')
-        if file_digest(file) != files.get(name):
+            raise UserError(f'{folder} lacks {name}: the export is partial; {REEXPORT}')
+        try:
+            digest = file_digest(file)
+        except OSError as exc:
+            raise UserError(f'cannot read {file} ({exc.strerror}); {REEXPORT}')
+        if digest != manifest['files'].get(name):
             raise UserError(f'{file} does not match the SHA-256 in {MANIFEST} (changed or '
-                            f'truncated); re-export with: python run.py export --run RUN_DIR')
-    manifest['latent_dim'] = latent
+                            f'truncated); {REEXPORT}')
     return manifest
+
+
+def _first_line(exc):
+    lines = [l for l in str(exc).strip().splitlines() if l.strip()]
+    # MXNetError's text starts with 'Traceback'; its last line is the reason.
+    return (lines[-1] if lines else type(exc).__name__)[:200]
+
+
+def check_shapes(folder, forward, manifest):
+    """Run one latent through the loaded generator: graph, weights and manifest must agree.
+
+    Catches an edited latent_dim or output_shape, and weights of another width swapped
+    in (with the manifest re-hashed, the SHA-256 checks alone pass).
+    """
+    from .runtime import native_stderr_silenced
+    latent, expected = manifest['latent_dim'], tuple(manifest['output_shape'][1:])
+    try:
+        with native_stderr_silenced():  # onnxruntime logs its errors to fd 2 as well
+            out = forward(onp.zeros((1, latent, 1, 1), onp.float32))
+    except Exception as exc:  # MXNetError, onnxruntime's errors: parts that do not fit
+        raise UserError(f'the generator in {folder} does not run on a latent of size {latent} '
+                        f'as {MANIFEST} says ({_first_line(exc)}): its graph, weights and '
+                        f'manifest disagree; {REEXPORT}')
+    if tuple(out.shape[1:]) != expected:
+        raise UserError(f'the generator in {folder} makes images of shape {tuple(out.shape[1:])}'
+                        f', but {MANIFEST} says {expected}: {REEXPORT}')
 
 
 def latent_noise(num, latent_dim, seed):
@@ -60,17 +105,22 @@ def load_mxnet_generator(folder, ctx=None):
             net = gluon.SymbolBlock.imports(os.path.join(folder, SYMBOL), ['data'],
                                             os.path.join(folder, PARAMS), ctx=ctx)
     except Exception as exc:  # MXNetError, AssertionError: files that do not fit together
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise UserError(f'cannot load the generator in {folder} ({first}): the graph and '
-                        f'weights do not match; re-export with: python run.py export --run RUN_DIR')
+        raise UserError(f'cannot load the generator in {folder} ({_first_line(exc)}): the '
+                        f'graph and weights do not match; {REEXPORT}')
+    check_shapes(folder, mxnet_forward(net, ctx), manifest)
     return net, manifest
+
+
+def mxnet_forward(net, ctx=None):
+    """An MXNet generator as a function: host latents -> host (N, C, H, W) float32."""
+    from mxnet import np
+    return lambda Z: net(np.array(Z, ctx=ctx)).asnumpy()
 
 
 def generate_mxnet(folder, Z, ctx=None):
     """(N, C, H, W) float32 in [-1, 1] from the MXNet export."""
-    from mxnet import np
     net, _ = load_mxnet_generator(folder, ctx)
-    return net(np.array(Z, ctx=ctx)).asnumpy()
+    return mxnet_forward(net, ctx)(Z)
 
 
 def load_onnx_generator(folder):
@@ -80,10 +130,18 @@ def load_onnx_generator(folder):
         import onnxruntime as ort
     except ImportError:
         raise UserError('--onnx needs onnxruntime: pip install onnxruntime')
-    session = ort.InferenceSession(os.path.join(folder, ONNX),
-                                   providers=['CPUExecutionProvider'])
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # fatal only: failures become the one line below
+    try:
+        session = ort.InferenceSession(os.path.join(folder, ONNX), options,
+                                       providers=['CPUExecutionProvider'])
+    except Exception as exc:  # onnxruntime's Fail/InvalidGraph: not a usable model
+        raise UserError(f'cannot load {os.path.join(folder, ONNX)} ({_first_line(exc)}); '
+                        f'{REEXPORT}')
     name = session.get_inputs()[0].name
-    return (lambda Z: session.run(None, {name: Z})[0]), manifest
+    run = lambda Z: session.run(None, {name: Z})[0]
+    check_shapes(folder, run, manifest)
+    return run, manifest
 
 
 def generate_onnx(folder, Z):
@@ -92,15 +150,34 @@ def generate_onnx(folder, Z):
     return run(Z), manifest
 
 
-def pixels_in_chunks(net_G, Z, chunk=256):
-    """(N, H, W, C) uint8 images from an MXNet generator, `chunk` latents at a time."""
-    from mxnet import np
+def images_in_chunks(forward, Z, chunk=CHUNK):
+    """(N, H, W, C) uint8 pixels of forward(Z), computed `chunk` latents at a time.
+
+    `forward` maps host latents to host (n, C, H, W) floats in [-1, 1]; only the
+    uint8 result grows with N.
+    """
     from .train.report import to_pixels
-    return onp.concatenate([to_pixels(net_G(np.array(Z[i:i + chunk])).asnumpy())
-                            for i in range(0, len(Z), chunk)])
+    out = None
+    for i in range(0, len(Z), chunk):
+        pixels = to_pixels(forward(Z[i:i + chunk]))
+        if out is None:
+            out = onp.empty((len(Z),) + pixels.shape[1:], onp.uint8)
+        out[i:i + len(pixels)] = pixels
+    return out
+
+
+def pixels_in_chunks(net_G, Z, chunk=CHUNK):
+    """(N, H, W, C) uint8 images from an MXNet generator, `chunk` latents at a time."""
+    return images_in_chunks(mxnet_forward(net_G), Z, chunk)
+
+
+def save_pixel_grid(pixels, path):
+    """Write (N, H, W, C) uint8 images as one near-square PNG grid."""
+    from .train.report import grid, save_png
+    save_png(grid(pixels, cols=int(onp.ceil(onp.sqrt(len(pixels))))), path)
 
 
 def save_grid(images, path):
     """Write generated (N, C, H, W) images in [-1, 1] as one near-square PNG grid."""
-    from .train.report import grid, save_png, to_pixels
-    save_png(grid(to_pixels(images), cols=int(onp.ceil(onp.sqrt(len(images))))), path)
+    from .train.report import to_pixels
+    save_pixel_grid(to_pixels(images), path)

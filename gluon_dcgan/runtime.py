@@ -1,10 +1,14 @@
-"""Process set-up and device contexts: threads, numpy semantics, --ctx parsing.
+"""Process set-up and device contexts: threads, importing MXNet, numpy semantics, --ctx
+parsing, and what this machine's memory can hold.
 
 MXNet 1.9 reserves a core for its engine thread, so on a 2-core machine
 oneDNN runs on one OpenMP thread; setting OMP_NUM_THREADS to the usable core
 count before MXNet loads doubles the training speed there (see README).
 """
+import contextlib
+import io
 import os
+import sys
 
 from .errors import UserError
 
@@ -69,10 +73,66 @@ def avoid_onednn_single_channel_bug(channels):
         os.environ.setdefault('MXNET_MKLDNN_ENABLED', '0')
 
 
+NO_DRIVER = ('the GPU build of MXNet needs the NVIDIA driver (libcuda.so.1), which this machine '
+             'lacks: install the driver, or run `make setup` for the CPU build')
+
+
+def import_mxnet():
+    """``import mxnet``, with a one-line UserError when its shared library cannot load.
+
+    Every command path imports MXNet first through here (``use_np`` calls it). The GPU
+    build raises OSError for a missing libcuda.so.1 on a machine without the driver.
+    """
+    try:
+        import mxnet
+    except OSError as exc:
+        if 'libcuda' in str(exc):
+            raise UserError(NO_DRIVER)
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else 'OSError'
+        raise UserError(f'MXNet cannot load ({first}): reinstall it with `make setup`')
+    return mxnet
+
+
 def use_np():
-    """Switch MXNet to the numpy semantics the chapter uses (``npx.set_np()``)."""
+    """Import MXNet and switch it to the chapter's numpy semantics (``npx.set_np()``)."""
+    import_mxnet()
     from mxnet import npx
     npx.set_np()
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Send what C libraries write to file descriptor 2 to /dev/null, for the block.
+
+    libpng and libjpeg print 'libpng error: ...' lines of their own for the files the
+    image check rejects; the check reports those files in its one line. Python's
+    sys.stderr keeps writing to the real stderr, so log lines and the SIGTERM
+    message still show.
+    """
+    try:
+        sys.stderr.flush()
+        python_uses_fd2 = sys.stderr.fileno() == 2
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        python_uses_fd2 = False  # e.g. under pytest's capture
+    try:
+        saved, python_stderr = os.dup(2), sys.stderr
+    except OSError:  # descriptor 2 is closed: nothing reaches the terminal anyway
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        if python_uses_fd2:
+            sys.stderr = open(saved, 'w', buffering=1, encoding=python_stderr.encoding,
+                              errors='backslashreplace', closefd=False)
+        yield
+    finally:
+        if sys.stderr is not python_stderr:
+            sys.stderr.flush()
+            sys.stderr = python_stderr
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def parse_ctx_spec(spec):
@@ -140,3 +200,83 @@ def resolve_contexts(spec):
 def describe_contexts(ctxs):
     """'gpu(0)' for one device, '[gpu(0), gpu(1)]' for several, as the final line prints."""
     return str(ctxs[0]) if len(ctxs) == 1 else '[' + ', '.join(str(c) for c in ctxs) + ']'
+
+
+# net_G's G_block widths are n_G times these (model.MULTIPLIERS); net_D mirrors them.
+_MULTIPLIERS = (8, 4, 2, 1)
+# Copies of each activation a training step keeps: the output, its gradient, and the
+# BatchNorm/activation buffers kept for the backward pass (the estimate for the default
+# nets at batch 256 is 1.7 GB; their measured peak RSS, data and MXNet included, 2.2 GB).
+_ACTIVATION_COPIES = 4
+
+
+def parameter_counts(n_G, n_D, latent_dim, channels):
+    """(net_G, net_D) trainable parameters, as model.count_parameters counts them.
+
+    Every convolution is 4x4 without bias; each BatchNorm adds gamma and beta.
+    """
+    g = [n_G * m for m in _MULTIPLIERS]                 # 8n, 4n, 2n, n
+    d = [n_D * m for m in reversed(_MULTIPLIERS)]       # n, 2n, 4n, 8n
+    conv_G = [latent_dim] + g + [channels]
+    conv_D = [channels] + d + [1]
+    count = lambda widths: sum(16 * a * b for a, b in zip(widths, widths[1:]))
+    return count(conv_G) + 2 * sum(g), count(conv_D) + 2 * sum(d)
+
+
+def activation_values(n_G, n_D, channels):
+    """Values of all layer outputs for one example: net_G once, net_D on a real and a fake."""
+    sides = (4, 8, 16, 32)
+    g = sum(n_G * m * s * s for m, s in zip(_MULTIPLIERS, sides)) + channels * 64 * 64
+    d = sum(n_D * m * s * s for m, s in zip(reversed(_MULTIPLIERS), reversed(sides))) + 1
+    return g + 2 * d
+
+
+def training_memory_bytes(n_G, n_D, latent_dim, channels, batch_size, devices=1):
+    """A rough peak memory of training, in bytes.
+
+    Per device: float32 weights, gradients and Adam's two moments of both nets (16 bytes
+    a parameter); plus the activations of one batch, kept _ACTIVATION_COPIES times.
+    """
+    params = sum(parameter_counts(n_G, n_D, latent_dim, channels))
+    return (16 * params * devices
+            + 4 * _ACTIVATION_COPIES * activation_values(n_G, n_D, channels) * batch_size)
+
+
+def _read_int(path):
+    with open(path) as f:
+        return int(f.read().split()[0])
+
+
+def available_memory_bytes():
+    """Memory this process may still use: MemAvailable, lowered by a cgroup v2 limit.
+
+    None where neither can be read (not Linux): the caller then skips its check.
+    """
+    found = []
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # 'max' (no limit) fails int() and is skipped
+        found.append(_read_int('/sys/fs/cgroup/memory.max')
+                     - _read_int('/sys/fs/cgroup/memory.current'))
+    except (OSError, ValueError, IndexError):
+        pass
+    return min(found) if found else None
+
+
+def check_training_memory(n_G, n_D, latent_dim, channels, batch_size, ctx):
+    """Refuse nets and batches whose training would not fit in the available memory."""
+    kind, ids = parse_ctx_spec(ctx)
+    available = available_memory_bytes()
+    # Not Linux: no cheap, reliable figure. On a GPU the limit is the card's, not the host's.
+    if available is None or kind == 'gpu':
+        return
+    need = training_memory_bytes(n_G, n_D, latent_dim, channels, batch_size, max(1, len(ids)))
+    if need > available:
+        raise UserError(f'--n-G {n_G} --n-D {n_D} --latent-dim {latent_dim} --batch-size '
+                        f'{batch_size} need about {need / 2**30:.1f} GiB to train, but only '
+                        f'{available / 2**30:.1f} GiB of memory is free: lower them')

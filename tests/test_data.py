@@ -98,3 +98,120 @@ def test_bad_images_are_listed_or_skipped(tmp_path):
 def test_batch_larger_than_dataset_is_refused():
     with pytest.raises(UserError, match='larger than the dataset'):
         load_images(Config(data='synthetic', limit=10, batch_size=11))
+
+
+def _sprite_folder(tmp_path, count=4):
+    root = write_image_folder(make_sprites(count), str(tmp_path / 'imgs'))
+    return root, os.path.join(root, 'sprites')
+
+
+@pytest.mark.parametrize('name, fmt', [('webp.png', 'WEBP'), ('gif.jpg', 'GIF'),
+                                       ('truncated.jpg', 'JPEG')])
+def test_files_the_decoder_rejects_are_bad_images(tmp_path, name, fmt):
+    from PIL import Image
+    root, cls = _sprite_folder(tmp_path)
+    Image.fromarray(make_sprites(1, seed=9)[0]).save(os.path.join(cls, name), format=fmt)
+    if name.startswith('truncated'):  # OpenCV alone would decode it with grey rows
+        path = os.path.join(cls, name)
+        data = open(path, 'rb').read()
+        open(path, 'wb').write(data[:len(data) * 2 // 3])
+    cfg = Config(data=root, data_root=str(tmp_path / 'cache'), batch_size=2)
+    with pytest.raises(UserError, match=f'1 unreadable image.*{name}'):
+        load_images(cfg, log=lambda m: None)
+    cfg.skip_bad_images = True
+    assert load_images(cfg, log=lambda m: None).shape == (4, 64, 64, 3)
+
+
+def test_jpeg_truncation_check_ignores_thumbnails_and_trailing_bytes(tmp_path):
+    import io
+    from PIL import Image
+    from gluon_dcgan.data.decode import jpeg_truncated
+    buf = io.BytesIO()
+    Image.fromarray(make_sprites(1)[0]).save(buf, format='JPEG')
+    data = buf.getvalue()
+    assert not jpeg_truncated(data) and not jpeg_truncated(data + b'junk after the end')
+    assert jpeg_truncated(data[:-2]) and jpeg_truncated(data[:len(data) // 2])
+    # An APP1 segment holding a complete little JPEG (as EXIF thumbnails do) before the scan.
+    app1 = b'\xff\xe1' + (len(data) + 2).to_bytes(2, 'big') + data
+    assert not jpeg_truncated(data[:2] + app1 + data[2:])
+    assert jpeg_truncated(data[:2] + app1 + data[2:len(data) // 2])
+
+
+def test_file_name_that_is_not_utf8_is_accepted(tmp_path):
+    root, cls = _sprite_folder(tmp_path)
+    os.rename(os.path.join(cls, '00001.png'), os.path.join(cls, os.fsdecode(b'bad\xff.png')))
+    cfg = Config(data=root, data_root=str(tmp_path / 'cache'), batch_size=2)
+    assert load_images(cfg, log=lambda m: None).shape == (4, 64, 64, 3)
+
+
+def test_named_pipe_is_skipped_with_a_note(tmp_path):
+    root, cls = _sprite_folder(tmp_path)
+    os.mkfifo(os.path.join(cls, 'x.png'))
+    logged = []
+    cfg = Config(data=root, data_root=str(tmp_path / 'cache'), batch_size=2)
+    assert load_images(cfg, log=logged.append).shape == (4, 64, 64, 3)
+    assert any('x.png (a named pipe)' in m for m in logged), logged
+
+
+def _no_decoding(monkeypatch):
+    from gluon_dcgan.data import cache
+
+    def fail(*args):
+        raise AssertionError('decoded although the cache is warm')
+    monkeypatch.setattr(cache, 'decode_all', fail)
+
+
+def test_warm_cache_decodes_nothing_and_keeps_the_bad_list(tmp_path, monkeypatch):
+    root, cls = _sprite_folder(tmp_path)
+    with open(os.path.join(cls, 'broken.png'), 'wb') as f:
+        f.write(b'\x89PNG\r\n\x1a\n' + b'\0' * 20)
+    cfg = Config(data=root, data_root=str(tmp_path / 'cache'), batch_size=2)
+    with pytest.raises(UserError, match='broken.png'):
+        load_images(cfg, log=lambda m: None)
+    _no_decoding(monkeypatch)
+    with pytest.raises(UserError, match='broken.png'):  # the bad list came from the cache
+        load_images(cfg, log=lambda m: None)
+    cfg.skip_bad_images = True
+    assert load_images(cfg, log=lambda m: None).shape == (4, 64, 64, 3)
+
+
+def _damage(kind, npy, meta):
+    if kind == 'truncated array':
+        npy.write_bytes(npy.read_bytes()[:200])
+    elif kind == 'pickled array':
+        onp.save(npy, onp.array([{'x': 1}] * 4, dtype=object), allow_pickle=True)
+    elif kind == 'bad json':
+        meta.write_text('{not json')
+    elif kind == 'count mismatch':
+        meta.write_text(meta.read_text().replace('"count": 4', '"count": 5'))
+    elif kind == 'array of another shape':
+        onp.save(npy, onp.zeros((3, 64, 64, 3), onp.uint8))
+
+
+@pytest.mark.parametrize('kind', ['truncated array', 'pickled array', 'bad json',
+                                  'count mismatch', 'array of another shape'])
+def test_damaged_cache_is_rebuilt(tmp_path, kind, monkeypatch):
+    from gluon_dcgan.data import cache
+    decode_all = cache.decode_all
+    images = make_sprites(4)
+    root = write_image_folder(images, str(tmp_path / 'imgs'))
+    cfg = Config(data=root, data_root=str(tmp_path / 'cache'), batch_size=2)
+    load_images(cfg, log=lambda m: None)
+    decoded = tmp_path / 'cache' / 'decoded'
+    [npy] = decoded.glob('*.npy')
+    _damage(kind, npy, npy.with_suffix('.json'))
+    calls = []
+    monkeypatch.setattr(cache, 'decode_all', lambda *a: calls.append(a) or decode_all(*a))
+    assert (load_images(cfg, log=lambda m: None) == images).all()
+    assert len(calls) == 1  # decoded again
+    assert sorted(p.name for p in decoded.iterdir()) == sorted([npy.name, npy.stem + '.json'])
+
+
+def test_folder_too_large_for_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+    from gluon_dcgan import runtime
+    root, _ = _sprite_folder(tmp_path, count=6)
+    monkeypatch.setattr(runtime, 'available_memory_bytes', lambda: 5 * 64 * 64 * 3)
+    _no_decoding(monkeypatch)
+    cfg = Config(data=root, data_root=str(tmp_path / 'cache'), batch_size=2)
+    with pytest.raises(UserError, match='6 images take .* use --limit 5 or fewer'):
+        load_images(cfg, log=lambda m: None)

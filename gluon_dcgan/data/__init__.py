@@ -6,7 +6,24 @@ slices of it into the chapter's normalised (B, C, 64, 64) batches on the device.
 import os
 
 from ..errors import UserError
-from . import folder, synthetic
+from . import cache, folder, synthetic
+
+
+def _names(pairs, root, shown=3):
+    names = ', '.join(f'{os.path.relpath(p, root)}' + (f' ({why})' if why else '')
+                      for p, why in pairs[:shown])
+    return names + (f' and {len(pairs) - shown} more' if len(pairs) > shown else '')
+
+
+def _check_fits_in_memory(count, cfg):
+    """All decoded images live in memory at once: refuse a folder that cannot fit."""
+    from ..runtime import available_memory_bytes
+    need, available = count * cfg.image_size ** 2 * cfg.channels, available_memory_bytes()
+    if available is not None and need > available:
+        fit = available // (cfg.image_size ** 2 * cfg.channels)
+        raise UserError(f'{count} images take {need / 2**30:.1f} GiB decoded, but only '
+                        f'{available / 2**30:.1f} GiB of memory is free: use --limit {fit} '
+                        f'or fewer')
 
 
 def _from_folder(root, cfg, log):
@@ -15,21 +32,26 @@ def _from_folder(root, cfg, log):
         log(note)
     if cfg.limit:
         items = items[:cfg.limit]
-    paths = [p for p, _ in items]
-    bad = folder.find_bad_images(paths, cfg.num_workers)
+    paths, stats, skipped = folder.regular_files([p for p, _ in items])
+    if skipped:
+        log(f'note: skipping {len(skipped)} entries that are not readable regular files: '
+            f'{_names(skipped, root)}')
+    if not paths:
+        raise UserError(f'no regular image files in {root}: nothing to train on')
+    _check_fits_in_memory(len(paths), cfg)
+    images, bad = cache.decoded_images(paths, stats, cfg.image_size, cfg.channels,
+                                       os.path.join(cfg.data_root, 'decoded'),
+                                       cfg.num_workers, log)
+    if bad and not cfg.skip_bad_images:
+        raise UserError(f'{len(bad)} unreadable image(s) in {root}: '
+                        f'{_names([(p, None) for p, _ in bad], root)} ({bad[0][1]}); fix or '
+                        f'remove them, or add --skip-bad-images')
     if bad:
-        names = ', '.join(os.path.relpath(p, root) for p, _ in bad[:3])
-        more = f' and {len(bad) - 3} more' if len(bad) > 3 else ''
-        if not cfg.skip_bad_images:
-            raise UserError(f'{len(bad)} unreadable image(s) in {root}: {names}{more} '
-                            f'({bad[0][1]}); fix or remove them, or add --skip-bad-images')
-        log(f'skipping {len(bad)} unreadable image(s): {names}{more}')
-        bad_paths = {p for p, _ in bad}
-        paths = [p for p in paths if p not in bad_paths]
-        if not paths:
+        log(f'skipping {len(bad)} unreadable image(s): '
+            f'{_names([(p, None) for p, _ in bad], root)}')
+        if not len(images):
             raise UserError(f'every image in {root} is unreadable: nothing to train on')
-    return folder.decode_folder(paths, cfg.image_size, cfg.channels,
-                                os.path.join(cfg.data_root, 'decoded'), cfg.num_workers)
+    return images
 
 
 def _to_channels(images, channels):
@@ -43,6 +65,8 @@ def _to_channels(images, channels):
 def load_images(cfg, log=print):
     """The training images of `cfg` as an (N, 64, 64, C) uint8 array."""
     if cfg.data == 'synthetic':
+        from ..config import check_synthetic_limit
+        check_synthetic_limit(cfg)
         images = synthetic.make_sprites(cfg.limit or synthetic.DEFAULT_COUNT, seed=cfg.seed)
     elif cfg.data == 'pokemon':
         from .hub import pokemon_folder

@@ -1,19 +1,13 @@
-"""Image folders: list, check and decode them once into a uint8 array, cached on disk.
+"""Image folders: list the images in ImageFolderDataset's order, keep the regular files.
 
-Decoding uses the chapter's readers (mx.image.imread, transforms.Resize) so the
-pixels equal the chapter's; the cache means each image is decoded once, not
-once per epoch as the chapter's DataLoader does.
+Decoding and its cache are in ``decode`` and ``cache``.
 """
-import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
-
-import numpy as onp
+import stat
 
 from ..errors import UserError
 
 EXTENSIONS = ('.jpg', '.jpeg', '.png')  # what ImageFolderDataset accepts
-CACHE_VERSION = 1
 
 
 def _is_image(name):
@@ -29,12 +23,17 @@ def list_images(root):
     from mxnet.gluon.data.vision.datasets import ImageFolderDataset
     if not os.path.isdir(root):
         raise UserError(f'data folder {root!r} does not exist: check the path')
-    top = sorted(f for f in os.listdir(root)
-                 if _is_image(f) and os.path.isfile(os.path.join(root, f)))
     import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # it warns about every non-image file
-        items = list(ImageFolderDataset(root).items)
+    try:
+        # Not isfile(): a named pipe called x.png is listed, then skipped with a note.
+        top = sorted(f for f in os.listdir(root)
+                     if _is_image(f) and not os.path.isdir(os.path.join(root, f)))
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # it warns about every non-image file
+            items = list(ImageFolderDataset(root).items)
+    except OSError as exc:
+        raise UserError(f'cannot list the data folder {exc.filename or root!r} '
+                        f'({exc.strerror}): fix its permissions')
     if items:
         note = (f'note: {len(top)} image(s) at the top of {root} are ignored; only class '
                 f'subfolders are read') if top else None
@@ -47,51 +46,31 @@ def list_images(root):
                     f'--data at a folder of images, or use --data synthetic')
 
 
-def _check(path):
-    """None if PIL can fully decode `path`, else a short reason."""
-    from PIL import Image
-    try:
-        with Image.open(path) as im:
-            im.load()  # raises on truncated files that OpenCV would half-decode
-        return None
-    except Exception as exc:  # PIL raises many types for bad files
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+def _kind(mode):
+    for test, name in ((stat.S_ISFIFO, 'a named pipe'), (stat.S_ISSOCK, 'a socket'),
+                       (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
+                       (stat.S_ISDIR, 'a folder')):
+        if test(mode):
+            return name
+    return 'not a regular file'
 
 
-def find_bad_images(paths, num_workers):
-    """[(path, reason)] for every file that cannot be decoded."""
-    with ThreadPoolExecutor(max(1, num_workers)) as pool:
-        reasons = list(pool.map(_check, paths))
-    return [(p, r) for p, r in zip(paths, reasons) if r]
+def regular_files(paths):
+    """(paths of regular files, their os.stat results, [(path, why)] of the others).
 
-
-def _decode(path, size, channels):
-    from mxnet import image
-    from mxnet.gluon.data.vision import transforms
-    img = image.imread(path, flag=1 if channels == 3 else 0)  # HWC uint8, RGB
-    return transforms.Resize(size)(img).asnumpy().reshape(size, size, channels)
-
-
-def _cache_key(paths, size, channels):
-    digest = hashlib.sha1(f'v{CACHE_VERSION}:{size}:{channels}'.encode())
-    for p in paths:
-        st = os.stat(p)
-        digest.update(f'{os.path.abspath(p)}:{st.st_size}:{st.st_mtime_ns}\n'.encode())
-    return digest.hexdigest()[:20]
-
-
-def decode_folder(paths, size, channels, cache_dir, num_workers, progress=None):
-    """(N, size, size, channels) uint8 of the images, decoded once and cached in cache_dir."""
-    os.makedirs(cache_dir, exist_ok=True)
-    cache = os.path.join(cache_dir, f'images-{_cache_key(paths, size, channels)}.npy')
-    if os.path.exists(cache):
+    A named pipe or device with an image name would block or never end a read; a
+    broken link has nothing to read. Such entries are skipped, not decoded.
+    """
+    keep, stats, skipped = [], [], []
+    for path in paths:
         try:
-            return onp.load(cache)
-        except (ValueError, OSError):
-            os.remove(cache)  # a damaged cache is rebuilt, never trusted
-    with ThreadPoolExecutor(max(1, num_workers)) as pool:
-        images = onp.stack(list(pool.map(lambda p: _decode(p, size, channels), paths)))
-    tmp = cache + '.tmp.npy'
-    onp.save(tmp, images)
-    os.replace(tmp, cache)
-    return images
+            st = os.stat(path)
+        except OSError as exc:
+            skipped.append((path, exc.strerror))
+            continue
+        if stat.S_ISREG(st.st_mode):
+            keep.append(path)
+            stats.append(st)
+        else:
+            skipped.append((path, _kind(st.st_mode)))
+    return keep, stats, skipped

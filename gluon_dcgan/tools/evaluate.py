@@ -8,7 +8,7 @@ from ..errors import UserError
 
 def main(argv):
     """Score an export; prints 'FID X (N generated, M real images)'; returns the exit code."""
-    from ..config import _positive_int
+    from ..config import _positive_int, seed_int
     defaults = Config(data='pokemon')
     p = OneLineParser(prog='run.py evaluate', description=(
         'Fréchet Inception Distance (InceptionV3 pool features, 299x299) between images '
@@ -17,7 +17,7 @@ def main(argv):
     p.add_argument('--num', type=_positive_int, default=5000,
                    help='images per side (default: %(default)s; fewer real ones if the data '
                         'is smaller)')
-    p.add_argument('--seed', type=int, default=0, help='noise seed (default: %(default)s)')
+    p.add_argument('--seed', type=seed_int, default=0, help='noise seed (default: %(default)s)')
     p.add_argument('--inception-params', metavar='FILE',
                    help='InceptionV3 weights from save_parameters (default: pretrained, '
                         'downloaded once into DATA_ROOT/models)')

@@ -1,0 +1,116 @@
+"""The decoded-image cache in DATA_ROOT/decoded: decode a folder once, reuse it after.
+
+An entry is two files named by a key over the images' paths, sizes and mtimes:
+    images-KEY.npy    (N_good, size, size, channels) uint8, read with allow_pickle=False
+    images-KEY.json   {"version", "key", "count", "shape", "bad": [[index, reason], ...]}
+The JSON is written last and checked against the array, so an entry is used only
+when both are whole and agree; anything else is decoded again and rewritten.
+"""
+import hashlib
+import json
+import os
+
+import numpy as onp
+
+from .decode import BadImage, decode_image, parallel_map, read_regular
+
+CACHE_VERSION = 2
+
+
+def cache_key(paths, stats, size, channels):
+    """A hex key that changes when any image is added, removed, renamed or modified."""
+    digest = hashlib.sha1(f'v{CACHE_VERSION}:{size}:{channels}'.encode())
+    for path, st in zip(paths, stats):
+        # fsencode: a file name need not be valid UTF-8.
+        digest.update(os.fsencode(os.path.abspath(path)))
+        digest.update(f':{st.st_size}:{st.st_mtime_ns}\n'.encode())
+    return digest.hexdigest()[:20]
+
+
+def _entry(cache_dir, key):
+    base = os.path.join(cache_dir, f'images-{key}')
+    return base + '.npy', base + '.json'
+
+
+def load_entry(cache_dir, key, count, size, channels):
+    """(images, [(index, reason)]) from a whole, consistent cache entry, else None."""
+    array_path, meta_path = _entry(cache_dir, key)
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+        bad = [(int(i), str(r)) for i, r in meta['bad']]
+        if (meta['version'], meta['key'], meta['count']) != (CACHE_VERSION, key, count) or \
+                any(not 0 <= i < count for i, _ in bad) or len({i for i, _ in bad}) != len(bad):
+            return None
+        images = onp.load(array_path, allow_pickle=False)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if images.dtype != onp.uint8 or images.shape != (count - len(bad), size, size, channels):
+        return None
+    return images, bad
+
+
+def _write_atomic(path, write):
+    tmp = f'{path}.{os.getpid()}.tmp'  # per process: two runs may share a data root
+    try:
+        with open(tmp, 'wb') as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_entry(cache_dir, key, images, bad):
+    """Write the entry (array first, then the JSON that vouches for it); OSError on failure."""
+    array_path, meta_path = _entry(cache_dir, key)
+    _write_atomic(array_path, lambda f: onp.save(f, images, allow_pickle=False))
+    meta = {'version': CACHE_VERSION, 'key': key, 'count': len(images) + len(bad),
+            'shape': list(images.shape), 'bad': [[i, r] for i, r in bad]}
+    _write_atomic(meta_path, lambda f: f.write(json.dumps(meta).encode()))
+
+
+def decode_all(paths, size, channels, num_workers):
+    """(images of the good files, [(index, reason)] of the bad ones), each file decoded once."""
+    from ..runtime import native_stderr_silenced
+    out = onp.empty((len(paths), size, size, channels), onp.uint8)  # filled in place
+
+    def one(i):
+        try:
+            out[i] = decode_image(read_regular(paths[i]), size, channels)
+            return None
+        except BadImage as exc:
+            return str(exc)
+
+    with native_stderr_silenced():  # libpng prints its own line for each bad file
+        reasons = parallel_map(one, range(len(paths)), num_workers)
+    bad = [(i, r) for i, r in enumerate(reasons) if r]
+    if bad:
+        good = onp.ones(len(paths), bool)
+        good[[i for i, _ in bad]] = False
+        out = out[good]
+    return out, bad
+
+
+def decoded_images(paths, stats, size, channels, cache_dir, num_workers, log):
+    """(images, [(path, reason)] of the bad files): from the cache, or decoded and cached."""
+    key = cache_key(paths, stats, size, channels)
+    hit = load_entry(cache_dir, key, len(paths), size, channels)
+    if hit is None:
+        try:
+            os.makedirs(cache_dir, exist_ok=True)  # before the decode, not after minutes of it
+            writable = True
+        except OSError as exc:
+            writable = False
+            log(f'note: cannot create the decode cache {cache_dir} ({exc.strerror}); '
+                f'every start decodes the images again')
+        hit = decode_all(paths, size, channels, num_workers)
+        try:
+            if writable:
+                save_entry(cache_dir, key, *hit)
+        except OSError as exc:  # a full disk costs the next start a decode, nothing more
+            log(f'note: cannot write the decode cache in {cache_dir} ({exc.strerror}); '
+                f'the next start decodes again')
+    images, bad = hit
+    return images, [(paths[i], r) for i, r in bad]

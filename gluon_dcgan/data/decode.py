@@ -1,0 +1,115 @@
+"""Decode image files with the chapter's decoder (MXNet's OpenCV), on daemon threads.
+
+Decoding is also the check: a file is good exactly when training's decoder reads it,
+so WebP or GIF files named .png are caught, and each file is read and decoded once.
+"""
+import itertools
+import os
+import stat
+import threading
+
+JPEG_SOI, JPEG_EOI, JPEG_SOS = b'\xff\xd8', b'\xff\xd9', 0xDA
+
+
+class BadImage(Exception):
+    """A file the decoder rejects; the message is a short reason."""
+
+
+def jpeg_truncated(data):
+    """True if a JPEG stops before its end-of-image marker.
+
+    OpenCV decodes such a file without complaint, filling the missing rows with grey.
+    The header segments are walked to the first scan (an EXIF thumbnail inside them
+    has markers of its own); within scan data a 0xFF byte is always followed by 0x00
+    or a restart marker, so the first FF D9 after it is the real end.
+    """
+    if not data.startswith(JPEG_SOI):
+        return False
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], 'big')
+        pos += 2 + length
+        if marker == JPEG_SOS:
+            return data.find(JPEG_EOI, pos) < 0
+    return False  # not walkable: the decoder's verdict stands
+
+
+def _reason(exc):
+    # MXNetError text is a C++ traceback; its last line holds the reason.
+    lines = [l.strip() for l in str(exc).strip().splitlines() if l.strip()]
+    last = lines[-1] if lines else type(exc).__name__
+    if 'Decoding failed' in last or 'Check failed' in last:
+        return 'OpenCV cannot decode it: not a JPEG or PNG, or damaged'
+    return last[:160]
+
+
+def read_regular(path):
+    """The bytes of `path`; BadImage if it is not a regular file or cannot be read.
+
+    O_NONBLOCK: a named pipe put in place after the listing must not block the open.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise BadImage(exc.strerror)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadImage('not a regular file')
+        with os.fdopen(fd, 'rb', closefd=False) as f:
+            return f.read()
+    except OSError as exc:
+        raise BadImage(exc.strerror)
+    finally:
+        os.close(fd)
+
+
+def decode_image(data, size, channels):
+    """(size, size, channels) uint8 from encoded bytes, as mx.image.imread + Resize(size)."""
+    from mxnet import image
+    from mxnet.gluon.data.vision import transforms
+    if jpeg_truncated(data):
+        raise BadImage('truncated JPEG (no end-of-image marker)')
+    try:
+        img = image.imdecode(data, flag=1 if channels == 3 else 0)  # HWC uint8, RGB
+        if img.shape[:2] != (size, size):
+            img = transforms.Resize(size)(img)
+        return img.asnumpy().reshape(size, size, channels)
+    except Exception as exc:  # MXNetError, and ValueError for empty input
+        raise BadImage(_reason(exc))
+
+
+def parallel_map(fn, items, workers):
+    """[fn(x) for x in items] on up to `workers` daemon threads.
+
+    If the caller is interrupted (Ctrl-C, SIGTERM's SystemExit), the threads stop after
+    their current item instead of finishing the list, and, being daemons, they never
+    hold the process open.
+    """
+    results = [None] * len(items)
+    counter, stop, errors = itertools.count(), threading.Event(), []
+
+    def work():
+        try:
+            while not stop.is_set():
+                i = next(counter)  # atomic under the GIL
+                if i >= len(items):
+                    return
+                results[i] = fn(items[i])
+        except BaseException as exc:  # re-raised in the caller
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=work, daemon=True)
+               for _ in range(max(1, min(workers, len(items))))]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join()  # a signal interrupts this wait
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=5)  # each finishes the one image it holds
+    if errors:
+        raise errors[0]
+    return results

@@ -1,0 +1,345 @@
+"""Hostile and careless input to every command: one line on stderr, exit 2, nothing changed."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as onp
+import pytest
+
+from conftest import ROOT, assert_one_line_error, run_cli
+
+TINY = ['--limit', '32', '--batch-size', '16', '--epochs', '1', '--n-G', '8', '--n-D', '8',
+        '--no-progress', '--ctx', 'cpu']
+SYNTHETIC = ['--data', 'synthetic'] + TINY
+
+
+def _tree(path):
+    """{relative path: bytes} of every file under `path` (to prove nothing changed)."""
+    found = {}
+    for folder, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(folder, name)
+            found[os.path.relpath(full, path)] = open(full, 'rb').read()
+    return found
+
+
+# ---- images ---------------------------------------------------------------------------
+
+def _image_folder(tmp_path, count=31):  # + one extra file = --limit 32
+    from gluon_dcgan.data.synthetic import make_sprites, write_image_folder
+    root = write_image_folder(make_sprites(count), str(tmp_path / 'imgs'))
+    return root, os.path.join(root, 'sprites')
+
+
+def _save_webp(path):
+    from PIL import Image
+    from gluon_dcgan.data.synthetic import make_sprites
+    Image.fromarray(make_sprites(1, seed=5)[0]).save(path, format='WEBP')
+
+
+def test_webp_named_png_is_one_line(tmp_path):
+    root, cls = _image_folder(tmp_path)
+    _save_webp(os.path.join(cls, 'zz.png'))
+    before = _tree(root)
+    proc = run_cli(['--data', root, '--data-root', str(tmp_path / 'cache'),
+                    '--out-dir', str(tmp_path / 'out')] + TINY)
+    line = assert_one_line_error(proc, contains='sprites/zz.png')
+    assert '--skip-bad-images' in line
+    assert not (tmp_path / 'out' / 'metrics.jsonl').exists() and _tree(root) == before
+
+
+def test_odd_entries_are_skipped_and_training_goes_on(tmp_path):
+    """A WebP named .png (--skip-bad-images), a named pipe, and names that are not UTF-8."""
+    root, cls = _image_folder(tmp_path, count=30)
+    _save_webp(os.path.join(cls, 'zz.png'))
+    os.mkfifo(os.path.join(cls, 'x.png'))
+    os.rename(os.path.join(cls, '00003.png'), os.path.join(cls, os.fsdecode(b'bad\xff.png')))
+    data = os.path.join(str(tmp_path), os.fsdecode(b'd\xe9j\xe0'))
+    os.rename(root, data)
+    proc = run_cli(['--data', data, '--data-root', str(tmp_path / 'cache'), '--skip-bad-images',
+                    '--out-dir', str(tmp_path / 'out')] + TINY, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert ('skipping 1 entries that are not readable regular files: sprites/x.png '
+            '(a named pipe)') in proc.stderr
+    assert 'skipping 1 unreadable image(s): sprites/zz.png' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+def _wait_for(path, proc, timeout=120):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.05)  # event-wait
+
+
+def test_sigterm_while_decoding_stops_at_once(tmp_path):
+    from PIL import Image
+    cls = tmp_path / 'imgs' / 'big'
+    cls.mkdir(parents=True)
+    noise = onp.random.RandomState(0).randint(0, 256, (1500, 1500, 3), dtype=onp.uint8)
+    Image.fromarray(noise).save(cls / 'source.png', compress_level=1)
+    for i in range(2000):  # ~2000 slow decodes on one thread: minutes of work
+        os.symlink(cls / 'source.png', cls / f'{i:04d}.png')
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, 'run.py'), '--data', str(tmp_path / 'imgs'),
+         '--data-root', str(tmp_path / 'cache'), '--out-dir', str(tmp_path / 'out'),
+         '--num-workers', '1'] + TINY[2:], stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(tmp_path / 'cache' / 'decoded', proc)  # made just before decoding starts
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=60)[1]  # the decode alone would take far longer
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert 'nothing was saved' in rest and 'Traceback' not in rest
+    assert not list((tmp_path / 'cache').rglob('*.npy'))
+
+
+# ---- flags checked before anything runs ----------------------------------------------
+
+def _file(tmp_path):
+    (tmp_path / 'afile').write_text('mine')
+    return str(tmp_path / 'afile')
+
+
+TRAIN_CASES = {
+    'seed -1': (['--seed', '-1'], '--seed'),
+    'seed 2**32': (['--seed', str(2 ** 32)], '--seed'),
+    'seed text': (['--seed', 'x'], '--seed'),
+    'data-root is a file': (lambda t: ['--data', 'pokemon', '--data-root', _file(t)],
+                            'is not a folder'),
+    'data-root inside a file': (lambda t: ['--data', 'pokemon', '--data-root',
+                                           os.path.join(_file(t), 'sub')], 'which is not a folder'),
+    'data-root empty': (['--data-root', ''], 'must not be empty'),
+    'out-dir empty': (['--out-dir', ''], 'must not be empty'),
+    'n-G 4096': (['--n-G', '4096'], 'GiB'),
+    'batch 10**9': (['--batch-size', str(10 ** 9)], 'GiB'),
+    'synthetic limit': (['--limit', '20000'], '16384'),
+    'num-workers 10**6': (['--num-workers', str(10 ** 6)], '--num-workers'),
+    'epochs 10**20': (['--epochs', str(10 ** 20)], '--epochs'),
+    'out-dir not UTF-8': (lambda t: ['--out-dir', str(t / os.fsdecode(b'o\xff'))], 'UTF-8'),
+    'more devices than examples': (['--ctx', 'cpu:0,1,2', '--batch-size', '2'], '3 devices'),
+}
+
+
+@pytest.mark.parametrize('name', sorted(TRAIN_CASES))
+def test_bad_training_flag(name, tmp_path):
+    extra, expected = TRAIN_CASES[name]
+    extra = extra(tmp_path) if callable(extra) else extra
+    proc = run_cli(SYNTHETIC + ['--out-dir', str(tmp_path / 'out')] + extra)
+    assert_one_line_error(proc, contains=expected)
+    assert not (tmp_path / 'out').exists() or name == 'out-dir empty'
+    if os.path.exists(tmp_path / 'afile'):
+        assert (tmp_path / 'afile').read_text() == 'mine'
+
+
+def test_data_root_that_is_read_only_is_refused(tmp_path, monkeypatch):
+    # Tests may run as root, for whom chmod does not stop writes: ask os.access instead.
+    from gluon_dcgan import config
+    from gluon_dcgan.errors import UserError
+    monkeypatch.setattr(config.os, 'access', lambda path, mode: False)
+    with pytest.raises(UserError, match='cannot be written'):
+        config.check_data_root(str(tmp_path / 'new' / 'root'))
+
+
+@pytest.mark.parametrize('command', ['generate', 'evaluate'])
+@pytest.mark.parametrize('seed', ['-1', str(2 ** 32)])
+def test_bad_seed_in_tools(command, seed, tmp_path):
+    proc = run_cli([command, '--export', str(tmp_path), '--seed', seed, '--output',
+                    str(tmp_path / 'g.png')] if command == 'generate' else
+                   [command, '--export', str(tmp_path), '--seed', seed])
+    assert_one_line_error(proc, contains='--seed')
+
+
+# ---- environment -----------------------------------------------------------------------
+
+@pytest.mark.parametrize('role, args', [
+    ('server', SYNTHETIC),
+    ('worker', SYNTHETIC),
+    ('scheduler', ['generate', '--export', 'x', '--output', 'g.png', '--onnx']),
+    ('server', SYNTHETIC + ['--kvstore', 'dist_sync']),
+    ('worker', SYNTHETIC + ['--kvstore', 'dist_sync']),  # but no scheduler address
+])
+def test_stray_dmlc_role_is_refused_before_mxnet_loads(role, args, tmp_path):
+    proc = run_cli(args + (['--out-dir', str(tmp_path / 'out')] if '--limit' in args else []),
+                   env={'DMLC_ROLE': role}, timeout=60, cwd=str(tmp_path))
+    assert_one_line_error(proc, contains='gluon_dcgan.launch')
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('args', [SYNTHETIC, SYNTHETIC[:-2] + ['--ctx', 'auto'],
+                                  SYNTHETIC[:-2] + ['--ctx', 'gpu'],
+                                  ['generate', '--export', 'x', '--output', 'g.png'],
+                                  ['export', '--run', 'x'], ['evaluate', '--export', 'x'],
+                                  ['ablate-activation'] + SYNTHETIC,
+                                  ['analyze-categories', '--run', 'x']])
+def test_gpu_build_without_driver_is_one_line(args, tmp_path):
+    proc = run_cli(args + (['--out-dir', str(tmp_path / 'out')] if '--limit' in args else []),
+                   env=_fake_mxnet_without_driver(tmp_path), cwd=str(tmp_path))
+    assert_one_line_error(proc, contains='NVIDIA driver (libcuda.so.1)')
+    assert not (tmp_path / 'out').exists()
+
+
+# ---- generate and exports ---------------------------------------------------------------
+
+@pytest.fixture
+def export_copy(tiny_run, tmp_path):
+    dst = tmp_path / 'export'
+    shutil.copytree(tiny_run[0] / 'export', dst)
+    return dst
+
+
+def test_generate_refuses_a_grid_above_the_limit(export_copy, tmp_path):
+    proc = run_cli(['generate', '--export', str(export_copy), '--num', '1000000',
+                    '--output', str(tmp_path / 'g.png')])
+    assert_one_line_error(proc, contains='must be <= 10000')
+    assert not (tmp_path / 'g.png').exists()
+
+
+@pytest.mark.parametrize('onnx', [False, True])
+def test_generate_in_chunks_equals_one_pass(export_copy, tmp_path, onnx):
+    from gluon_dcgan import generate
+    from gluon_dcgan.train.report import grid, to_pixels
+    from PIL import Image
+    num = generate.CHUNK + 44
+    proc = run_cli(['generate', '--export', str(export_copy), '--num', str(num), '--seed', '3',
+                    '--output', str(tmp_path / 'g.png')] + (['--onnx'] if onnx else []))
+    assert proc.returncode == 0, proc.stderr
+    Z = generate.latent_noise(num, 100, 3)
+    one_pass = generate.generate_onnx(str(export_copy), Z)[0] if onnx else \
+        generate.generate_mxnet(str(export_copy), Z)
+    expected = grid(to_pixels(one_pass), cols=int(onp.ceil(onp.sqrt(num))))
+    got = onp.asarray(Image.open(tmp_path / 'g.png'))
+    assert got.shape == expected.shape
+    assert onp.abs(got.astype(int) - expected).max() <= 1  # float rounding of batch sizes
+
+
+def _fake_mxnet_without_driver(tmp_path):
+    fake = tmp_path / 'fake' / 'mxnet'
+    fake.mkdir(parents=True)
+    (fake / '__init__.py').write_text(
+        "raise OSError('libcuda.so.1: cannot open shared object file: No such file or "
+        "directory')\n")
+    return {'PYTHONPATH': str(tmp_path / 'fake')}
+
+
+def test_generate_onnx_never_imports_mxnet(export_copy, tmp_path):
+    out = tmp_path / os.fsdecode(b'gen\xff \xc3\xbc.png')  # not UTF-8, then UTF-8
+    proc = run_cli(['generate', '--onnx', '--export', str(export_copy), '--output', str(out)],
+                   env=_fake_mxnet_without_driver(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists()
+
+
+def test_generate_pointed_at_the_run_folder_says_so(tiny_run, tmp_path):
+    proc = run_cli(['generate', '--export', str(tiny_run[0]), '--output', str(tmp_path / 'g.png')])
+    assert_one_line_error(proc, contains=f'give --export {tiny_run[0] / "export"}')
+
+
+def _rehash(export):
+    from gluon_dcgan.files import file_digest
+    path = export / 'manifest.json'
+    manifest = json.loads(path.read_text())
+    manifest['files'] = {n: file_digest(export / n) for n in manifest['files']}
+    path.write_text(json.dumps(manifest))
+
+
+def _edit_latent_dim(export):
+    manifest = json.loads((export / 'manifest.json').read_text())
+    manifest['latent_dim'] = 50
+    (export / 'manifest.json').write_text(json.dumps(manifest))
+
+
+def _edit_output_shape(export):
+    manifest = json.loads((export / 'manifest.json').read_text())
+    manifest['output_shape'] = ['N', 1, 64, 64]
+    (export / 'manifest.json').write_text(json.dumps(manifest))
+
+
+def _swap_in_other_width(export):
+    import mxnet as mx
+    from gluon_dcgan.export.mxnet_export import export_generator
+    from gluon_dcgan.model import build_net_G
+    net = build_net_G(16)
+    net.initialize(mx.init.Normal(0.02))
+    other = export.parent / 'other'
+    export_generator(net, str(other), 100, 3)
+    shutil.copy(other / 'generator-0000.params', export / 'generator-0000.params')
+    _rehash(export)
+
+
+@pytest.mark.parametrize('damage', [_edit_latent_dim, _edit_output_shape, _swap_in_other_width])
+@pytest.mark.parametrize('onnx', [False, True])
+def test_export_whose_parts_disagree_is_one_line(export_copy, tmp_path, damage, onnx):
+    if onnx and damage is _swap_in_other_width:
+        pytest.skip('the ONNX file holds its own weights')
+    damage(export_copy)
+    proc = run_cli(['generate', '--export', str(export_copy), '--num', '4',
+                    '--output', str(tmp_path / 'g.png')] + (['--onnx'] if onnx else []))
+    assert_one_line_error(proc, contains='re-export')
+    assert not (tmp_path / 'g.png').exists()
+
+
+# ---- the memory estimate ----------------------------------------------------------------
+
+@pytest.mark.parametrize('n_G, n_D, latent, channels', [(64, 64, 100, 3), (8, 16, 7, 1),
+                                                        (24, 40, 100, 3)])
+def test_parameter_counts_match_the_built_nets(n_G, n_D, latent, channels):
+    import mxnet as mx
+    from mxnet import np
+    from gluon_dcgan.model import build_net_D, build_net_G, count_parameters
+    from gluon_dcgan.runtime import parameter_counts
+    net_G, net_D = build_net_G(n_G, channels), build_net_D(n_D)
+    for net in (net_G, net_D):
+        net.initialize(mx.init.Normal(0.02))
+    net_D(net_G(np.zeros((1, latent, 1, 1))))
+    assert parameter_counts(n_G, n_D, latent, channels) == (count_parameters(net_G),
+                                                            count_parameters(net_D))
+    if (n_G, n_D, latent, channels) == (64, 64, 100, 3):
+        assert parameter_counts(64, 64, 100, 3) == (3576704, 2765696)
+
+
+def test_memory_estimate_passes_the_defaults_and_refuses_huge_nets(monkeypatch):
+    from gluon_dcgan import runtime
+    from gluon_dcgan.errors import UserError
+    assert 1e9 < runtime.training_memory_bytes(64, 64, 100, 3, 256) < 2.2e9  # peak: 2.2 GB
+    monkeypatch.setattr(runtime, 'available_memory_bytes', lambda: 4 * 2 ** 30)
+    runtime.check_training_memory(64, 64, 100, 3, 256, 'cpu')
+    with pytest.raises(UserError, match=r'--n-G 4096 .* need about 199.8 GiB .* only 4.0 GiB'):
+        runtime.check_training_memory(4096, 64, 100, 3, 256, 'cpu')
+    runtime.check_training_memory(4096, 64, 100, 3, 256, 'gpu')  # the card's memory counts
+    monkeypatch.setattr(runtime, 'available_memory_bytes', lambda: None)  # not Linux
+    runtime.check_training_memory(4096, 64, 100, 3, 256, 'cpu')
+
+
+MANIFEST_DAMAGE = {
+    'files is a list': lambda m: dict(m, files=[]),
+    'latent_dim 1e400': lambda m: '{"latent_dim": 1e400}',
+    'latent_dim text': lambda m: dict(m, latent_dim='big'),
+    'output_shape a number': lambda m: dict(m, output_shape=3),
+    'a JSON list': lambda m: [m],
+    'latent_dim 10**12': lambda m: dict(m, latent_dim=10 ** 12),
+}
+
+
+@pytest.mark.parametrize('name', sorted(MANIFEST_DAMAGE) + ['manifest is a folder',
+                                                            'params is a folder'])
+def test_generate_with_a_damaged_manifest_is_one_line(export_copy, tmp_path, name):
+    path = export_copy / 'manifest.json'
+    if name == 'manifest is a folder':
+        path.unlink()
+        path.mkdir()
+    elif name == 'params is a folder':
+        (export_copy / 'generator-0000.params').unlink()
+        (export_copy / 'generator-0000.params').mkdir()
+    else:
+        damaged = MANIFEST_DAMAGE[name](json.loads(path.read_text()))
+        path.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
+    proc = run_cli(['generate', '--export', str(export_copy), '--output',
+                    str(tmp_path / 'g.png')])
+    assert_one_line_error(proc, contains='re-export')
+    assert not (tmp_path / 'g.png').exists()
