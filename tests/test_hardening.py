@@ -299,7 +299,7 @@ def test_a_signal_at_the_end_of_an_epoch_names_resume(monkeypatch):
     run = types.SimpleNamespace(
         cfg=Config(epochs=3, batch_size=4), images=onp.zeros((8, 64, 64, 3), 'uint8'),
         state={'epoch': 0, 'batch': 0, 'history': [], 'partial': None}, chief=True,
-        num_workers=1, trainer=None, log=messages.append,
+        num_workers=1, trainer=None, log=messages.append, ctxs=[None],
         # The signal lands while the epoch's checkpoint and pictures are being written.
         epoch_end=lambda epoch, state: os.kill(os.getpid(), signal.SIGINT))
     assert fit.train(run) == 130
@@ -350,6 +350,14 @@ def test_one_process_per_run_folder(tmp_path):
         first.send(signal.SIGTERM)
         code, _, err = first.finish()
     assert code == 143, err
+
+
+def test_a_last_batch_smaller_than_the_device_count_is_dropped():
+    from gluon_dcgan.data import loader
+    order = onp.arange(33)
+    assert [len(s) for s in loader.batch_slices(order, 16, min_size=2)] == [16, 16]
+    assert [len(s) for s in loader.batch_slices(order, 16)] == [16, 16, 1]  # the chapter's
+    assert loader.num_batches(33, 16, min_size=2) == 2 and loader.num_batches(34, 16, 1, 2) == 3
 
 
 def test_two_devices_agree_and_the_export_is_verified(tmp_path):

@@ -31,9 +31,14 @@ def shard_order(num_images, seed, epoch, rank=0, num_workers=1):
     return order[rank * share:(rank + 1) * share]
 
 
-def batch_slices(order, batch_size):
-    """Index arrays of each batch; the last one may be short, as the chapter's keeps it."""
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+def batch_slices(order, batch_size, min_size=1):
+    """Index arrays of each batch; the last one may be short, as the chapter's keeps it.
+
+    A last batch smaller than `min_size` (the number of devices, each of which
+    needs at least one example) is dropped.
+    """
+    slices = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return slices if not slices or len(slices[-1]) >= min_size else slices[:-1]
 
 
 def _prefetch(items, depth=2):
@@ -66,14 +71,17 @@ def normalize(X):
     return (X - 0.5) / 0.5
 
 
-def iterate_batches(images, batch_size, seed, epoch, rank=0, num_workers=1, start_batch=0):
+def iterate_batches(images, batch_size, seed, epoch, rank=0, num_workers=1, start_batch=0,
+                    min_size=1):
     """Yield (batch_index, uint8 batch) for one epoch, prepared on a background thread."""
-    slices = batch_slices(shard_order(len(images), seed, epoch, rank, num_workers), batch_size)
+    slices = batch_slices(shard_order(len(images), seed, epoch, rank, num_workers), batch_size,
+                          min_size)
     gen = ((i, images[idx]) for i, idx in enumerate(slices) if i >= start_batch)
     return _prefetch(gen)
 
 
-def num_batches(num_images, batch_size, num_workers=1):
-    """How many steps one epoch takes on each worker."""
+def num_batches(num_images, batch_size, num_workers=1, min_size=1):
+    """How many steps one epoch takes on each worker (see batch_slices for `min_size`)."""
     share = num_images if num_workers == 1 else num_images // num_workers
-    return -(-share // batch_size)
+    full, rest = divmod(share, batch_size)
+    return full + (rest >= min_size if rest else 0)

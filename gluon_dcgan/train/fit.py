@@ -178,14 +178,26 @@ def _row(epoch, sums, num_workers):
             'seconds': sums.seconds}
 
 
+def _announce(run):
+    """One line before training starts (tests and users wait for it), and a note on any
+    images each epoch leaves out."""
+    cfg, state = run.cfg, run.state
+    batches = loader.num_batches(len(run.images), cfg.batch_size, run.num_workers,
+                                 len(run.ctxs))
+    rest = (len(run.images) // run.num_workers) % cfg.batch_size
+    if 0 < rest < len(run.ctxs):
+        run.log(f'note: each epoch leaves out its last {rest} image(s): fewer than the '
+                f'{len(run.ctxs)} devices, which need one each')
+    run.log(f'training epochs {state["epoch"] + 1}-{cfg.epochs} on {len(run.images)} images, '
+            f'{batches} batches per epoch' +
+            (f', from batch {state["batch"] + 1}' if state['batch'] else ''))
+
+
 def train(run):
     """The chapter's loop over epochs. Returns an exit code if interrupted, else None."""
     cfg, state, log = run.cfg, run.state, run.log
-    first = state['epoch'] + 1
-    if first <= cfg.epochs:
-        batches = loader.num_batches(len(run.images), cfg.batch_size, run.num_workers)
-        log(f'training epochs {first}-{cfg.epochs} on {len(run.images)} images, {batches} '
-            f'batches per epoch' + (f', from batch {state["batch"] + 1}' if state['batch'] else ''))
+    if state['epoch'] < cfg.epochs:
+        _announce(run)
     with StopFlag() as stop:
         for epoch in range(state['epoch'] + 1, cfg.epochs + 1):
             try:

@@ -155,12 +155,14 @@ def run_epoch(trainer, images, epoch, stop, start_batch=0, partial=None):
     """Train one epoch (from `start_batch`); returns its EpochSums, or raises Interrupted."""
     cfg = trainer.cfg
     sums = EpochSums(epoch, partial)
-    total = loader.num_batches(len(images), cfg.batch_size, trainer.num_workers)
+    total = loader.num_batches(len(images), cfg.batch_size, trainer.num_workers,
+                               len(trainer.ctxs))
     bar = _progress_bar(cfg, epoch, total, start_batch)
     started = time.time()
     try:
         for batch, X in loader.iterate_batches(images, cfg.batch_size, cfg.seed, epoch,
-                                               trainer.rank, trainer.num_workers, start_batch):
+                                               trainer.rank, trainer.num_workers, start_batch,
+                                               len(trainer.ctxs)):
             Z = batch_noise(cfg.seed, epoch, batch, (len(X), cfg.latent_dim, 1, 1))
             sums.add(batch, *trainer.step(X, Z), len(X))
             bar.update(1)

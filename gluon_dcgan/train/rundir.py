@@ -72,6 +72,8 @@ def lock(root):
 
 def saved_config(paths):
     """The Config saved in config.json, or None."""
+    if os.path.exists(paths.root) and not os.path.isdir(paths.root):
+        raise UserError(f'{paths.root} is not a folder: give the --out-dir of a training run')
     try:
         with open(paths.config) as f:
             return Config.from_dict(json.load(f))
