@@ -73,6 +73,8 @@ def kernel_inception_distance(real, fake, subsets=100, subset_size=1000, seed=0)
     size = min(subset_size, len(real), len(fake))
     if size < 2:
         raise ValueError('KID needs at least 2 feature rows on each side')
+    if size == len(real) == len(fake):
+        subsets = 1  # every subset would be both whole sets: one score, no spread
     rng = onp.random.default_rng(seed)
     scores = [mmd2_unbiased(real[rng.choice(len(real), size, replace=False)],
                             fake[rng.choice(len(fake), size, replace=False)])
