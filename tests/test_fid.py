@@ -59,7 +59,7 @@ EVALUATE_LINE = re.compile(r'^FID (\S+), KID (\S+) ± (\S+) \((\d+) generated, (
 
 
 def evaluate_args(out, inception_params, data_root, *extra):
-    return ['evaluate', '--export', str(out / 'export'), '--data', 'synthetic', '--num', '24',
+    return ['evaluate', '--export', str(out / 'export'), '--data', 'synthetic', '--num', '8',
             '--inception-params', inception_params, '--data-root', str(data_root)] + list(extra)
 
 
@@ -72,7 +72,7 @@ def test_evaluate_prints_fid_and_kid(tiny_run, inception_params, tmp_path):
     score, kid, kid_std = (float(match.group(i)) for i in (1, 2, 3))
     assert onp.isfinite(score) and score > 0
     assert onp.isfinite(kid) and onp.isfinite(kid_std) and kid_std >= 0
-    assert match.group(4) == '24' and match.group(5) == '24'
+    assert match.group(4) == '8' and match.group(5) == '8'
     # stderr is a pipe here: no progress bar is drawn, even without --no-progress.
     assert '\r' not in proc.stderr and 'image/s' not in proc.stderr
     assert len(list((tmp_path / 'fid-stats').glob('real-*.npz'))) == 1
@@ -98,17 +98,17 @@ def test_a_second_evaluation_reuses_the_cached_real_features(tiny_run, inception
     calls = count_feature_passes(monkeypatch)
     assert evaluate.main(argv) == 0
     first = capsys.readouterr()
-    assert calls == [('real images', 24), ('generated images', 24)]
+    assert calls == [('real images', 8), ('generated images', 8)]
     [cache] = (tmp_path / 'fid-stats').glob('real-*.npz')
     assert 'saved to' in first.err
     del calls[:]
     assert evaluate.main(argv) == 0
     second = capsys.readouterr()
-    assert calls == [('generated images', 24)]  # the real images were not run again
+    assert calls == [('generated images', 8)]  # the real images were not run again
     assert 'cached in' in second.err
     assert second.out == first.out  # the same scores from the cached statistics
     with onp.load(cache) as saved:
-        assert saved['features'].shape == (24, 2048) and saved['sigma'].shape == (2048, 2048)
+        assert saved['features'].shape == (8, 2048) and saved['sigma'].shape == (2048, 2048)
 
 
 @pytest.mark.parametrize('damage', ['garbage', 'truncated', 'wrong shape', 'pickled'])
