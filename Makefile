@@ -2,22 +2,56 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+REQ := requirements
+# `make lock` recompiles the locks with this uv, in a venv of its own (.venv-lock).
+UV_VERSION := 0.13.8
+LOCK_VENV := .venv-lock
+# Linux x86_64 and Python 3.11 whatever machine compiles: the GPU wheels exist only there.
+UV_COMPILE = $(LOCK_VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28
 
-.PHONY: setup setup-gpu demo test bench clean
+# The locks hold wheels for CPython 3.11 only: stop at once, in one line, on another Python.
+ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),setup)),)
+PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+ifneq ($(PY_VERSION),3.11)
+$(error $(PYTHON) is $(if $(PY_VERSION),Python $(PY_VERSION),not found), but gluon_dcgan needs Python 3.11: run make PYTHON=python3.11 (or a path to one))
+endif
+endif
+
+.PHONY: setup setup-gpu lock demo test bench clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-d2l.txt
+# Installs exactly the locked set (every package pinned, with hashes), then the project.
+$(VENV)/.installed: $(REQ)/cpu.txt $(REQ)/d2l.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -r requirements.txt
-	# d2l 1.0.3 pins jupyter and more; its mxnet module needs only what requirements.txt has.
-	$(BIN)/pip install --no-deps -r requirements-d2l.txt
+	$(BIN)/pip install --require-hashes -r $(REQ)/cpu.txt
+	# d2l 1.0.3 pins exact versions (numpy, matplotlib, pandas, jupyter, ...), so it gets a
+	# step and a lock of its own, with --no-deps: its pins were resolved into cpu.txt with it
+	# (requirements/common.in), and pip must not re-resolve anything outside the lock.
+	$(BIN)/pip install --no-deps --require-hashes -r $(REQ)/d2l.txt
+	# The project, editable: tests, bench and the gluon-dcgan script import this checkout.
+	$(BIN)/pip install --no-deps -e .
+	$(BIN)/pip check
 	touch $@
 
-setup-gpu: setup
+# The GPU build replaces the CPU one: both wheels provide the `mxnet` module.
+setup-gpu: $(VENV)/.installed-gpu
+
+$(VENV)/.installed-gpu: $(VENV)/.installed $(REQ)/gpu.txt
 	$(BIN)/pip uninstall -y mxnet
-	$(BIN)/pip install -r requirements-gpu.txt
+	$(BIN)/pip install --require-hashes -r $(REQ)/gpu.txt
+	$(BIN)/pip check
+	touch $@
+
+# After editing requirements/*.in: recompile the locks (pins already in a lock are kept
+# unless the .in files ask otherwise; delete a .txt to re-resolve it from scratch).
+lock:
+	test -x $(LOCK_VENV)/bin/uv || ($(PYTHON) -m venv $(LOCK_VENV) && \
+		$(LOCK_VENV)/bin/pip install uv==$(UV_VERSION))
+	$(UV_COMPILE) --no-emit-package d2l $(REQ)/cpu.in -o $(REQ)/cpu.txt
+	$(UV_COMPILE) --no-emit-package d2l $(REQ)/gpu.in -o $(REQ)/gpu.txt
+	$(UV_COMPILE) --no-deps $(REQ)/d2l.in -o $(REQ)/d2l.txt
 
 demo: setup
 	$(BIN)/python run.py --data synthetic --epochs 10 --batch-size 64 --out-dir outputs/demo --overwrite
@@ -29,4 +63,4 @@ bench: setup
 	$(BIN)/python bench/train_speed.py --data synthetic --steps 10 --batch-size 256
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) outputs .pytest_cache

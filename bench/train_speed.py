@@ -24,8 +24,6 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 GFLOP_PER_EXAMPLE = 2.71  # REFERENCE.md: 4 G passes + 9 D passes of ~0.21 GFLOP each
 
 

@@ -5,6 +5,7 @@ real images are judged alike.
 """
 import hashlib
 import os
+import sys
 
 import numpy as onp
 from mxnet import autograd, gluon, init, np
@@ -38,8 +39,19 @@ def _batches(images, labels, batch_size, rng=None):
         yield (X / 255 - 0.5) / 0.5, labels[idx]
 
 
-def train_classifier(images, labels, epochs, seed=0, log=print, batch_size=128):
-    """Train on (N, 64, 64, 1) uint8 images; returns the net."""
+def _progress_bar(total, epoch, epochs, progress):
+    from tqdm import tqdm
+    # disable=None: drawn only when stderr is a terminal.
+    return tqdm(total=total, desc=f'classifier epoch {epoch}/{epochs}', unit='batch',
+                file=sys.stderr, leave=False, disable=not progress or None,
+                dynamic_ncols=True, mininterval=0.5)
+
+
+def train_classifier(images, labels, epochs, seed=0, log=print, batch_size=128, progress=False):
+    """Train on (N, 64, 64, 1) uint8 images; returns the net.
+
+    With `progress`, a tqdm bar on stderr counts each epoch's batches (on a terminal).
+    """
     import mxnet as mx
     mx.random.seed(seed)
     net = build_classifier()
@@ -48,14 +60,17 @@ def train_classifier(images, labels, epochs, seed=0, log=print, batch_size=128):
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': 2e-3})
     rng = onp.random.RandomState(seed)
+    batches = -(-len(images) // batch_size)
     for epoch in range(1, epochs + 1):
         total = 0.0
-        for X, y in _batches(images, labels, batch_size, rng):
-            with autograd.record():
-                l = loss(net(X), np.array(y))
-            l.backward()
-            trainer.step(len(y))
-            total += float(l.sum())
+        with _progress_bar(batches, epoch, epochs, progress) as bar:
+            for X, y in _batches(images, labels, batch_size, rng):
+                with autograd.record():
+                    l = loss(net(X), np.array(y))
+                l.backward()
+                trainer.step(len(y))
+                total += float(l.sum())
+                bar.update(1)
         log(f'classifier epoch {epoch}/{epochs}: loss {total / len(images):.3f}')
     return net
 
@@ -70,7 +85,7 @@ def predict(net, images, batch_size=256):
     return p, p.argmax(axis=1)
 
 
-def cached_classifier(folder, images, labels, epochs, log=print):
+def cached_classifier(folder, images, labels, epochs, log=print, progress=False):
     """(net, checksum, trained_now): load the classifier for this data, or train and save it."""
     key = data_checksum(images, labels, epochs)
     path = os.path.join(folder, f'fashion-classifier-{key}.params')
@@ -79,7 +94,7 @@ def cached_classifier(folder, images, labels, epochs, log=print):
         net.load_parameters(path)
         net.hybridize(static_alloc=True)
         return net, key, False
-    net = train_classifier(images, labels, epochs, log=log)
+    net = train_classifier(images, labels, epochs, log=log, progress=progress)
     os.makedirs(folder, exist_ok=True)
     net.save_parameters(path + '.tmp')
     os.replace(path + '.tmp', path)

@@ -133,3 +133,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         _log('interrupted before training started: nothing was saved')
         return 130
+
+
+def run():
+    """Entry point of the `gluon-dcgan` script and `python -m gluon_dcgan`: exit with main's code."""
+    sys.exit(main())

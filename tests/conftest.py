@@ -6,10 +6,11 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from gluon_dcgan.runtime import configure_process, use_np
 
-from gluon_dcgan.runtime import configure_process, use_np  # noqa: E402
+# The checkout: run.py lives here. gluon_dcgan itself is imported from the editable
+# install that `make setup` makes (or from the current folder under `python -m pytest`).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 configure_process()
 use_np()

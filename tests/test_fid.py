@@ -1,4 +1,5 @@
-"""FID: the math, the image pipeline with local weights, and best-checkpoint selection."""
+"""FID: the math, the image pipeline with local weights, the real-feature cache, evaluate's
+errors, and best-checkpoint selection."""
 import json
 import re
 
@@ -54,16 +55,138 @@ def test_features_are_2048_per_image(inception_params):
     assert feats.shape == (3, 2048) and feats.std() > 0
 
 
-def test_evaluate_prints_a_finite_score(tiny_run, inception_params):
+EVALUATE_LINE = re.compile(r'^FID (\S+), KID (\S+) ± (\S+) \((\d+) generated, (\d+) real images\)$')
+
+
+def evaluate_args(out, inception_params, data_root, *extra):
+    return ['evaluate', '--export', str(out / 'export'), '--data', 'synthetic', '--num', '8',
+            '--inception-params', inception_params, '--data-root', str(data_root)] + list(extra)
+
+
+def test_evaluate_prints_fid_and_kid(tiny_run, inception_params, tmp_path):
     out, _ = tiny_run
-    proc = run_cli(['evaluate', '--export', str(out / 'export'), '--data', 'synthetic',
-                    '--num', '24', '--inception-params', inception_params])
+    proc = run_cli(evaluate_args(out, inception_params, tmp_path))
     assert proc.returncode == 0, proc.stderr
-    match = re.match(r'^FID (\S+) \((\d+) generated, (\d+) real images\)$',
-                     proc.stdout.strip().splitlines()[-1])
+    match = EVALUATE_LINE.match(proc.stdout.strip().splitlines()[-1])
     assert match, proc.stdout
-    assert onp.isfinite(float(match.group(1))) and float(match.group(1)) > 0
-    assert match.group(2) == '24' and match.group(3) == '24'
+    score, kid, kid_std = (float(match.group(i)) for i in (1, 2, 3))
+    assert onp.isfinite(score) and score > 0
+    assert onp.isfinite(kid) and onp.isfinite(kid_std) and kid_std >= 0
+    assert match.group(4) == '8' and match.group(5) == '8'
+    # stderr is a pipe here: no progress bar is drawn, even without --no-progress.
+    assert '\r' not in proc.stderr and 'image/s' not in proc.stderr
+    assert len(list((tmp_path / 'fid-stats').glob('real-*.npz'))) == 1
+
+
+def count_feature_passes(monkeypatch):
+    """Record (desc, image count) of every fid.inception_features call in this process."""
+    calls = []
+    real_pass = fid.inception_features
+
+    def counted(net, images, *args, **kwargs):
+        calls.append((kwargs.get('desc'), len(images)))
+        return real_pass(net, images, *args, **kwargs)
+    monkeypatch.setattr(fid, 'inception_features', counted)
+    return calls
+
+
+def test_a_second_evaluation_reuses_the_cached_real_features(tiny_run, inception_params,
+                                                             tmp_path, monkeypatch, capsys):
+    from gluon_dcgan.tools import evaluate
+    out, _ = tiny_run
+    argv = evaluate_args(out, inception_params, tmp_path, '--ctx', 'cpu:0')[1:]
+    calls = count_feature_passes(monkeypatch)
+    assert evaluate.main(argv) == 0
+    first = capsys.readouterr()
+    assert calls == [('real images', 8), ('generated images', 8)]
+    [cache] = (tmp_path / 'fid-stats').glob('real-*.npz')
+    assert 'saved to' in first.err
+    del calls[:]
+    assert evaluate.main(argv) == 0
+    second = capsys.readouterr()
+    assert calls == [('generated images', 8)]  # the real images were not run again
+    assert 'cached in' in second.err
+    assert second.out == first.out  # the same scores from the cached statistics
+    with onp.load(cache) as saved:
+        assert saved['features'].shape == (8, 2048) and saved['sigma'].shape == (2048, 2048)
+
+
+@pytest.mark.parametrize('damage', ['garbage', 'truncated', 'wrong shape', 'pickled'])
+def test_a_damaged_cache_file_is_recomputed(tmp_path, monkeypatch, damage):
+    # fid.real_statistics alone, with stand-in features: the cache logic without Inception.
+    images = onp.arange(5 * 4 * 4 * 3, dtype=onp.uint8).reshape(5, 4, 4, 3)
+    weights = tmp_path / 'weights.params'
+    weights.write_bytes(b'weights')
+    stand_in = onp.random.default_rng(0).normal(size=(5, 2048)).astype(onp.float32)
+    monkeypatch.setattr(fid, 'inception_features', lambda net, x, *a, **k: stand_in[:len(x)])
+    calls = count_feature_passes(monkeypatch)
+    logged = []
+    feats, (mu, sigma) = fid.real_statistics(None, images, str(weights), str(tmp_path / 'c'),
+                                             log=logged.append)
+    [cache] = (tmp_path / 'c').glob('real-*.npz')
+    good = cache.read_bytes()
+    if damage == 'garbage':
+        cache.write_bytes(b'not an npz file')
+    elif damage == 'truncated':
+        cache.write_bytes(good[:len(good) // 2])
+    elif damage == 'wrong shape':
+        onp.savez(cache, features=onp.zeros((3, 2048), onp.float32),
+                  mu=onp.zeros(2048), sigma=onp.zeros((2048, 2048)))
+    else:  # an object array is stored with pickle; loading it must not run it
+        onp.savez(cache, features=onp.array([{'a': 1}], dtype=object),
+                  mu=onp.zeros(2048), sigma=onp.zeros((2048, 2048)))
+    again, (mu2, sigma2) = fid.real_statistics(None, images, str(weights), str(tmp_path / 'c'),
+                                               log=logged.append)
+    assert len(calls) == 2 and 'damaged' in logged[-2], logged
+    assert (again == feats).all() and (mu2 == mu).all() and (sigma2 == sigma).all()
+    assert cache.read_bytes() == good  # replaced by the recomputed statistics
+    fid.real_statistics(None, images, str(weights), str(tmp_path / 'c'), log=logged.append)
+    assert len(calls) == 2 and 'cached in' in logged[-1]
+
+
+def test_the_cache_key_follows_the_images_and_the_weights(tmp_path):
+    images = onp.zeros((4, 8, 8, 3), onp.uint8)
+    w1, w2 = tmp_path / 'w1', tmp_path / 'w2'
+    w1.write_bytes(b'one')
+    w2.write_bytes(b'two')
+    key = fid.real_stats_key(images, str(w1))
+    assert fid.real_stats_key(images.copy(), str(w1)) == key
+    assert fid.real_stats_key(images, str(w2)) != key
+    changed = images.copy()
+    changed[0, 0, 0, 0] = 1
+    assert fid.real_stats_key(changed, str(w1)) != key
+    assert fid.real_stats_key(images[:3], str(w1)) != key
+
+
+@pytest.mark.parametrize('content', [b'\x00garbage' * 100, b''])
+def test_evaluate_with_a_wrong_weights_file_is_one_line(tiny_run, tmp_path, content):
+    out, _ = tiny_run
+    bad = tmp_path / 'bad.params'
+    bad.write_bytes(content)
+    proc = run_cli(evaluate_args(out, str(bad), tmp_path))
+    line = assert_one_line_error(proc, contains='is not a model zoo inception_v3')
+    assert 'Invalid NDArray file format' in line
+    assert 'File "' not in line and 'Check failed' not in line
+
+
+def test_evaluate_with_another_nets_weights_is_one_line(tiny_run, tmp_path):
+    out, _ = tiny_run
+    other = tmp_path / 'dense.params'
+    with mx.util.np_array(False), mx.util.np_shape(False):
+        dense = mx.gluon.nn.Dense(3)
+        dense.initialize()
+        dense(mx.nd.zeros((1, 2)))
+        dense.save_parameters(str(other))
+    proc = run_cli(evaluate_args(out, str(other), tmp_path))
+    line = assert_one_line_error(proc, contains='is missing in file')
+    assert 'which contains' not in line and 'https://' not in line
+
+
+def test_evaluate_refuses_a_bad_ctx(tiny_run, inception_params, tmp_path):
+    out, _ = tiny_run
+    proc = run_cli(evaluate_args(out, inception_params, tmp_path, '--ctx', 'tpu'))
+    assert_one_line_error(proc, contains='--ctx')
+    assert not (tmp_path / 'fid-stats').exists()
 
 
 def test_fid_every_keeps_the_best(tmp_path, inception_params):

@@ -55,6 +55,9 @@ def main(argv):
     p.add_argument('--classifier-epochs', type=_positive_int, default=3,
                    help='epochs of the judging classifier (default: %(default)s)')
     p.add_argument('--seed', type=int, default=0, help='noise seed (default: %(default)s)')
+    p.add_argument('--no-progress', dest='progress', action='store_false',
+                   help="no progress bar for the classifier's training (none is drawn when "
+                        "stderr is not a terminal)")
     args = p.parse_args(argv)
     from ..runtime import use_np
     use_np()
@@ -71,7 +74,8 @@ def main(argv):
     train_x, train_y = load_fashion_mnist(cfg.data_root, train=True, size=cfg.image_size)
     test_x, test_y = load_fashion_mnist(cfg.data_root, train=False, size=cfg.image_size)
     net, key, trained_now = classifier.cached_classifier(
-        os.path.join(cfg.data_root, 'classifiers'), train_x, train_y, args.classifier_epochs, log)
+        os.path.join(cfg.data_root, 'classifiers'), train_x, train_y, args.classifier_epochs, log,
+        progress=args.progress)
     _, test_pred = classifier.predict(net, test_x)
     accuracy = float((test_pred == test_y).mean())
     print(f'classifier test accuracy: {accuracy:.1%} ({len(test_y)} images)')

@@ -1,4 +1,8 @@
-"""run.py evaluate: FID between an exported generator's images and real images."""
+"""run.py evaluate: FID and KID between an exported generator's images and real images.
+
+The real images' Inception features are cached under DATA_ROOT/fid-stats, keyed by
+the images and the weights, so scoring a second export against them skips that pass.
+"""
 import os
 import sys
 
@@ -6,13 +10,16 @@ from ..config import Config, OneLineParser, add_data_flags
 from ..errors import UserError
 
 
-def main(argv):
-    """Score an export; prints 'FID X (N generated, M real images)'; returns the exit code."""
+def _log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def _parse(argv):
     from ..config import _positive_int, seed_int
     defaults = Config(data='pokemon')
     p = OneLineParser(prog='run.py evaluate', description=(
-        'Fréchet Inception Distance (InceptionV3 pool features, 299x299) between images '
-        'from an export and real images.'))
+        'Fréchet and kernel Inception distances (FID, KID; InceptionV3 pool features, '
+        '299x299) between images from an export and real images.'))
     p.add_argument('--export', required=True, metavar='DIR', help="a run's export/ folder")
     p.add_argument('--num', type=_positive_int, default=5000,
                    help='images per side (default: %(default)s; fewer real ones if the data '
@@ -23,27 +30,54 @@ def main(argv):
                         'downloaded once into DATA_ROOT/models)')
     p.add_argument('--batch-size', type=_positive_int, default=32,
                    help='images per Inception pass (default: %(default)s)')
+    p.add_argument('--ctx', default='cpu',
+                   help='MXNet device: cpu, gpu, gpu:N or auto; the first one of a list is '
+                        'used (default: %(default)s)')
+    p.add_argument('--no-progress', dest='progress', action='store_false',
+                   help='no progress bars (none are drawn when stderr is not a terminal)')
     add_data_flags(p, defaults)
-    args = p.parse_args(argv)
-    from ..runtime import use_np
-    use_np()
-    import mxnet as mx
-    from .. import fid, generate
+    return p.parse_args(argv)
+
+
+def _real_images(args, channels):
     from ..data import load_images
-    net_G, manifest = generate.load_mxnet_generator(args.export, mx.cpu())
-    channels = manifest['output_shape'][1]
     cfg = Config(data=args.data, data_root=args.data_root, limit=args.limit, batch_size=1,
                  num_workers=args.num_workers, skip_bad_images=args.skip_bad_images,
                  channels=channels)
     if cfg.data not in ('pokemon', 'synthetic', 'fashion-mnist') and not os.path.isdir(cfg.data):
         raise UserError(f'--data {cfg.data!r} does not exist: give pokemon, synthetic, '
                         f'fashion-mnist or a folder of images')
-    net = fid.load_inception(args.inception_params, os.path.join(args.data_root, 'models'))
-    real = load_images(cfg, log=lambda m: print(m, file=sys.stderr))[:args.num]
+    real = load_images(cfg, log=_log)[:args.num]
+    if len(real) < 2:
+        raise UserError(f'--data {args.data!r} has {len(real)} image(s): FID and KID need at '
+                        f'least 2')
+    return real
+
+
+def main(argv):
+    """Score an export; prints 'FID X, KID Y ± Z (N generated, M real images)'; returns 0."""
+    args = _parse(argv)
+    if args.num < 2:
+        raise UserError('--num must be at least 2: FID and KID compare spreads of images')
+    from ..runtime import resolve_contexts, use_np
+    use_np()
+    ctx = resolve_contexts(args.ctx)[0]
+    from .. import fid, generate
+    net_G, manifest = generate.load_mxnet_generator(args.export, ctx)
+    real = _real_images(args, channels=manifest['output_shape'][1])
+    models = os.path.join(args.data_root, 'models')
+    net = fid.load_inception(args.inception_params, models, ctx)
+    real_feats, real_stats = fid.real_statistics(
+        net, real, fid.weights_file(args.inception_params, models),
+        os.path.join(args.data_root, 'fid-stats'), ctx, args.batch_size, args.progress, _log)
     # The same noise as `generate --seed`: the scored images are the ones it draws.
-    fake = generate.pixels_in_chunks(
-        net_G, generate.latent_noise(args.num, manifest['latent_dim'], args.seed))
-    real_stats = fid.statistics(fid.inception_features(net, real, batch_size=args.batch_size))
-    score = fid.fid_of_images(net, fake, real_stats)
-    print(f'FID {score:.6g} ({len(fake)} generated, {len(real)} real images)')
+    with ctx:  # pixels_in_chunks puts the noise on the default device
+        fake = generate.pixels_in_chunks(
+            net_G, generate.latent_noise(args.num, manifest['latent_dim'], args.seed))
+    fake_feats = fid.inception_features(net, fake, ctx, args.batch_size, args.progress,
+                                        desc='generated images')
+    score = fid.frechet_distance(*fid.statistics(fake_feats), *real_stats)
+    kid, kid_std = fid.kernel_inception_distance(real_feats, fake_feats)
+    print(f'FID {score:.6g}, KID {kid:.4g} ± {kid_std:.2g} '
+          f'({len(fake)} generated, {len(real)} real images)')
     return 0
