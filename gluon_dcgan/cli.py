@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from .config import OneLineParser, _int_in, _positive_int, parse_train_args, seed_int
+from .config import OneLineParser, _flag, _int_in, _positive_int, parse_train_args, seed_int
 from .errors import UserError
 from .generate import MAX_GRID
 from .runtime import configure_process
@@ -38,23 +38,23 @@ def _generate_parser():
     p = OneLineParser(prog='run.py generate',
                       description='Write a grid of generated images from an exported generator, '
                                   'or (--interpolate) latent walks as a PNG grid and a GIF.')
-    p.add_argument('--export', required=True, metavar='DIR', help="a run's export/ folder")
-    p.add_argument('--num', type=_grid_size, default=None,
-                   help=f'images in the grid, at most {MAX_GRID} (default: 21)')
-    p.add_argument('--seed', type=seed_int, default=0,
-                   help='noise seed in [0, 2**32) (default: %(default)s)')
-    p.add_argument('--output', required=True, metavar='FILE.png', help='where to write the grid')
-    p.add_argument('--interpolate', type=_positive_int, metavar='K',
-                   help='instead of --num images: K latent walks, each between two noise '
-                        'vectors drawn from --seed, by spherical interpolation (slerp); '
-                        'writes a grid of K rows by --steps columns to --output, and a GIF '
-                        'beside it (same name, .gif) with one frame per step showing all K '
-                        'walks at that step')
-    p.add_argument('--steps', type=_walk_steps, metavar='N',
-                   help='latents per walk, both ends included, at least 2 (default: 8)')
-    p.add_argument('--onnx', action='store_true',
-                   help='run export/generator.onnx with onnxruntime; MXNet is not imported')
-    p.add_argument('--ctx', default='cpu', help='MXNet device (default: %(default)s)')
+    _flag(p, 'export', required=True, metavar='DIR', help="a run's export/ folder")
+    _flag(p, 'num', type=_grid_size, default=None,
+          help=f'images in the grid, at most {MAX_GRID} (default: 21)')
+    _flag(p, 'seed', type=seed_int, default=0,
+          help='noise seed in [0, 2**32) (default: %(default)s)')
+    _flag(p, 'output', required=True, metavar='FILE.png', help='where to write the grid')
+    _flag(p, 'interpolate', type=_positive_int, metavar='K',
+          help='instead of --num images: K latent walks, each between two noise '
+               'vectors drawn from --seed, by spherical interpolation (slerp); '
+               'writes a grid of K rows by --steps columns to --output, and a GIF '
+               'beside it (same name, .gif) with one frame per step showing all K '
+               'walks at that step')
+    _flag(p, 'steps', type=_walk_steps, metavar='N',
+          help='latents per walk, both ends included, at least 2 (default: 8)')
+    _flag(p, 'onnx', action='store_true',
+          help='run export/generator.onnx with onnxruntime; MXNet is not imported')
+    _flag(p, 'ctx', default='cpu', help='MXNet device (default: %(default)s)')
     return p
 
 
@@ -118,7 +118,19 @@ def train_main(argv):
     return fit(cfg, log=_log)
 
 
+def _check_command(argv):
+    """Refuse a first word that is neither a command nor a flag (training takes flags only)."""
+    if not argv or argv[0].startswith('-') or argv[0] in COMMANDS:
+        return
+    import difflib
+    close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+    hint = f'did you mean {close[0]}? ' if close else ''
+    raise UserError(f'unknown command {argv[0]!r}: {hint}the commands are '
+                    f'{", ".join(COMMANDS)}, or flags only to train (see run.py --help)')
+
+
 def _dispatch(argv):
+    _check_command(argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
     rest = argv[1:] if command else argv
     if command == 'generate':
