@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from .config import OneLineParser, _positive_int, parse_train_args, seed_int
+from .config import OneLineParser, _flag, _int_in, _positive_int, parse_train_args, seed_int
 from .errors import UserError
 from .generate import MAX_GRID
 from .runtime import configure_process
@@ -31,25 +31,56 @@ def _grid_size(text):
     return value
 
 
-def generate_main(argv):
-    """run.py generate: an image grid from an export, via MXNet or (--onnx) onnxruntime."""
+_walk_steps = _int_in(2, MAX_GRID)
+
+
+def _generate_parser():
     p = OneLineParser(prog='run.py generate',
-                      description='Write a grid of generated images from an exported generator.')
-    p.add_argument('--export', required=True, metavar='DIR', help="a run's export/ folder")
-    p.add_argument('--num', type=_grid_size, default=21,
-                   help=f'images in the grid, at most {MAX_GRID} (default: %(default)s)')
-    p.add_argument('--seed', type=seed_int, default=0,
-                   help='noise seed in [0, 2**32) (default: %(default)s)')
-    p.add_argument('--output', required=True, metavar='FILE.png', help='where to write the grid')
-    p.add_argument('--onnx', action='store_true',
-                   help='run export/generator.onnx with onnxruntime; MXNet is not imported')
-    p.add_argument('--ctx', default='cpu', help='MXNet device (default: %(default)s)')
-    args = p.parse_args(argv)
+                      description='Write a grid of generated images from an exported generator, '
+                                  'or (--interpolate) latent walks as a PNG grid and a GIF.')
+    _flag(p, 'export', required=True, metavar='DIR', help="a run's export/ folder")
+    _flag(p, 'num', type=_grid_size, default=None,
+          help=f'images in the grid, at most {MAX_GRID} (default: 21)')
+    _flag(p, 'seed', type=seed_int, default=0,
+          help='noise seed in [0, 2**32) (default: %(default)s)')
+    _flag(p, 'output', required=True, metavar='FILE.png', help='where to write the grid')
+    _flag(p, 'interpolate', type=_positive_int, metavar='K',
+          help='instead of --num images: K latent walks, each between two noise '
+               'vectors drawn from --seed, by spherical interpolation (slerp); '
+               'writes a grid of K rows by --steps columns to --output, and a GIF '
+               'beside it (same name, .gif) with one frame per step showing all K '
+               'walks at that step')
+    _flag(p, 'steps', type=_walk_steps, metavar='N',
+          help='latents per walk, both ends included, at least 2 (default: 8)')
+    _flag(p, 'onnx', action='store_true',
+          help='run export/generator.onnx with onnxruntime; MXNet is not imported')
+    _flag(p, 'ctx', default='cpu', help='MXNet device (default: %(default)s)')
+    return p
+
+
+def _check_generate_args(args):
+    if args.interpolate is None:
+        if args.steps is not None:
+            raise UserError('--steps is the length of a latent walk: add --interpolate K')
+        args.num = 21 if args.num is None else args.num
+    else:
+        if args.num is not None:
+            raise UserError('--num and --interpolate each choose what to draw: pick one')
+        args.steps = 8 if args.steps is None else args.steps
+        if args.interpolate * args.steps > MAX_GRID:
+            raise UserError(f'--interpolate {args.interpolate} x --steps {args.steps} is more '
+                            f'than the {MAX_GRID} images of one grid: lower either')
     if not args.output.lower().endswith('.png'):
         raise UserError(f'--output {args.output!r} must end in .png')
     out_dir = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(out_dir):
         raise UserError(f'folder {out_dir!r} for --output does not exist: create it first')
+
+
+def generate_main(argv):
+    """run.py generate: an image grid or latent walks from an export, via MXNet or onnxruntime."""
+    args = _generate_parser().parse_args(argv)
+    _check_generate_args(args)
     from . import generate
     if args.onnx:
         run, manifest = generate.load_onnx_generator(args.export)  # checks the files once
@@ -59,13 +90,21 @@ def generate_main(argv):
         ctx = resolve_contexts(args.ctx)[0]
         net, manifest = generate.load_mxnet_generator(args.export, ctx)
         run = generate.mxnet_forward(net, ctx)
-    Z = generate.latent_noise(args.num, manifest['latent_dim'], args.seed)
+    if args.interpolate:
+        Z = generate.latent_walk(args.interpolate, args.steps, manifest['latent_dim'], args.seed)
+    else:
+        Z = generate.latent_noise(args.num, manifest['latent_dim'], args.seed)
     pixels = generate.images_in_chunks(run, Z)  # bounded memory: only uint8 pixels pile up
+    gif = args.output[:-4] + '.gif'
     try:
-        generate.save_pixel_grid(pixels, args.output)
+        if args.interpolate:
+            generate.save_latent_walk(pixels, args.steps, args.output, gif)
+        else:
+            generate.save_pixel_grid(pixels, args.output)
     except OSError as exc:
-        raise UserError(f'cannot write {args.output} ({exc.strerror})')
-    _log(f'wrote {args.num} images to {args.output}')
+        raise UserError(f'cannot write {exc.filename or args.output} ({exc.strerror})')
+    _log(f'wrote {args.interpolate} latent walks of {args.steps} steps to {args.output} and '
+         f'{gif}' if args.interpolate else f'wrote {args.num} images to {args.output}')
     return 0
 
 
@@ -79,7 +118,19 @@ def train_main(argv):
     return fit(cfg, log=_log)
 
 
+def _check_command(argv):
+    """Refuse a first word that is neither a command nor a flag (training takes flags only)."""
+    if not argv or argv[0].startswith('-') or argv[0] in COMMANDS:
+        return
+    import difflib
+    close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+    hint = f'did you mean {close[0]}? ' if close else ''
+    raise UserError(f'unknown command {argv[0]!r}: {hint}the commands are '
+                    f'{", ".join(COMMANDS)}, or flags only to train (see run.py --help)')
+
+
 def _dispatch(argv):
+    _check_command(argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
     rest = argv[1:] if command else argv
     if command == 'generate':

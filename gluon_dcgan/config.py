@@ -8,6 +8,7 @@ import json
 import os
 import sys
 
+from . import __version__
 from .errors import UserError
 from .runtime import check_training_memory, parse_ctx_spec, usable_cores
 
@@ -176,7 +177,8 @@ def _flag(parser, name, **kwargs):
 
 
 def add_data_flags(parser, defaults):
-    """Flags that choose and load the training images."""
+    """Flags that choose and load the training images (the 'data' group of --help)."""
+    parser = parser.add_argument_group('data')
     _flag(parser, 'data', default=defaults.data, metavar='pokemon|synthetic|fashion-mnist|PATH',
           help="dataset: 'pokemon' (download, the chapter's), 'synthetic' (embedded, offline), "
                "'fashion-mnist', or a folder of images in class subfolders (default: %(default)s)")
@@ -193,7 +195,8 @@ def add_data_flags(parser, defaults):
 
 
 def add_model_flags(parser, defaults):
-    """Flags that shape the two networks."""
+    """Flags that shape the two networks (the 'model' group)."""
+    parser = parser.add_argument_group('model')
     _flag(parser, 'latent-dim', type=_positive_int, default=defaults.latent_dim, metavar='N',
           help='length of the noise vector z (default: %(default)s)')
     _flag(parser, 'n-G', type=_positive_int, default=defaults.n_G, metavar='N',
@@ -209,35 +212,39 @@ def add_model_flags(parser, defaults):
 
 
 def add_train_flags(parser, defaults):
-    """Flags of the optimisation and of the run folder."""
-    _flag(parser, 'epochs', type=_epoch_count, default=defaults.epochs,
+    """Flags of the optimisation, the run folder, the devices and FID, in four groups."""
+    group = parser.add_argument_group('training')
+    _flag(group, 'epochs', type=_epoch_count, default=defaults.epochs,
           help=f'training epochs, at most {MAX_EPOCHS} (default: %(default)s)')
-    _flag(parser, 'batch-size', type=_positive_int, default=defaults.batch_size,
+    _flag(group, 'batch-size', type=_positive_int, default=defaults.batch_size,
           help='examples per step (default: %(default)s)')
-    _flag(parser, 'lr', type=_positive_float, default=defaults.lr,
+    _flag(group, 'lr', type=_positive_float, default=defaults.lr,
           help='Adam learning rate for both nets (default: %(default)s)')
-    _flag(parser, 'beta1', type=_beta, default=defaults.beta1,
+    _flag(group, 'beta1', type=_beta, default=defaults.beta1,
           help="Adam beta1 (default: %(default)s, the chapter's)")
-    _flag(parser, 'seed', type=seed_int, default=defaults.seed,
+    _flag(group, 'seed', type=seed_int, default=defaults.seed,
           help='seed for data order, noise and weights, in [0, 2**32) (default: %(default)s)')
-    _flag(parser, 'ctx', type=_ctx, default=defaults.ctx,
+    group = parser.add_argument_group('output')
+    _flag(group, 'out-dir', type=_mxnet_path, default=defaults.out_dir, metavar='DIR',
+          help='run folder for figures, metrics, checkpoints, export (default: %(default)s)')
+    _flag(group, 'resume', action='store_true',
+          help='continue the run in --out-dir from its last complete checkpoint')
+    _flag(group, 'overwrite', action='store_true',
+          help='start afresh in an --out-dir that already holds a run, deleting it')
+    group.add_argument('--no-progress', dest='progress', action='store_false',
+                       help='no progress bars (they are drawn only on a terminal anyway)')
+    group = parser.add_argument_group('distributed')
+    _flag(group, 'ctx', type=_ctx, default=defaults.ctx,
           help='auto, cpu, gpu, gpu:N, or several devices: gpu:0,1 / cpu:0,1 (default: %(default)s)')
-    _flag(parser, 'kvstore', choices=('device', 'local', 'dist_sync'), default=None,
+    _flag(group, 'kvstore', choices=('device', 'local', 'dist_sync'), default=None,
           help='gradient aggregation: device (GPUs), local (CPUs), dist_sync (several hosts, '
                'start with gluon_dcgan.launch) (default: picked from --ctx)')
-    _flag(parser, 'out-dir', type=_mxnet_path, default=defaults.out_dir, metavar='DIR',
-          help='run folder for figures, metrics, checkpoints, export (default: %(default)s)')
-    _flag(parser, 'resume', action='store_true',
-          help='continue the run in --out-dir from its last complete checkpoint')
-    _flag(parser, 'overwrite', action='store_true',
-          help='start afresh in an --out-dir that already holds a run, deleting it')
-    parser.add_argument('--no-progress', dest='progress', action='store_false',
-                        help='no progress bar')
-    _flag(parser, 'fid-every', type=_non_negative_int, default=0, metavar='K',
+    group = parser.add_argument_group('quality')
+    _flag(group, 'fid-every', type=_non_negative_int, default=0, metavar='K',
           help='score FID every K epochs and keep the best generator (default: off)')
-    _flag(parser, 'fid-num', type=_positive_int, default=defaults.fid_num, metavar='N',
+    _flag(group, 'fid-num', type=_positive_int, default=defaults.fid_num, metavar='N',
           help='images per side for --fid-every (default: %(default)s)')
-    _flag(parser, 'inception-params', type=_mxnet_path, default=None, metavar='FILE',
+    _flag(group, 'inception-params', type=_mxnet_path, default=None, metavar='FILE',
           help='InceptionV3 weights saved by save_parameters, for FID offline')
 
 
@@ -249,6 +256,7 @@ def train_parser(prog='run.py', description=None):
             "Train d2l's DCGAN (chapter 'Deep Convolutional GAN') with MXNet Gluon. "
             "Other commands: generate, export, evaluate, ablate-activation, "
             "analyze-categories (run.py COMMAND --help)."))
+    parser.add_argument('--version', action='version', version=f'gluon_dcgan {__version__}')
     add_data_flags(parser, defaults)
     add_model_flags(parser, defaults)
     add_train_flags(parser, defaults)

@@ -41,7 +41,7 @@ def _from_folder(root, cfg, log):
     _check_fits_in_memory(len(paths), cfg)
     images, bad = cache.decoded_images(paths, stats, cfg.image_size, cfg.channels,
                                        os.path.join(cfg.data_root, 'decoded'),
-                                       cfg.num_workers, log)
+                                       cfg.num_workers, log, cfg.progress)
     if bad and not cfg.skip_bad_images:
         raise UserError(f'{len(bad)} unreadable image(s) in {root}: '
                         f'{_names([(p, None) for p, _ in bad], root)} ({bad[0][1]}); fix or '
@@ -69,11 +69,14 @@ def load_images(cfg, log=print):
         check_synthetic_limit(cfg)
         images = synthetic.make_sprites(cfg.limit or synthetic.DEFAULT_COUNT, seed=cfg.seed)
     elif cfg.data == 'pokemon':
-        from .hub import pokemon_folder
-        images = _from_folder(pokemon_folder(cfg.data_root), cfg, log)
+        from .hub import pokemon_folder, progress_note
+        root = pokemon_folder(cfg.data_root, progress_note(cfg.progress))
+        images = _from_folder(root, cfg, log)
     elif cfg.data == 'fashion-mnist':
         from .fashion_mnist import load_fashion_mnist
-        images = load_fashion_mnist(cfg.data_root, train=True, size=cfg.image_size)[0]
+        from .hub import progress_note
+        images = load_fashion_mnist(cfg.data_root, train=True, size=cfg.image_size,
+                                    log=progress_note(cfg.progress))[0]
         images = images[:cfg.limit] if cfg.limit else images
     else:
         images = _from_folder(cfg.data, cfg, log)

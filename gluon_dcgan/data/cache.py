@@ -9,6 +9,8 @@ when both are whole and agree; anything else is decoded again and rewritten.
 import hashlib
 import json
 import os
+import sys
+import threading
 
 import numpy as onp
 
@@ -71,8 +73,19 @@ def save_entry(cache_dir, key, images, bad):
     _write_atomic(meta_path, lambda f: f.write(json.dumps(meta).encode()))
 
 
-def decode_all(paths, size, channels, num_workers):
-    """(images of the good files, [(index, reason)] of the bad ones), each file decoded once."""
+def _progress_bar(total, progress):
+    from tqdm import tqdm
+    # disable=None: drawn only when stderr is a terminal, like the training bar.
+    return tqdm(total=total, desc='decoding images', unit='image', leave=False,
+                file=sys.stderr, disable=not progress or None, dynamic_ncols=True,
+                mininterval=0.5)
+
+
+def decode_all(paths, size, channels, num_workers, progress=False):
+    """(images of the good files, [(index, reason)] of the bad ones), each file decoded once.
+
+    progress: one bar over the images on stderr (if it is a terminal), fed by every thread.
+    """
     from ..runtime import native_stderr_silenced
     out = onp.empty((len(paths), size, size, channels), onp.uint8)  # filled in place
 
@@ -83,8 +96,16 @@ def decode_all(paths, size, channels, num_workers):
         except BadImage as exc:
             return str(exc)
 
+    lock = threading.Lock()  # tqdm's counter is not safe to bump from several threads
+
+    def done():
+        with lock:
+            bar.update()
+
     with native_stderr_silenced():  # libpng prints its own line for each bad file
-        reasons = parallel_map(one, range(len(paths)), num_workers)
+        # Made inside the block: sys.stderr is then the real stderr, not /dev/null's fd 2.
+        with _progress_bar(len(paths), progress) as bar:
+            reasons = parallel_map(one, range(len(paths)), num_workers, done)
     bad = [(i, r) for i, r in enumerate(reasons) if r]
     if bad:
         good = onp.ones(len(paths), bool)
@@ -93,8 +114,11 @@ def decode_all(paths, size, channels, num_workers):
     return out, bad
 
 
-def decoded_images(paths, stats, size, channels, cache_dir, num_workers, log):
-    """(images, [(path, reason)] of the bad files): from the cache, or decoded and cached."""
+def decoded_images(paths, stats, size, channels, cache_dir, num_workers, log, progress=False):
+    """(images, [(path, reason)] of the bad files): from the cache, or decoded and cached.
+
+    progress: draw a bar over the decode (only on a terminal).
+    """
     key = cache_key(paths, stats, size, channels)
     hit = load_entry(cache_dir, key, len(paths), size, channels)
     if hit is None:
@@ -105,7 +129,7 @@ def decoded_images(paths, stats, size, channels, cache_dir, num_workers, log):
             writable = False
             log(f'note: cannot create the decode cache {cache_dir} ({exc.strerror}); '
                 f'every start decodes the images again')
-        hit = decode_all(paths, size, channels, num_workers)
+        hit = decode_all(paths, size, channels, num_workers, progress)
         try:
             if writable:
                 save_entry(cache_dir, key, *hit)

@@ -78,8 +78,8 @@ def decode_image(data, size, channels):
         raise BadImage(_reason(exc))
 
 
-def parallel_map(fn, items, workers):
-    """[fn(x) for x in items] on up to `workers` daemon threads.
+def parallel_map(fn, items, workers, done=None):
+    """[fn(x) for x in items] on up to `workers` daemon threads; done() after each item.
 
     If the caller is interrupted (Ctrl-C, SIGTERM's SystemExit), the threads stop after
     their current item instead of finishing the list, and, being daemons, they never
@@ -95,6 +95,8 @@ def parallel_map(fn, items, workers):
                 if i >= len(items):
                     return
                 results[i] = fn(items[i])
+                if done is not None:
+                    done()
         except BaseException as exc:  # re-raised in the caller
             errors.append(exc)
             stop.set()

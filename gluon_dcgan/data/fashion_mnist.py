@@ -10,10 +10,15 @@ import os
 import numpy as onp
 
 from ..errors import UserError
-from .hub import download_failure
+from .hub import download_failure, progress_note
 
 CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt',
            'Sneaker', 'Bag', 'Ankle boot')
+
+
+# The idx files gluon's FashionMNIST reads for each split (train=True / False).
+SPLIT_FILES = {True: ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
+               False: ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')}
 
 
 def fashion_root(data_root):
@@ -31,10 +36,24 @@ def resize_batch(images, size, chunk=4096):
     return onp.concatenate(out).reshape(len(images), size, size, images.shape[-1])
 
 
-def load_fashion_mnist(data_root, train=True, size=64):
-    """(images (N, size, size, 1) uint8, labels (N,) int) of the train or test split."""
+def _say_if_downloading(root, train, log):
+    # Gluon downloads a file that is missing (or whose SHA-1 differs, which is rare).
+    names = SPLIT_FILES[train]
+    missing = [n for n in names if not os.path.isfile(os.path.join(root, n))]
+    if missing:
+        from mxnet.gluon.utils import _get_repo_file_url  # MXNET_GLUON_REPO, as gluon
+        url = _get_repo_file_url('gluon/dataset/fashion-mnist', '')
+        (log or progress_note())(f'downloading {", ".join(missing)} from {url} into {root} ...')
+
+
+def load_fashion_mnist(data_root, train=True, size=64, log=None):
+    """(images (N, size, size, 1) uint8, labels (N,) int) of the train or test split.
+
+    `log` (default: progress_note()) gets a line before a download starts.
+    """
     from mxnet.gluon.data.vision import FashionMNIST
     root = fashion_root(data_root)
+    _say_if_downloading(root, train, log)
     try:
         # gluon prints every retry to stdout; the one-line error below says it all.
         with contextlib.redirect_stdout(io.StringIO()):

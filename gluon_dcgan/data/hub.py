@@ -9,6 +9,7 @@ import contextlib
 import io
 import os
 import shutil
+import sys
 import zipfile
 
 from ..errors import UserError
@@ -34,6 +35,14 @@ def sha1_of(path):
     return file_digest(path, 'sha1')
 
 
+def sha1_if_exists(path):
+    """Hex SHA-1 of `path`, or None if it is not a readable file."""
+    try:
+        return sha1_of(path) if os.path.isfile(path) else None
+    except OSError:
+        return None
+
+
 def download_failure(exc):
     """A short reason for a failed download (requests' messages run to several lines)."""
     text = str(exc).strip()
@@ -42,10 +51,28 @@ def download_failure(exc):
     return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
-def download_verified(name, folder):
-    """d2l.download(name) into `folder`, then check the SHA-1; return the archive path."""
+def progress_note(enabled=True):
+    """A log for progress lines such as 'downloading ...': stderr if enabled and a terminal.
+
+    Like the progress bars, nothing is shown with --no-progress or when stderr is a
+    file or pipe, where a failed download's error stays the only line.
+    """
+    def note(message):
+        if enabled and sys.stderr.isatty():
+            print(message, file=sys.stderr, flush=True)
+    return note
+
+
+def download_verified(name, folder, log=None):
+    """d2l.download(name) into `folder`, then check the SHA-1; return the archive path.
+
+    Says on `log` when a download starts: d2l's own line goes to stdout, which is muted.
+    """
     from d2l import mxnet as d2l
     url, sha1 = d2l.DATA_HUB[name]
+    if sha1_if_exists(os.path.join(folder, url.split('/')[-1])) != sha1:  # d2l's cache test
+        (log or progress_note())(f'downloading {url.split("/")[-1]} from {url} into '
+                                 f'{folder} ...')
     try:
         # d2l prints 'Downloading ...' to stdout; offline, the error below is the one line.
         with contextlib.redirect_stdout(io.StringIO()):
@@ -62,13 +89,16 @@ def download_verified(name, folder):
     return fname
 
 
-def pokemon_folder(data_root):
-    """Download (once) and extract the Pokemon sprites; return the ImageFolder root."""
+def pokemon_folder(data_root, log=None):
+    """Download (once) and extract the Pokemon sprites; return the ImageFolder root.
+
+    `log` (default: progress_note()) gets a line before a download starts.
+    """
     name, _ = os.path.splitext(os.path.basename(register_pokemon()[0]))
     target = os.path.join(data_root, name)
     if os.path.isdir(target):
         return target
-    archive = download_verified('pokemon', data_root)
+    archive = download_verified('pokemon', data_root, log)
     partial = target + '.partial'
     shutil.rmtree(partial, ignore_errors=True)
     try:

@@ -10,7 +10,7 @@ import sys
 
 import numpy as onp
 
-from ..config import OneLineParser, _positive_int
+from ..config import OneLineParser, _flag, _positive_int
 from ..errors import UserError
 
 SHOWN = 8  # most confident samples per category in categories.png
@@ -52,8 +52,8 @@ def main(argv):
     p.add_argument('--run', required=True, metavar='DIR', help='a --data fashion-mnist run')
     p.add_argument('--num', type=_positive_int, default=1000,
                    help='generated images to classify (default: %(default)s)')
-    p.add_argument('--classifier-epochs', type=_positive_int, default=3,
-                   help='epochs of the judging classifier (default: %(default)s)')
+    _flag(p, 'classifier-epochs', type=_positive_int, default=3,
+          help='epochs of the judging classifier (default: %(default)s)')
     p.add_argument('--seed', type=int, default=0, help='noise seed (default: %(default)s)')
     p.add_argument('--no-progress', dest='progress', action='store_false',
                    help="no progress bar for the classifier's training (none is drawn when "
