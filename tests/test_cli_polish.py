@@ -45,13 +45,8 @@ def _long_flags(help_text):
     return {f for line in invocations for f in re.findall(r'--[A-Za-z][\w-]*', line)}
 
 
-EVALUATE_PENDING = pytest.mark.xfail(
-    reason='tools/evaluate.py adds --inception-params and --batch-size with add_argument; '
-           'they need config._flag (owned by another helper)', strict=False)
-
-
 @pytest.mark.parametrize('command', [
-    None, 'generate', 'export', pytest.param('evaluate', marks=EVALUATE_PENDING),
+    None, 'generate', 'export', 'evaluate',
     'ablate-activation', 'analyze-categories'])
 def test_every_multi_word_flag_has_its_snake_case_twin(command):
     proc = run_cli(([command] if command else []) + ['--help'])

@@ -10,7 +10,7 @@ import sys
 
 import numpy as onp
 
-from ..config import OneLineParser, _flag, _positive_int
+from ..config import OneLineParser, _flag, _positive_int, seed_int
 from ..errors import UserError
 
 SHOWN = 8  # most confident samples per category in categories.png
@@ -54,7 +54,7 @@ def main(argv):
                    help='generated images to classify (default: %(default)s)')
     _flag(p, 'classifier-epochs', type=_positive_int, default=3,
           help='epochs of the judging classifier (default: %(default)s)')
-    p.add_argument('--seed', type=int, default=0, help='noise seed (default: %(default)s)')
+    p.add_argument('--seed', type=seed_int, default=0, help='noise seed (default: %(default)s)')
     p.add_argument('--no-progress', dest='progress', action='store_false',
                    help="no progress bar for the classifier's training (none is drawn when "
                         "stderr is not a terminal)")

@@ -6,7 +6,9 @@ the images and the weights, so scoring a second export against them skips that p
 import os
 import sys
 
-from ..config import Config, OneLineParser, add_data_flags
+from ..config import Config, OneLineParser, _flag, _int_in, add_data_flags
+
+MAX_NUM = 100_000  # images per side: far beyond what FID needs, and bounded memory
 from ..errors import UserError
 
 
@@ -21,15 +23,15 @@ def _parse(argv):
         'Fréchet and kernel Inception distances (FID, KID; InceptionV3 pool features, '
         '299x299) between images from an export and real images.'))
     p.add_argument('--export', required=True, metavar='DIR', help="a run's export/ folder")
-    p.add_argument('--num', type=_positive_int, default=5000,
-                   help='images per side (default: %(default)s; fewer real ones if the data '
-                        'is smaller)')
+    p.add_argument('--num', type=_int_in(1, MAX_NUM), default=5000,
+                   help=f'images per side, at most {MAX_NUM:,} (default: %(default)s; fewer '
+                        f'real ones if the data is smaller)')
     p.add_argument('--seed', type=seed_int, default=0, help='noise seed (default: %(default)s)')
-    p.add_argument('--inception-params', metavar='FILE',
-                   help='InceptionV3 weights from save_parameters (default: pretrained, '
-                        'downloaded once into DATA_ROOT/models)')
-    p.add_argument('--batch-size', type=_positive_int, default=32,
-                   help='images per Inception pass (default: %(default)s)')
+    _flag(p, 'inception-params', metavar='FILE',
+          help='InceptionV3 weights from save_parameters (default: pretrained, '
+               'downloaded once into DATA_ROOT/models)')
+    _flag(p, 'batch-size', type=_positive_int, default=32,
+          help='images per Inception pass (default: %(default)s)')
     p.add_argument('--ctx', default='cpu',
                    help='MXNet device: cpu, gpu, gpu:N or auto; the first one of a list is '
                         'used (default: %(default)s)')
