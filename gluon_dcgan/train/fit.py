@@ -171,16 +171,16 @@ def prepare(run):
     return True
 
 
-def _row(epoch, sums, num_workers):
-    return {'epoch': epoch, **sums.means(),
-            'examples_per_sec': sums.examples * num_workers / sums.seconds,
-            'seconds': sums.seconds}
-
-
 def _epoch_line(row, epochs):
     D = ''.join(f'  {k} {row[k]:.3f}' for k in D_KEYS if k in row)
     return (f"epoch {row['epoch']:3d}/{epochs}  loss_D {row['loss_D']:.3f}  "
             f"loss_G {row['loss_G']:.3f}{D}  {row['examples_per_sec']:.1f} examples/sec")
+
+
+def _row(epoch, sums, num_workers):
+    return {'epoch': epoch, **sums.means(),
+            'examples_per_sec': sums.examples * num_workers / sums.seconds,
+            'seconds': sums.seconds}
 
 
 def train(run):
