@@ -138,7 +138,9 @@ class TrainingFigure:
         ax.set_ylim(0, 1)
         ax.set_xlabel('epoch')
         ax.set_ylabel('mean D output')
-        ax.legend(fontsize='small', framealpha=0.9)
+        # Above the panel, in the gap below the samples: no line is ever hidden.
+        ax.legend(loc='lower center', bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize='small',
+                  frameon=False)
         ax.grid()
 
 
