@@ -172,6 +172,7 @@ def _check_dmlc_role(argv):
 
 def main(argv=None):
     """Entry point of run.py; returns the exit code."""
+    os.environ.setdefault('MPLBACKEND', 'Agg')  # figures go to files; the library leaves it be
     configure_process()  # before anything imports mxnet
     signal.signal(signal.SIGTERM, _terminated)  # training installs its own, checkpointing one
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -293,7 +293,8 @@ def test_pruning_keeps_intact_checkpoints_and_sets_damaged_ones_aside(tmp_path):
 def test_a_signal_at_the_end_of_an_epoch_names_resume(monkeypatch):
     from gluon_dcgan.config import Config
     from gluon_dcgan.train import fit
-    sums = types.SimpleNamespace(loss_D=4.0, loss_G=8.0, examples=4, seconds=1.0)
+    from gluon_dcgan.train.loop import EpochSums
+    sums = EpochSums(1, {'sum_D': 4.0, 'sum_G': 8.0, 'examples': 4, 'seconds': 1.0})
     monkeypatch.setattr(fit, 'run_epoch', lambda *args: sums)
     messages = []
     run = types.SimpleNamespace(

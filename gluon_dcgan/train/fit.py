@@ -14,7 +14,7 @@ from ..data import load_images, loader
 from ..errors import UserError
 from ..runtime import describe_contexts, resolve_contexts
 from . import checkpoint, report, rundir
-from .loop import (FIXED, SAMPLES, Diverged, Interrupted, StopFlag, Trainer, noise,
+from .loop import (D_KEYS, FIXED, SAMPLES, Diverged, Interrupted, StopFlag, Trainer, noise,
                    run_epoch)
 
 # What an interrupt outside the training loop leaves behind, by stage.
@@ -52,7 +52,7 @@ class EpochEnd:
         self.figure = report.TrainingFigure(cfg.epochs, paths.training, with_fid=bool(best))
         for row in history:  # a resumed run's figure covers the whole run
             self.figure.add(row['epoch'], row['loss_D'], row['loss_G'], fid=row.get('fid'),
-                            save=False)
+                            save=False, D=row)
 
     def save_checkpoint(self, state):
         return checkpoint.save(self.paths.checkpoints, self.trainer, self.fixed_noise, state)
@@ -70,7 +70,7 @@ class EpochEnd:
                         os.path.join(self.paths.samples, f'epoch_{epoch:03d}.png'))
         fresh = self.trainer.generate(
             noise(self.cfg.seed, epoch, SAMPLES, (21, self.cfg.latent_dim, 1, 1)))
-        self.figure.add(epoch, row['loss_D'], row['loss_G'], fresh, fid=row.get('fid'))
+        self.figure.add(epoch, row['loss_D'], row['loss_G'], fresh, fid=row.get('fid'), D=row)
         report.write_metrics(state['history'], self.paths.metrics)
 
 
@@ -171,9 +171,14 @@ def prepare(run):
     return True
 
 
+def _epoch_line(row, epochs):
+    D = ''.join(f'  {k} {row[k]:.3f}' for k in D_KEYS if k in row)
+    return (f"epoch {row['epoch']:3d}/{epochs}  loss_D {row['loss_D']:.3f}  "
+            f"loss_G {row['loss_G']:.3f}{D}  {row['examples_per_sec']:.1f} examples/sec")
+
+
 def _row(epoch, sums, num_workers):
-    return {'epoch': epoch, 'loss_D': sums.loss_D / sums.examples,
-            'loss_G': sums.loss_G / sums.examples,
+    return {'epoch': epoch, **sums.means(),
             'examples_per_sec': sums.examples * num_workers / sums.seconds,
             'seconds': sums.seconds}
 
@@ -213,8 +218,7 @@ def train(run):
                 return exc.exit_code
             row = _row(epoch, sums, run.num_workers)
             state.update(epoch=epoch, batch=0, partial=None, history=state['history'] + [row])
-            log(f"epoch {epoch:3d}/{cfg.epochs}  loss_D {row['loss_D']:.3f}  "
-                f"loss_G {row['loss_G']:.3f}  {row['examples_per_sec']:.1f} examples/sec")
+            log(_epoch_line(row, cfg.epochs))
             if run.chief:
                 run.epoch_end(epoch, state)
             if stop.signum:

@@ -14,6 +14,8 @@ from ..data import loader
 from . import steps
 
 SYNC_EVERY = 5          # batches between reads of the loss sums (the only host syncs)
+# Mean sigmoid output of net_D on real images, on fakes before the D step, on fakes after it.
+D_KEYS = ('D_x', 'D_G_z', 'D_G_z2')
 FIXED, SAMPLES = 3, 4   # random streams: fixed sample noise, per-epoch fresh samples
 
 
@@ -79,17 +81,21 @@ class Trainer:
         self.loss = steps.make_loss()
 
     def step(self, batch_uint8, Z):
-        """One D step and one G step on a batch; returns per-device loss sums (lazy)."""
+        """One D step and one G step on a batch.
+
+        Returns per-device device arrays, all lazy: (loss_D sums, loss_G sums, D_out),
+        D_out holding the sums of D(x), D(G(z)) and D(G(z)) after the D step, as D_KEYS."""
         from mxnet import np
         from mxnet.gluon.utils import split_and_load
         Xs = split_and_load(np.array(batch_uint8, dtype='uint8'), self.ctxs, even_split=False)
         Xs = [loader.normalize(X) for X in Xs]  # uint8 crosses to the device, 4x less than float
         Zs = split_and_load(np.array(Z), self.ctxs, even_split=False)
         size = len(batch_uint8) * self.num_workers  # gradients are summed over workers
+        D_out = []
         loss_D, fake_Xs = steps.update_D(Xs, Zs, self.net_D, self.net_G, self.loss,
-                                         self.trainer_D, size)
-        loss_G = steps.update_G(fake_Xs, self.net_D, self.loss, self.trainer_G, size)
-        return loss_D, loss_G
+                                         self.trainer_D, size, D_out)
+        loss_G = steps.update_G(fake_Xs, self.net_D, self.loss, self.trainer_G, size, D_out)
+        return loss_D, loss_G, D_out
 
     def average_running_stats(self):
         """Give every device the mean of the devices' BatchNorm running statistics.
@@ -115,21 +121,28 @@ class Trainer:
 
 
 class EpochSums:
-    """Loss sums of an epoch: device values are read every SYNC_EVERY batches only."""
+    """Loss and D-output sums of an epoch: device values are read every SYNC_EVERY batches only.
+
+    `D_examples` counts the examples behind the D sums: a partial epoch saved by an
+    older version has loss sums but no D sums, so its means cover the rest of the epoch.
+    """
 
     def __init__(self, epoch, partial=None):
         self.epoch = epoch
         p = partial or {}
         self.loss_D, self.loss_G = p.get('sum_D', 0.0), p.get('sum_G', 0.0)
         self.examples, self.seconds = p.get('examples', 0), p.get('seconds', 0.0)
+        self.D = {k: p.get('sum_' + k, 0.0) for k in D_KEYS}
+        self.D_examples = p.get('D_examples', 0)
         self.pending = []
 
-    def add(self, batch, loss_D, loss_G, size):
-        self.pending.append((batch, loss_D, loss_G, size))
+    def add(self, batch, loss_D, loss_G, size, D_out=None):
+        """Queue one batch's device sums (D_out as Trainer.step returns it) until sync()."""
+        self.pending.append((batch, loss_D, loss_G, size, D_out))
 
     def sync(self):
         """Read pending sums (one host sync); stop on the first NaN/Inf with its batch."""
-        for batch, loss_D, loss_G, size in self.pending:
+        for batch, loss_D, loss_G, size, D_out in self.pending:
             d = sum(float(x) for x in loss_D)
             g = sum(float(x) for x in loss_G)
             if not (math.isfinite(d) and math.isfinite(g)):
@@ -137,11 +150,24 @@ class EpochSums:
                                f'{self.epoch}, batch {batch + 1}')
             self.loss_D, self.loss_G, self.examples = self.loss_D + d, self.loss_G + g, \
                 self.examples + size
+            if D_out is not None:
+                for k, per_device in zip(D_KEYS, D_out):
+                    self.D[k] += sum(float(x) for x in per_device)
+                self.D_examples += size
         self.pending = []
 
+    def means(self):
+        """{'loss_D', 'loss_G', 'D_x', 'D_G_z', 'D_G_z2'}: per-example means so far."""
+        means = {'loss_D': self.loss_D / self.examples, 'loss_G': self.loss_G / self.examples}
+        if self.D_examples:
+            means.update({k: self.D[k] / self.D_examples for k in D_KEYS})
+        return means
+
     def partial(self, batch):
+        """The sums so far, as JSON for a mid-epoch checkpoint (read back by __init__)."""
         return {'batch': batch, 'sum_D': self.loss_D, 'sum_G': self.loss_G,
-                'examples': self.examples, 'seconds': self.seconds}
+                'examples': self.examples, 'seconds': self.seconds,
+                'D_examples': self.D_examples, **{'sum_' + k: self.D[k] for k in D_KEYS}}
 
 
 def _progress_bar(cfg, epoch, total, start):
@@ -164,13 +190,13 @@ def run_epoch(trainer, images, epoch, stop, start_batch=0, partial=None):
                                                trainer.rank, trainer.num_workers, start_batch,
                                                len(trainer.ctxs)):
             Z = batch_noise(cfg.seed, epoch, batch, (len(X), cfg.latent_dim, 1, 1))
-            sums.add(batch, *trainer.step(X, Z), len(X))
+            loss_D, loss_G, D_out = trainer.step(X, Z)
+            sums.add(batch, loss_D, loss_G, len(X), D_out)
             bar.update(1)
             if len(sums.pending) >= SYNC_EVERY or batch + 1 == total or stop.signum:
                 sums.sync()
                 seconds = sums.seconds + time.time() - started
-                bar.set_postfix(loss_D=f'{sums.loss_D / sums.examples:.3f}',
-                                loss_G=f'{sums.loss_G / sums.examples:.3f}',
+                bar.set_postfix({k: f'{v:.3f}' for k, v in sums.means().items()},
                                 ex_s=f'{sums.examples * trainer.num_workers / seconds:.1f}')
             if stop.signum and batch + 1 < total:
                 sums.seconds += time.time() - started

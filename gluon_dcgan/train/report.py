@@ -1,7 +1,9 @@
 """The run's pictures and metrics file: the chapter's figures, saved instead of shown.
 
 d2l's plotting helpers draw into notebooks; here each figure is saved to a PNG
-in the run folder and nothing is printed to the terminal.
+in the run folder and nothing is printed to the terminal. The backend is left
+alone (the CLI defaults it to Agg), so a notebook that imports this keeps its
+inline plots.
 """
 import contextlib
 import io
@@ -13,10 +15,12 @@ import numpy as onp
 
 from ..files import written_atomically
 
+# The third panel of training.png: metric -> (line style, legend).
+D_LINES = {'D_x': ('-', 'D(x) on real images'), 'D_G_z': ('m--', 'D(G(z)) before the D step'),
+           'D_G_z2': ('g-.', 'D(G(z)) after the D step')}
+
 
 def _d2l():
-    import matplotlib
-    matplotlib.use('Agg')  # files only: no display is needed or wanted
     from d2l import mxnet as d2l
     return d2l
 
@@ -80,34 +84,64 @@ def save_leaky_relu(path):
 
 
 class TrainingFigure:
-    """The chapter's two-row d2l.Animator: losses above, 21 fresh samples below."""
+    """The chapter's d2l.Animator: losses, 21 fresh samples, and below them D's outputs."""
 
     def __init__(self, num_epochs, path, with_fid=False):
         d2l = _d2l()
-        self.path, self.with_fid = path, with_fid
+        self.path, self.with_fid, self.num_epochs = path, with_fid, num_epochs
         legend = ['discriminator', 'generator'] + (['FID / 100'] if with_fid else [])
         self.animator = d2l.Animator(xlabel='epoch', ylabel='loss', xlim=[1, num_epochs],
-                                     nrows=2, figsize=(5, 5), legend=legend)
-        self.animator.fig.subplots_adjust(hspace=0.3)
+                                     nrows=3, figsize=(5, 7.5), legend=legend)
+        self.animator.fig.subplots_adjust(hspace=0.45)
+        self.D = {k: ([], []) for k in D_LINES}
 
-    def add(self, epoch, loss_D, loss_G, fake_x=None, fid=None, save=True):
-        """Add an epoch's losses, FID if scored, and 21 samples (NCHW in [-1, 1]); re-save."""
+    def add(self, epoch, loss_D, loss_G, fake_x=None, fid=None, save=True, D=None):
+        """Add an epoch's losses, FID if scored, 21 samples (NCHW in [-1, 1]) and the
+        mean D outputs in `D` (a metrics row: D_x, D_G_z, D_G_z2); re-save."""
+        from matplotlib.ticker import MaxNLocator
         if fake_x is not None:
-            # The chapter's 3x7 layout: rows of 7 images side by side.
-            fake_x = onp.asarray(fake_x).transpose(0, 2, 3, 1) / 2 + 0.5
-            imgs = onp.concatenate(
-                [onp.concatenate([fake_x[i * 7 + j] for j in range(7)], axis=1)
-                 for i in range(len(fake_x) // 7)], axis=0)
-            ax = self.animator.axes[1]
-            ax.cla()
-            ax.imshow(imgs.clip(0, 1).squeeze(-1) if imgs.shape[-1] == 1 else imgs.clip(0, 1),
-                      cmap='gray')
+            self._show_samples(epoch, fake_x)
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter('ignore')  # xlim [1, 1] of a 1-epoch run; d2l's display()
             fid_point = (None if fid is None else fid / 100,) if self.with_fid else ()
             self.animator.add(epoch, (loss_D, loss_G) + fid_point)  # None: not scored
+            self._plot_D(epoch, D or {})
+            for ax in (self.animator.axes[0], self.animator.axes[2]):
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
         if save:
             _savefig(self.animator.fig, self.path)
+
+    def _show_samples(self, epoch, fake_x):
+        # The chapter's 3x7 layout: rows of 7 images side by side.
+        fake_x = onp.asarray(fake_x).transpose(0, 2, 3, 1) / 2 + 0.5
+        imgs = onp.concatenate(
+            [onp.concatenate([fake_x[i * 7 + j] for j in range(7)], axis=1)
+             for i in range(len(fake_x) // 7)], axis=0)
+        ax = self.animator.axes[1]
+        ax.cla()
+        ax.imshow(imgs.clip(0, 1).squeeze(-1) if imgs.shape[-1] == 1 else imgs.clip(0, 1),
+                  cmap='gray')
+        ax.set_title(f'21 fresh samples after epoch {epoch}', fontsize='small')
+        ax.axis('off')
+
+    def _plot_D(self, epoch, row):
+        for k, (xs, ys) in self.D.items():
+            if row.get(k) is not None:  # rows written before these metrics existed lack them
+                xs.append(epoch)
+                ys.append(row[k])
+        ax = self.animator.axes[2]
+        ax.cla()
+        ax.axhline(0.5, color='0.6', linewidth=0.8)  # where neither net has the upper hand
+        for k, (xs, ys) in self.D.items():
+            ax.plot(xs, ys, D_LINES[k][0], label=D_LINES[k][1])
+        ax.set_xlim(1, self.num_epochs)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel('epoch')
+        ax.set_ylabel('mean D output')
+        # Above the panel, in the gap below the samples: no line is ever hidden.
+        ax.legend(loc='lower center', bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize='small',
+                  frameon=False)
+        ax.grid()
 
 
 def write_metrics(history, path):

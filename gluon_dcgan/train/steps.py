@@ -9,9 +9,12 @@ Differences from d2l's versions, all leaving the parameters' values the same:
 - update_G asks autograd only for the gradient w.r.t. the fake images, so no
   discriminator weight gradients are computed that the G step would throw away.
 - Losses come back as device arrays: no host sync per step.
+- Given a list `D_out`, the steps append the per-device sums of sigmoid(net_D(.))
+  they already computed (D(x), D(G(z)) before and after the D step), also as
+  device arrays: the diagnostics cost no forward pass and no sync.
 Each argument that is a list holds one slice per device (split_and_load).
 """
-from mxnet import autograd, gluon, init, np
+from mxnet import autograd, gluon, init, np, npx
 
 
 def make_loss():
@@ -54,9 +57,15 @@ def _labels(value, like):
     return np.full((like.shape[0],), value, ctx=like.ctx)
 
 
-def update_D(Xs, Zs, net_D, net_G, loss, trainer_D, step_size):
-    """One discriminator step; returns ([loss_D sum per device], [fake_X per device])."""
-    losses, fake_Xs = [], []
+def _sigmoid_sums(Ys):
+    return [npx.sigmoid(Y).sum() for Y in Ys]
+
+
+def update_D(Xs, Zs, net_D, net_G, loss, trainer_D, step_size, D_out=None):
+    """One discriminator step; returns ([loss_D sum per device], [fake_X per device]).
+
+    If `D_out` is a list, appends [sum of D(x)] and [sum of D(G(z))] per device."""
+    losses, fake_Xs, real_Ys, fake_Ys = [], [], [], []
     with autograd.record():
         for X, Z in zip(Xs, Zs):
             real_Y = net_D(X)
@@ -65,21 +74,30 @@ def update_D(Xs, Zs, net_D, net_G, loss, trainer_D, step_size):
             fake_Y = net_D(fake_X.detach())
             losses.append((loss(real_Y, _labels(1, X)) + loss(fake_Y, _labels(0, X))) / 2)
             fake_Xs.append(fake_X)
+            real_Ys.append(real_Y)
+            fake_Ys.append(fake_Y)
     autograd.backward(losses)
     trainer_D.step(step_size)
+    if D_out is not None:
+        D_out += [_sigmoid_sums(real_Ys), _sigmoid_sums(fake_Ys)]
     return [l.sum() for l in losses], fake_Xs
 
 
-def update_G(fake_Xs, net_D, loss, trainer_G, step_size):
-    """One generator step on update_D's fake images; returns [loss_G sum per device]."""
+def update_G(fake_Xs, net_D, loss, trainer_G, step_size, D_out=None):
+    """One generator step on update_D's fake images; returns [loss_G sum per device].
+
+    If `D_out` is a list, appends [sum of D(G(z)) per device] as net_D sees it now."""
     # Recomputing fake_Y is needed since net_D has changed; net_G has not.
     inputs = [fake_X.detach() for fake_X in fake_Xs]
     for x in inputs:
         x.attach_grad()
     with autograd.record():
-        losses = [loss(net_D(x), _labels(1, x)) for x in inputs]
+        fake_Ys = [net_D(x) for x in inputs]
+        losses = [loss(Y, _labels(1, x)) for Y, x in zip(fake_Ys, inputs)]
     # Only d loss / d fake_X: net_D's own weight gradients would be discarded.
     grads = autograd.grad(losses, inputs)
     autograd.backward(fake_Xs, grads)
     trainer_G.step(step_size)
+    if D_out is not None:
+        D_out.append(_sigmoid_sums(fake_Ys))
     return [l.sum() for l in losses]
