@@ -82,13 +82,14 @@ def _checkpoints(out):
 
 
 def test_a_run_resumed_mid_epoch_records_the_same_metrics(tmp_path):
-    args = ['--data', 'synthetic', '--limit', '256', '--batch-size', '4', '--epochs', '1',
+    # 256 short batches: the epoch the signal must land in lasts seconds on any machine.
+    args = ['--data', 'synthetic', '--limit', '1024', '--batch-size', '4', '--epochs', '1',
             '--n-G', '8', '--n-D', '8', '--ctx', 'cpu', '--no-progress', '--seed', '5']
     ref = tmp_path / 'ref'
     assert run_cli(args + ['--out-dir', str(ref)]).returncode == 0
     out = tmp_path / 'run'
     run = LiveRun(args + ['--out-dir', out])
-    run.wait_for_line('training epochs 1-1 on 256 images, 64 batches per epoch')
+    run.wait_for_line('training epochs 1-1 on 1024 images, 256 batches per epoch')
     run.send(signal.SIGINT)
     code, _, err = run.finish()
     assert code == 130, err

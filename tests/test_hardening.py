@@ -337,11 +337,13 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_files(tmp_path):
 
 def test_one_process_per_run_folder(tmp_path):
     out = tmp_path / 'run'
+    # 50 epochs: it still holds the folder while the three refusals below run, on any
+    # machine; it is stopped at the end.
     first = LiveRun(['--data', 'synthetic', '--limit', '1024', '--batch-size', '4', '--epochs',
-                     '1', '--n-G', '8', '--n-D', '8', '--ctx', 'cpu', '--no-progress',
+                     '50', '--n-G', '8', '--n-D', '8', '--ctx', 'cpu', '--no-progress',
                      '--out-dir', out])
     try:
-        first.wait_for_line('training epochs 1-1')
+        first.wait_for_line('training epochs 1-50')
         for args in (RUN + ['--epochs', '1', '--out-dir', str(out)],
                      RUN + ['--epochs', '1', '--out-dir', str(out), '--resume'],
                      ['export', '--run', str(out)]):

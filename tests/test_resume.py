@@ -20,7 +20,7 @@ def _params(out):
 
 
 # Many short batches, so that the epoch a signal must land in lasts seconds on any machine.
-LONG_EPOCH = ['--data', 'synthetic', '--limit', '1024', '--batch-size', '4', '--epochs', '1',
+LONG_EPOCH = ['--data', 'synthetic', '--limit', '2048', '--batch-size', '4', '--epochs', '1',
               '--n-G', '8', '--n-D', '8', '--ctx', 'cpu', '--no-progress', '--seed', '5']
 
 
@@ -59,7 +59,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
 def test_a_signal_mid_epoch_saves_a_checkpoint_and_resume_finishes(tmp_path, signum):
     out = tmp_path / 'run'
     run = LiveRun(LONG_EPOCH + ['--out-dir', out])
-    run.wait_for_line('training epochs 1-1 on 1024 images, 256 batches per epoch')
+    run.wait_for_line('training epochs 1-1 on 2048 images, 512 batches per epoch')
     run.send(signum)
     code, _, err = run.finish()
     assert code == 128 + signum, err
@@ -68,6 +68,8 @@ def test_a_signal_mid_epoch_saves_a_checkpoint_and_resume_finishes(tmp_path, sig
     (ckpt,) = _checkpoints(out)
     assert ckpt.startswith('ckpt-E0000-B') and not ckpt.endswith('B000000')  # mid-epoch
     assert not (out / 'export').exists()  # nothing that looks finished
+    if signum == signal.SIGTERM:
+        return  # finishing the epoch is the same for both signals: checked once, for SIGINT
     proc = run_cli(LONG_EPOCH + ['--out-dir', str(out), '--resume'])
     assert proc.returncode == 0, proc.stderr
     assert f'from batch {int(ckpt[-6:]) + 1}' in proc.stderr
