@@ -9,7 +9,7 @@ import os
 import sys
 
 from .errors import UserError
-from .runtime import parse_ctx_spec, usable_cores
+from .runtime import bf16_problem, parse_ctx_spec, usable_cores
 
 DEFAULT_DATA_ROOT = os.path.join(
     os.environ.get('XDG_CACHE_HOME', os.path.join(os.path.expanduser('~'), '.cache')),
@@ -47,6 +47,8 @@ class Config:
     lr: float = 0.005
     beta1: float = 0.5
     seed: int = 0                    # same seed, same run on CPU
+    dtype: str = 'float32'           # float32 | bfloat16: the convolutions' arithmetic (CPU
+                                     # with avx512_bf16); weights and checkpoints stay fp32
     # where and how
     ctx: str = 'auto'                # auto | cpu | gpu | gpu:N | gpu:0,1 | cpu:0,1
     kvstore: str = None              # None picks device/local; dist_sync for several hosts
@@ -188,6 +190,10 @@ def add_train_flags(parser, defaults):
           help="Adam beta1 (default: %(default)s, the chapter's)")
     _flag(parser, 'seed', type=int, default=defaults.seed,
           help='seed for data order, noise and weights (default: %(default)s)')
+    _flag(parser, 'dtype', choices=('float32', 'bfloat16'), default=defaults.dtype,
+          help='convolution arithmetic: bfloat16 needs a CPU with avx512_bf16; weights, '
+               'optimizer, BatchNorm statistics, losses and files stay float32 '
+               '(default: %(default)s)')
     _flag(parser, 'ctx', type=_ctx, default=defaults.ctx,
           help='auto, cpu, gpu, gpu:N, or several devices: gpu:0,1 / cpu:0,1 (default: %(default)s)')
     _flag(parser, 'kvstore', choices=('device', 'local', 'dist_sync'), default=None,
@@ -234,6 +240,10 @@ def config_from_args(args):
         what = 'is not a folder' if os.path.exists(cfg.data) else 'does not exist'
         raise UserError(f"--data {cfg.data!r} {what}: give pokemon, synthetic, fashion-mnist "
                         f"or a folder of images")
+    if cfg.dtype == 'bfloat16':
+        problem = bf16_problem(parse_ctx_spec(cfg.ctx)[0])
+        if problem:
+            raise UserError(problem)
     if cfg.fid_every and cfg.fid_every > cfg.epochs:
         raise UserError(f'--fid-every {cfg.fid_every} is more than --epochs {cfg.epochs}: '
                         f'no epoch would be scored')

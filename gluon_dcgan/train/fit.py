@@ -7,7 +7,7 @@ import sys
 
 from ..data import load_images
 from ..errors import UserError
-from ..runtime import describe_contexts, resolve_contexts
+from ..runtime import bf16_problem, describe_contexts, resolve_contexts
 from . import checkpoint, report, rundir
 from .loop import FIXED, SAMPLES, Interrupted, StopFlag, Trainer, noise, run_epoch
 
@@ -90,6 +90,8 @@ def export_run(net_G, cfg, folder, ctx):
 def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=sys.stdout):
     """Train (or resume) the run described by `cfg`; return the exit code."""
     ctxs = resolve_contexts(cfg.ctx)
+    if cfg.dtype == 'bfloat16' and ctxs[0].device_type == 'gpu':
+        raise UserError(bf16_problem('gpu'))  # h4-bf16: --ctx auto picked a GPU
     kvstore, rank, num_workers = _kvstore(cfg, ctxs)
     chief = rank == 0
     paths = rundir.RunPaths(cfg.out_dir)

@@ -1,0 +1,127 @@
+"""bfloat16 versions of the chapter's convolutions, for CPUs with avx512_bf16 (oneDNN).
+
+The trainable weights stay the chapter's fp32 parameters, in the chapter's
+layout; each layer rearranges and casts them inside the graph, so checkpoints,
+exports and the Adam state do not change. MXNet 1.9.1 cannot run the chapter's
+Conv2DTranspose (Deconvolution) in bf16 inside a Gluon net (segmentation
+fault), so the generator's layers are re-expressed with Convolution and
+FullyConnected, which run in bf16:
+
+- k4/s2/p1 Conv2DTranspose: output pixel (2m + ry, 2n + rx) only sees input
+  rows {m - 1 + ry, m + ry} and columns {n - 1 + rx, n + rx}, through kernel
+  taps ky = 3 - ry - 2dy, kx = 3 - rx - 2dx (dy, dx in {0, 1}). So four 2x2
+  convolutions, one per output parity, give the whole output: the same FLOPs.
+  They run as one 2x2 convolution with padding 1 and 4x the filters; the
+  parities are ordered so that depth_to_space lines them all up one pixel
+  off, and a one-pixel crop finishes the job (derivation in
+  ``subpixel_weight``).
+- 1x1 -> kxk Conv2DTranspose (stride 1, padding 0): out[o, y, x] =
+  sum_i z[i] W[i, o, y, x], a matrix product (FullyConnected) and a reshape.
+- Conv2D runs in bf16 as it is: only its input and weight are cast.
+
+BatchNorm takes the bf16 activations as they are (its statistics, gamma and
+beta stay fp32); the nets' outputs are cast back to fp32, so losses are fp32.
+"""
+from mxnet.contrib.amp.amp import bfloat16
+from mxnet.gluon import nn
+
+DTYPES = ('float32', 'bfloat16')
+
+
+def cast(F, x, dtype):
+    """amp_cast to 'float32' or 'bfloat16' on a numpy-semantics array or symbol.
+
+    amp_cast is a legacy operator, and it needs the dtype object for bf16 (MXNet
+    1.9.1 does not understand the string 'bfloat16').
+    """
+    dtype = bfloat16 if dtype == 'bfloat16' else dtype
+    return F.amp_cast(x.as_nd_ndarray(), dtype=dtype).as_np_ndarray()
+
+
+def subpixel_weight(F, weight, channels):
+    """(in, out, 4, 4) Conv2DTranspose weight -> (4 * out, in, 2, 2) Convolution weight.
+
+    Filter block s = (sy, sx) holds the kernel of output parity (ry, rx) =
+    (1 - sy, 1 - sx); its tap (dy, dx) is W[3 - ry - 2dy, 3 - rx - 2dx] =
+    W[2(1 - dy) + sy, ...], i.e. tap 2dy + sy of W rolled by 2 along each axis.
+    The 2x2 convolution with padding 1 computes output pixel j from input rows
+    {j - 1, j}, which is parity ry's window at m = j - ry. depth_to_space puts
+    block s of pixel j at row 2j + sy = 2(m + ry) + 1 - ry = (2m + ry) + 1: every
+    parity lands one pixel below (and right of) where it belongs.
+    """
+    rolled = F.np.roll(F.np.roll(weight, 2, axis=2), 2, axis=3)
+    taps = F.npx.reshape(rolled, (-2, -2, -6, 2, 2, -6, 2, 2))   # (in, out, dy, sy, dx, sx)
+    blocks = F.np.transpose(taps, (3, 5, 1, 0, 2, 4))            # (sy, sx, out, in, dy, dx)
+    return F.npx.reshape(blocks, (4 * channels, -1, 2, 2))
+
+
+def interleave(F, y):
+    """(B, 4C, H, W) parity blocks -> (B, C, 2H, 2W) (depth_to_space, block 2)."""
+    return F.depth_to_space(y.as_nd_ndarray(), 2).as_np_ndarray()
+
+
+class _ReExpressed:
+    """Mixin: compute dtype `dtype` ('bfloat16'; 'float32' for tests), optional fp32 output."""
+
+    def _setup(self, dtype, float32_output):
+        if dtype not in DTYPES:
+            raise ValueError(f'dtype must be one of {DTYPES}, got {dtype!r}')
+        self._compute, self._float32_output = dtype, float32_output
+
+    def _in(self, F, x):
+        return x if self._compute == 'float32' else cast(F, x, self._compute)
+
+    def _out(self, F, y):
+        return cast(F, y, 'float32') if self._float32_output and self._compute != 'float32' \
+            else y
+
+
+class SubPixelConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
+    """The chapter's Conv2DTranspose(k4, s2, p1, no bias) as one 2x2 Convolution.
+
+    Same parameter (name, shape, layout) as nn.Conv2DTranspose. Input fp32 or
+    bf16; output in `dtype`, or fp32 with ``float32_output`` (cast before the
+    activation).
+    """
+
+    def __init__(self, channels, dtype='bfloat16', float32_output=False, **kwargs):
+        super().__init__(channels, kernel_size=4, strides=2, padding=1, use_bias=False, **kwargs)
+        self._setup(dtype, float32_output)
+
+    def hybrid_forward(self, F, x, weight):
+        w = self._in(F, subpixel_weight(F, weight, self._channels))
+        y = F.npx.convolution(self._in(F, x), w, kernel=(2, 2), pad=(1, 1),
+                              num_filter=4 * self._channels, no_bias=True)  # (B, 4C, H+1, W+1)
+        y = F.npx.slice(interleave(F, y), begin=(None, None, 1, 1),
+                        end=(None, None, -1, -1))                        # (B, C, 2H, 2W)
+        y = self._out(F, y)
+        return self.act(y) if self.act is not None else y
+
+
+class MatmulConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
+    """The chapter's first Conv2DTranspose (1x1 -> kxk, stride 1, padding 0) as FullyConnected."""
+
+    def __init__(self, channels, kernel_size=4, dtype='bfloat16', **kwargs):
+        super().__init__(channels, kernel_size, strides=1, padding=0, use_bias=False, **kwargs)
+        self._setup(dtype, False)
+        self._size = kernel_size
+
+    def hybrid_forward(self, F, x, weight):
+        k = self._size
+        w = F.np.transpose(F.npx.reshape(weight, (-2, -1)))       # (out*k*k, in)
+        y = F.npx.fully_connected(self._in(F, x), self._in(F, w),
+                                  num_hidden=self._channels * k * k, no_bias=True)
+        return F.npx.reshape(y, (-2, self._channels, k, k))       # (B, out, k, k)
+
+
+class BF16Conv2D(_ReExpressed, nn.Conv2D):
+    """nn.Conv2D (no bias) with input and weight cast to `dtype`; output that or fp32."""
+
+    def __init__(self, channels, kernel_size, strides=1, padding=0, dtype='bfloat16',
+                 float32_output=False, **kwargs):
+        super().__init__(channels, kernel_size, strides, padding, use_bias=False, **kwargs)
+        self._setup(dtype, float32_output)
+
+    def hybrid_forward(self, F, x, weight):
+        y = F.npx.convolution(self._in(F, x), self._in(F, weight), name='fwd', **self._kwargs)
+        return self._out(F, y)
