@@ -71,6 +71,12 @@ class _ReExpressed:
     def _in(self, F, x):
         return x if self._compute == 'float32' else cast(F, x, self._compute)
 
+    def infer_shape(self, x, *args):
+        """The weight's in_channels from the input (the graph alone cannot tell it)."""
+        shape = list(self.weight.shape)
+        shape[self._in_axis] = x.shape[1]
+        self.weight.shape = tuple(shape)
+
     def _out(self, F, y):
         return cast(F, y, 'float32') if self._float32_output and self._compute != 'float32' \
             else y
@@ -87,6 +93,7 @@ class SubPixelConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
     def __init__(self, channels, dtype='bfloat16', float32_output=False, **kwargs):
         super().__init__(channels, kernel_size=4, strides=2, padding=1, use_bias=False, **kwargs)
         self._setup(dtype, float32_output)
+        self._in_axis = 0  # weight (in, out, 4, 4)
 
     def hybrid_forward(self, F, x, weight):
         w = self._in(F, subpixel_weight(F, weight, self._channels))
@@ -101,17 +108,17 @@ class SubPixelConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
 class MatmulConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
     """The chapter's first Conv2DTranspose (1x1 -> kxk, stride 1, padding 0) as FullyConnected."""
 
-    def __init__(self, channels, kernel_size=4, dtype='bfloat16', **kwargs):
+    def __init__(self, channels, kernel_size=4, dtype='bfloat16', float32_output=False, **kwargs):
         super().__init__(channels, kernel_size, strides=1, padding=0, use_bias=False, **kwargs)
-        self._setup(dtype, False)
-        self._size = kernel_size
+        self._setup(dtype, float32_output)
+        self._in_axis, self._size = 0, kernel_size
 
     def hybrid_forward(self, F, x, weight):
         k = self._size
         w = F.np.transpose(F.npx.reshape(weight, (-2, -1)))       # (out*k*k, in)
         y = F.npx.fully_connected(self._in(F, x), self._in(F, w),
                                   num_hidden=self._channels * k * k, no_bias=True)
-        return F.npx.reshape(y, (-2, self._channels, k, k))       # (B, out, k, k)
+        return self._out(F, F.npx.reshape(y, (-2, self._channels, k, k)))  # (B, out, k, k)
 
 
 class BF16Conv2D(_ReExpressed, nn.Conv2D):
@@ -121,6 +128,7 @@ class BF16Conv2D(_ReExpressed, nn.Conv2D):
                  float32_output=False, **kwargs):
         super().__init__(channels, kernel_size, strides, padding, use_bias=False, **kwargs)
         self._setup(dtype, float32_output)
+        self._in_axis = 1  # weight (out, in, k, k)
 
     def hybrid_forward(self, F, x, weight):
         y = F.npx.convolution(self._in(F, x), self._in(F, weight), name='fwd', **self._kwargs)
