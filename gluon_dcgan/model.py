@@ -27,11 +27,13 @@ def _conv_transpose(channels, kernel_size, strides, padding, dtype, params, acti
         return nn.Conv2DTranspose(channels, kernel_size, strides, padding, use_bias=False,
                                   activation=activation, params=params)
     if (kernel_size, strides, padding) == (4, 2, 1):
-        return model_bf16.SubPixelConv2DTranspose(
-            channels, dtype, float32_output=activation is not None, activation=activation,
-            params=params)
+        return model_bf16.SubPixelConv2DTranspose(channels, dtype, activation=activation,
+                                                  params=params)
     if (strides, padding) == (1, 0) and activation is None:
-        return model_bf16.MatmulConv2DTranspose(channels, kernel_size, dtype, params=params)
+        # fp32 output: BatchNorm runs fastest on fp32 here (oneDNN's bf16 one on plain
+        # layouts is slow)
+        return model_bf16.MatmulConv2DTranspose(channels, kernel_size, dtype,
+                                                float32_output=True, params=params)
     raise ValueError(f'no bfloat16 form for Conv2DTranspose(k{kernel_size}, s{strides}, '
                      f'p{padding}); the chapter uses (4, 2, 1) and, on 1x1 inputs, (4, 1, 0)')
 
@@ -92,9 +94,13 @@ def build_net_G(n_G=64, channels=3, dtype='float32', share=None):
 def build_net_D(n_D=64, alpha=0.2, activation='leaky', dtype='float32'):
     """The discriminator: (B, C, 64, 64) -> (B, 1, 1, 1) logits, fp32."""
     net_D = nn.HybridSequential()
-    for mult in reversed(MULTIPLIERS):
+    for i, mult in enumerate(reversed(MULTIPLIERS)):
         # (B, n, 32, 32), (B, 2n, 16, 16), (B, 4n, 8, 8), (B, 8n, 4, 4)
-        net_D.add(D_block(n_D * mult, alpha=alpha, activation=activation, dtype=dtype))
+        # The first block stays fp32 even for bf16: with 3 input channels it is 2% of
+        # the FLOPs, and oneDNN's bf16 path there (gemm convolution, then BatchNorm on
+        # a plain layout) was slower than fp32.
+        net_D.add(D_block(n_D * mult, alpha=alpha, activation=activation,
+                          dtype='float32' if i == 0 else dtype))
     if dtype == 'float32':
         net_D.add(nn.Conv2D(1, kernel_size=4, use_bias=False))  # (B, 1, 1, 1)
     else:

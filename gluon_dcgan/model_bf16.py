@@ -38,26 +38,49 @@ def cast(F, x, dtype):
     return F.amp_cast(x.as_nd_ndarray(), dtype=dtype).as_np_ndarray()
 
 
+def _tap_order(F):
+    """(16, 16) 0/1 matrix: row (sy, sx, dy, dx) picks kernel tap (ky, kx) =
+    (2(1 - dy) + sy, 2(1 - dx) + sx) of a flattened 4x4 kernel (built from eye(16))."""
+    rows = F.np.flip(F.np.eye(16).reshape(2, 2, 2, 2, 16), axis=(0, 2))  # (1-dy, sy, 1-dx, sx)
+    return F.np.transpose(rows, (1, 3, 0, 2, 4)).reshape(16, 16)
+
+
+def _transpose(F, x, axes):
+    """Legacy transpose: oneDNN runs it for fp32 arrays of up to 4 dimensions."""
+    return F.transpose(x.as_nd_ndarray(), axes=axes).as_np_ndarray()
+
+
 def subpixel_weight(F, weight, channels):
-    """(in, out, 4, 4) Conv2DTranspose weight -> (4 * out, in, 2, 2) Convolution weight.
+    """(in, out, 4, 4) Conv2DTranspose weight -> (4 * out, in, 2, 2) Convolution weight, fp32.
 
     Filter block s = (sy, sx) holds the kernel of output parity (ry, rx) =
     (1 - sy, 1 - sx); its tap (dy, dx) is W[3 - ry - 2dy, 3 - rx - 2dx] =
-    W[2(1 - dy) + sy, ...], i.e. tap 2dy + sy of W rolled by 2 along each axis.
-    The 2x2 convolution with padding 1 computes output pixel j from input rows
-    {j - 1, j}, which is parity ry's window at m = j - ry. depth_to_space puts
-    block s of pixel j at row 2j + sy = 2(m + ry) + 1 - ry = (2m + ry) + 1: every
-    parity lands one pixel below (and right of) where it belongs.
+    W[2(1 - dy) + sy, 2(1 - dx) + sx]. The 2x2 convolution with padding 1
+    computes output pixel j from input rows {j - 1, j}, which is parity ry's
+    window at m = j - ry. depth_to_space puts block s of pixel j at row
+    2j + sy = 2(m + ry) + 1 - ry = (2m + ry) + 1: every parity lands one pixel
+    below (and right of) where it belongs, hence the crop in ``interleave``.
+    The taps are reordered by a (16 x 16) matrix product and in/out swapped by
+    one 4-d transpose: both run in oneDNN (MXNet's generic roll and 6-d
+    transpose were 10x slower than the convolution's own cost here).
     """
-    rolled = F.np.roll(F.np.roll(weight, 2, axis=2), 2, axis=3)
-    taps = F.npx.reshape(rolled, (-2, -2, -6, 2, 2, -6, 2, 2))   # (in, out, dy, sy, dx, sx)
-    blocks = F.np.transpose(taps, (3, 5, 1, 0, 2, 4))            # (sy, sx, out, in, dy, dx)
-    return F.npx.reshape(blocks, (4 * channels, -1, 2, 2))
+    taps = F.npx.fully_connected(F.npx.reshape(weight, (-5, -5)), _tap_order(F),
+                                 num_hidden=16, no_bias=True)     # (in*out, [sy sx dy dx])
+    blocks = _transpose(F, F.npx.reshape(taps, (-6, -1, channels, 4, 4)), (2, 1, 0, 3))
+    return F.npx.reshape(blocks, (-5, -2, -6, 2, 2))              # (4*out, in, 2, 2)
 
 
-def interleave(F, y):
-    """(B, 4C, H, W) parity blocks -> (B, C, 2H, 2W) (depth_to_space, block 2)."""
-    return F.depth_to_space(y.as_nd_ndarray(), 2).as_np_ndarray()
+def interleave(F, y, channels):
+    """(B, 4C, H+1, W+1) fp32 parity blocks -> (B, C, 2H, 2W): depth_to_space, then the crop.
+
+    Two 4-d transposes that oneDNN runs (MXNet's depth_to_space is a generic
+    per-element kernel, and any generic kernel on bf16 data is far slower still).
+    """
+    v = F.npx.reshape(F.npx.reshape(y, (-2, -6, 2, -1, -2, -2)), (-5, -6, 2, -1, -2, -2))
+    v = _transpose(F, F.npx.reshape(v, (-2, -2, -5, -2)), (0, 2, 3, 1))  # (2B, C*H, W, 2)
+    v = _transpose(F, F.npx.reshape(v, (-6, -1, 2, -2, -5)), (0, 2, 1, 3))  # (B, C*H, 2, 2W)
+    v = F.npx.reshape(F.npx.reshape(v, (-2, -6, channels, -1, -2, -2)), (-2, -2, -5, -2))
+    return F.npx.slice(v, begin=(None, None, 1, 1), end=(None, None, -1, -1))
 
 
 class _ReExpressed:
@@ -86,22 +109,23 @@ class SubPixelConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
     """The chapter's Conv2DTranspose(k4, s2, p1, no bias) as one 2x2 Convolution.
 
     Same parameter (name, shape, layout) as nn.Conv2DTranspose. Input fp32 or
-    bf16; output in `dtype`, or fp32 with ``float32_output`` (cast before the
-    activation).
+    bf16; the convolution runs in `dtype`; output fp32.
     """
 
-    def __init__(self, channels, dtype='bfloat16', float32_output=False, **kwargs):
+    def __init__(self, channels, dtype='bfloat16', **kwargs):
         super().__init__(channels, kernel_size=4, strides=2, padding=1, use_bias=False, **kwargs)
-        self._setup(dtype, float32_output)
+        self._setup(dtype, True)
         self._in_axis = 0  # weight (in, out, 4, 4)
 
     def hybrid_forward(self, F, x, weight):
         w = self._in(F, subpixel_weight(F, weight, self._channels))
         y = F.npx.convolution(self._in(F, x), w, kernel=(2, 2), pad=(1, 1),
                               num_filter=4 * self._channels, no_bias=True)  # (B, 4C, H+1, W+1)
-        y = F.npx.slice(interleave(F, y), begin=(None, None, 1, 1),
-                        end=(None, None, -1, -1))                        # (B, C, 2H, 2W)
-        y = self._out(F, y)
+        # The layout work runs in oneDNN on fp32 only, and its reshapes need a plain
+        # layout (reshaping oneDNN's blocked conv output fails to create a reorder):
+        # amp_cast gives one, and in fp32 (tests) a generic elementwise op does.
+        y = y + 0 if self._compute == 'float32' else cast(F, y, 'float32')
+        y = interleave(F, y, self._channels)                             # (B, C, 2H, 2W)
         return self.act(y) if self.act is not None else y
 
 
@@ -115,7 +139,7 @@ class MatmulConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
 
     def hybrid_forward(self, F, x, weight):
         k = self._size
-        w = F.np.transpose(F.npx.reshape(weight, (-2, -1)))       # (out*k*k, in)
+        w = _transpose(F, F.npx.reshape(weight, (-2, -1)), (1, 0))  # (out*k*k, in)
         y = F.npx.fully_connected(self._in(F, x), self._in(F, w),
                                   num_hidden=self._channels * k * k, no_bias=True)
         return self._out(F, F.npx.reshape(y, (-2, self._channels, k, k)))  # (B, out, k, k)
