@@ -9,18 +9,20 @@ FullyConnected, which run in bf16:
 
 - k4/s2/p1 Conv2DTranspose: output pixel (2m + ry, 2n + rx) only sees input
   rows {m - 1 + ry, m + ry} and columns {n - 1 + rx, n + rx}, through kernel
-  taps ky = 3 - ry - 2dy, kx = 3 - rx - 2dx (dy, dx in {0, 1}). So four 2x2
-  convolutions, one per output parity, give the whole output: the same FLOPs.
-  They run as one 2x2 convolution with padding 1 and 4x the filters; the
-  parities are ordered so that depth_to_space lines them all up one pixel
-  off, and a one-pixel crop finishes the job (derivation in
-  ``subpixel_weight``).
+  taps ky = 3 - ry - 2dy, kx = 3 - rx - 2dx (dy, dx in {0, 1}): four 2x2
+  convolutions, one per output parity, with the transposed convolution's
+  FLOPs. They run as one 2x2 convolution with padding 1 and 4x the filters,
+  over an (H+1) x (W+1) grid ((1 + 1/H)^2 the FLOPs: +56% at H=4, +6% at
+  H=32), followed by depth_to_space and a one-pixel crop (``subpixel_weight``).
 - 1x1 -> kxk Conv2DTranspose (stride 1, padding 0): out[o, y, x] =
   sum_i z[i] W[i, o, y, x], a matrix product (FullyConnected) and a reshape.
 - Conv2D runs in bf16 as it is: only its input and weight are cast.
 
-BatchNorm takes the bf16 activations as they are (its statistics, gamma and
-beta stay fp32); the nets' outputs are cast back to fp32, so losses are fp32.
+Only the convolutions and matrix products run in bf16: MXNet's generic
+(non-oneDNN) operators are very slow on bf16, so the generator's layout work,
+BatchNorm and activations stay fp32; in the discriminator, BatchNorm and
+LeakyReLU (oneDNN) take the bf16 activations. BatchNorm statistics, gamma and
+beta are fp32 throughout, and both nets' outputs are fp32, so losses are fp32.
 """
 from mxnet.contrib.amp.amp import bfloat16
 from mxnet.gluon import nn
