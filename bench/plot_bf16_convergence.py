@@ -71,6 +71,30 @@ def main(runs, out_png):
                         for s, v in sorted(last.items())))
     points = sum(len(r) for r in bf16.values()) * 2
     print(f'bf16 points outside the fp32 band: {outside} of {points}')
+    print('against 2-seed fp32 bands (leave one fp32 seed out), points outside: '
+          f'held-out fp32 seed {_outside_pairs(fp32, fp32)}, bf16 {_outside_pairs(fp32, bf16)}')
+
+
+def _outside_pairs(fp32, runs):
+    """Share of `runs`' points outside the band of each pair of other fp32 seeds.
+
+    A GAN's per-epoch losses swing widely from seed to seed, so this baseline
+    says how often a plain fp32 run leaves such a band too.
+    """
+    import itertools
+    out = total = 0
+    for pair in itertools.combinations(sorted(fp32), 2):
+        ref = {s: fp32[s] for s in pair}
+        n = min(len(r) for r in ref.values())
+        for seed, rows in runs.items():
+            if seed in pair and runs is fp32:
+                continue
+            for key in ('loss_D', 'loss_G'):
+                lo, hi = band(ref, key, range(1, n + 1))
+                for r in rows[:n]:
+                    total += 1
+                    out += not lo[r['epoch'] - 1] <= r[key] <= hi[r['epoch'] - 1]
+    return f'{out} of {total} ({100 * out / max(total, 1):.0f}%)'
 
 
 if __name__ == '__main__':

@@ -145,11 +145,13 @@ def test_bf16_step_stays_near_the_fp32_step():
     """One D and one G step of the chapter's nets (batch 32), bf16 against fp32.
 
     bf16 keeps 8 significant bits (relative rounding 2**-9 ~ 0.2%) on every
-    activation, weight and data gradient, and the errors add up through the
-    BatchNorm backward passes. Measured here: losses within 0.4%, gradient
-    cosine >= 0.997 for net_D's parameters and >= 0.95 for net_G's (whose
-    gradients come back through both nets). The tolerances leave room for
-    other oneDNN kernels; a wrong rearrangement gives cosines near 0.
+    convolution input, weight and data gradient, and the errors add up through
+    the BatchNorm backward passes. Measured on the AMD EPYC (2026-11-30): losses
+    within 0.1%, gradient cosine >= 0.998 for net_D's parameters and >= 0.958
+    for net_G's (whose gradients come back through both nets; relative error
+    up to 29% in net_G's first layer). The tolerances (2% on losses, cosine
+    0.99 / 0.9) leave room for other oneDNN kernels; a wrong rearrangement
+    gives cosines near 0.
     """
     d32, g32, grads32 = _one_step('float32')
     d16, g16, grads16 = _one_step('bfloat16')
