@@ -1,18 +1,22 @@
 #!/usr/bin/env python
-"""Training speed: the chapter's MXNet code (A) against gluon_dcgan's loop (B), side by side.
+"""Training speed: the chapter's MXNet code (A) against gluon_dcgan's loop in fp32 (B) and bf16 (C).
 
-Each run is its own process so neither warms the other's caches or thread pools.
-After one warm-up run of each, A and B alternate (--runs times each). A run times
-`--steps` training steps end to end, data pipeline included, after one untimed
-step that builds the graphs:
+Each run is its own process so none warms another's caches or thread pools.
+After one warm-up run of each, A, B and C alternate (--runs times each). A run
+times `--steps` training steps end to end, data pipeline included, after one
+untimed step that builds the graphs:
   A: the chapter as written: nn.Block nets in nn.Sequential, d2l.update_D/update_G,
      DataLoader over ImageFolderDataset with the chapter's transforms and
      d2l.get_dataloader_workers() workers, decoding PNGs every epoch; default env.
   B: gluon_dcgan: decoded-once uint8 cache, hybridized nets, fast steps, its
      thread set-up (OMP_NUM_THREADS = usable cores).
-It also measures oneDNN's fp32 convolution rate with B's threads, and prints
-B's achieved GFLOP/s counting 2.71 GFLOP per example per step (d2l semantics).
-Last line: `speedup B/A: X.XX` (median of the pairwise ratios).
+  C: B with --dtype bfloat16 (CPU with avx512_bf16 only; skipped elsewhere).
+It also measures oneDNN's convolution rate in fp32 and bf16 with B's threads
+(forward, and forward + both backward passes), names the oneDNN ISA and the
+bf16 convolution kernels C ran (from MKLDNN_VERBOSE), and prints the achieved
+GFLOP/s counting 2.71 GFLOP per example per step (d2l semantics).
+Last lines: `speedup C/B: X.XX` then `speedup B/A: X.XX` (medians of the
+ratios within each run).
 """
 import argparse
 import json
@@ -108,7 +112,7 @@ def run_A(folder, steps, batch_size, ctx_spec):
     return examples / (time.time() - start)
 
 
-def run_B(folder, steps, batch_size, ctx_spec, data_root):
+def run_B(folder, steps, batch_size, ctx_spec, data_root, dtype='float32'):
     """gluon_dcgan's loop on the same images; returns examples/sec over `steps` steps."""
     from gluon_dcgan.runtime import resolve_contexts, use_np
     use_np()
@@ -117,7 +121,7 @@ def run_B(folder, steps, batch_size, ctx_spec, data_root):
     from gluon_dcgan.data import load_images
     from gluon_dcgan.train.loop import StopFlag, Trainer, batch_noise, run_epoch
     cfg = Config(data=folder, data_root=data_root, batch_size=batch_size, ctx=ctx_spec,
-                 progress=False, epochs=1)
+                 progress=False, epochs=1, dtype=dtype)
     trainer = Trainer(cfg, resolve_contexts(ctx_spec))
     import numpy as onp
     warm = onp.zeros((batch_size, 64, 64, 3), onp.uint8)
@@ -131,43 +135,99 @@ def run_B(folder, steps, batch_size, ctx_spec, data_root):
     return sums.examples / (time.time() - start)
 
 
-def conv_rate(ctx_spec, batch_size):
-    """oneDNN fp32 convolution GFLOP/s on the discriminator's three middle layers."""
-    from mxnet import np, npx
+def conv_rate(ctx_spec, batch_size, dtype='float32', backward=False):
+    """oneDNN convolution GFLOP/s on the discriminator's three middle layers.
+
+    Forward only, or (`backward`) forward + data and weight gradients (3x the FLOPs).
+    """
+    from mxnet import autograd, np, npx
     from mxnet.gluon import nn
+    from gluon_dcgan.model_bf16 import BF16Conv2D
     from gluon_dcgan.runtime import resolve_contexts
     npx.set_np()
     ctx = resolve_contexts(ctx_spec)[0]
     layers = [(64, 128, 32), (128, 256, 16), (256, 512, 8)]  # in, out, input size
     total_flops, total_time = 0, 0.0
     for cin, cout, size in layers:
-        conv = nn.Conv2D(cout, 4, 2, 1, use_bias=False, in_channels=cin)
+        conv = (nn.Conv2D(cout, 4, 2, 1, use_bias=False, in_channels=cin) if dtype == 'float32'
+                else BF16Conv2D(cout, 4, 2, 1, dtype, in_channels=cin))
         conv.initialize(ctx=ctx)
         conv.hybridize(static_alloc=True, static_shape=True)
         x = np.random.normal(size=(batch_size, cin, size, size), ctx=ctx)
-        conv(x).wait_to_read()
+        if backward:
+            x.attach_grad()
+
+        def once():
+            if not backward:
+                return conv(x)
+            with autograd.record():
+                y = conv(x)
+            y.backward()
+            return y
+        once().wait_to_read()
         reps = 5
         t = time.time()
         for _ in range(reps):
-            y = conv(x)
-        y.wait_to_read()
+            once()
+        npx.waitall()
         total_time += time.time() - t
         out = size // 2
-        total_flops += reps * 2 * batch_size * cout * out * out * cin * 16
+        total_flops += reps * 2 * batch_size * cout * out * out * cin * 16 * (3 if backward else 1)
     return total_flops / total_time / 1e9
+
+
+def conv_kernels(args):
+    """ISA and bf16 convolution kernels of C's training step, read from MKLDNN_VERBOSE.
+
+    Runs two small C steps in a child with MKLDNN_VERBOSE=1 and parses its stdout.
+    """
+    cmd = [sys.executable, os.path.abspath(__file__), '--child', 'Cverbose', '--folder', '-',
+           '--data-root', '-', '--steps', '1', '--batch-size', '32', '--ctx', args.ctx]
+    env = dict(os.environ, MKLDNN_VERBOSE='1', DNNL_VERBOSE='1')
+    env.pop('OMP_NUM_THREADS', None)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    isa, kernels = 'unknown', {}
+    for line in proc.stdout.splitlines():
+        fields = line.split(',')
+        if line.startswith('dnnl_verbose,info,cpu,isa:'):
+            isa = line.split('isa:', 1)[1].strip()
+        elif line.startswith('dnnl_verbose,exec,cpu,convolution,') and 'src_bf16' in line:
+            kernels.setdefault(fields[5], set()).add(fields[4])
+    return isa, {prop: ' / '.join(sorted(impls)) for prop, impls in sorted(kernels.items())}
+
+
+def _verbose_steps(ctx_spec, batch_size):
+    """Two bf16 training steps on random images (for conv_kernels)."""
+    import numpy as onp
+    from gluon_dcgan.config import Config
+    from gluon_dcgan.runtime import resolve_contexts, use_np
+    from gluon_dcgan.train.loop import Trainer, batch_noise
+    use_np()
+    trainer = Trainer(Config(ctx=ctx_spec, batch_size=batch_size, dtype='bfloat16'),
+                      resolve_contexts(ctx_spec))
+    images = onp.random.RandomState(0).randint(0, 256, (batch_size, 64, 64, 3), onp.uint8)
+    for step in range(2):
+        trainer.step(images, batch_noise(0, 0, step, (batch_size, 100, 1, 1)))
+    from mxnet import npx
+    npx.waitall()
+    return 0.0
 
 
 def child(args):
     """Run one measurement in this process and print it as JSON."""
-    if args.child == 'B' or args.child == 'conv':
+    if args.child != 'A':
         from gluon_dcgan.runtime import configure_process
-        configure_process()  # B is gluon_dcgan, with its thread set-up
+        configure_process()  # B and C are gluon_dcgan, with its thread set-up
     if args.child == 'A':
         value = run_A(args.folder, args.steps, args.batch_size, args.ctx)
-    elif args.child == 'B':
-        value = run_B(args.folder, args.steps, args.batch_size, args.ctx, args.data_root)
+    elif args.child in ('B', 'C'):
+        value = run_B(args.folder, args.steps, args.batch_size, args.ctx, args.data_root,
+                      'bfloat16' if args.child == 'C' else 'float32')
+    elif args.child == 'Cverbose':
+        value = _verbose_steps(args.ctx, args.batch_size)
     else:
-        value = conv_rate(args.ctx, args.batch_size)
+        dtype, _, backward = args.child[len('conv-'):].partition('-')
+        value = conv_rate(args.ctx, args.batch_size, dtype, backward == 'train')
     print(json.dumps({'value': value, 'peak_rss_gb': _peak_rss_gb()}))
 
 
@@ -201,7 +261,9 @@ def main(argv=None):
     p.add_argument('--batch-size', type=int, default=256)
     p.add_argument('--ctx', default='cpu', help='cpu or gpu (where MXNet has a usable GPU)')
     p.add_argument('--runs', type=int, default=3, help='runs of each, alternating')
-    p.add_argument('--child', choices=('A', 'B', 'conv'), help=argparse.SUPPRESS)
+    p.add_argument('--child', choices=('A', 'B', 'C', 'Cverbose', 'conv-float32',
+                                       'conv-bfloat16', 'conv-float32-train',
+                                       'conv-bfloat16-train'), help=argparse.SUPPRESS)
     p.add_argument('--folder', help=argparse.SUPPRESS)
     p.add_argument('--data-root', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -209,37 +271,63 @@ def main(argv=None):
         sys.exit('bench: --steps, --batch-size and --runs must be > 0')
     if args.child:
         return child(args)
-    from gluon_dcgan.runtime import usable_cores
+    from gluon_dcgan.runtime import cpu_supports_bf16, usable_cores
+    codes = ('A', 'B', 'C') if cpu_supports_bf16() and args.ctx == 'cpu' else ('A', 'B')
     with tempfile.TemporaryDirectory() as work:
         folder = _prepare_folder(args, work)
         cache = os.path.join(work, 'cache')
         print(f'# {usable_cores()} cores, batch {args.batch_size}, {args.steps} timed steps, '
               f'ctx {args.ctx}, data {args.data}', flush=True)
-        for which in ('A', 'B'):
+        for which in codes:
             _spawn(which, args, folder, cache, 1)  # warm-up: disk cache, imports, decode cache
         rows = []
         for run in range(1, args.runs + 1):
-            a = _spawn('A', args, folder, cache, args.steps)
-            b = _spawn('B', args, folder, cache, args.steps)
-            rows.append((a, b))
-            print(f'run {run}: A {a["value"]:7.1f} ex/s   B {b["value"]:7.1f} ex/s   '
-                  f'B/A {b["value"] / a["value"]:.2f}', flush=True)
-        conv = _spawn('conv', args, folder, cache, args.steps)['value']
-    med_a = statistics.median(r[0]['value'] for r in rows)
-    med_b = statistics.median(r[1]['value'] for r in rows)
-    ratio = statistics.median(r[1]['value'] / r[0]['value'] for r in rows)
-    peak_a = max(r[0]['peak_rss_gb'] for r in rows)
-    peak_b = max(r[1]['peak_rss_gb'] for r in rows)
-    achieved = med_b * GFLOP_PER_EXAMPLE
+            row = {which: _spawn(which, args, folder, cache, args.steps) for which in codes}
+            rows.append(row)
+            print(f'run {run}: ' + '   '.join(f'{w} {row[w]["value"]:7.1f} ex/s' for w in codes)
+                  + f'   B/A {row["B"]["value"] / row["A"]["value"]:.2f}'
+                  + (f'   C/B {row["C"]["value"] / row["B"]["value"]:.2f}' if 'C' in row else ''),
+                  flush=True)
+        dtypes = ('float32', 'bfloat16') if 'C' in codes else ('float32',)
+        conv = {(d, t): _spawn(f'conv-{d}{t}', args, folder, cache, args.steps)['value']
+                for d in dtypes for t in ('', '-train')}
+        kernels = conv_kernels(args) if 'C' in codes else None
+    _report(rows, codes, conv, kernels)
+
+
+def _median(rows, key):
+    return statistics.median(key(r) for r in rows)
+
+
+def _report(rows, codes, conv, kernels):
+    """The table, the convolution rates and kernels, then the speedup lines."""
+    names = {'A': 'A: chapter as written', 'B': 'B: gluon_dcgan', 'C': 'C: gluon_dcgan --dtype bfloat16'}
+    med = {w: _median(rows, lambda r: r[w]['value']) for w in codes}
     print()
     print('| code | examples/sec (median) | peak RSS (GB) |')
     print('|---|---|---|')
-    print(f'| A: chapter as written | {med_a:.1f} | {peak_a:.2f} (main process) |')
-    print(f'| B: gluon_dcgan | {med_b:.1f} | {peak_b:.2f} |')
-    print(f'oneDNN fp32 convolution rate (B threads): {conv:.1f} GFLOP/s')
-    print(f'B achieves {achieved:.1f} GFLOP/s at {GFLOP_PER_EXAMPLE} GFLOP/example: '
-          f'{100 * achieved / conv:.0f}% of the convolution rate')
-    print(f'speedup B/A: {ratio:.2f}')
+    for w in codes:
+        peak = max(r[w]['peak_rss_gb'] for r in rows)
+        print(f'| {names[w]} | {med[w]:.1f} | {peak:.2f}{" (main process)" if w == "A" else ""} |')
+    fwd, train = conv[('float32', '')], conv[('float32', '-train')]
+    print(f'oneDNN fp32 convolution rate (B threads): {fwd:.1f} GFLOP/s forward, '
+          f'{train:.1f} forward+backward')
+    for w in codes[1:]:
+        achieved = med[w] * GFLOP_PER_EXAMPLE
+        rate = fwd if w == 'B' else conv[('bfloat16', '')]
+        print(f'{w} achieves {achieved:.1f} GFLOP/s at {GFLOP_PER_EXAMPLE} GFLOP/example: '
+              f'{100 * achieved / rate:.0f}% of its forward convolution rate')
+    if 'C' in codes:
+        bf, bf_train = conv[('bfloat16', '')], conv[('bfloat16', '-train')]
+        isa, kernels_by_pass = kernels
+        print(f'oneDNN bf16 convolution rate (B threads): {bf:.1f} GFLOP/s forward '
+              f'({bf / fwd:.2f}x fp32), {bf_train:.1f} forward+backward ({bf_train / train:.2f}x)')
+        print(f'oneDNN ISA: {isa}')
+        for prop, impls in kernels_by_pass.items():
+            print(f'C bf16 convolutions, {prop}: {impls}')
+        print(f'target speedup C/B >= 0.8 x {bf / fwd:.2f} = {0.8 * bf / fwd:.2f}')
+        print(f'speedup C/B: {_median(rows, lambda r: r["C"]["value"] / r["B"]["value"]):.2f}')
+    print(f'speedup B/A: {_median(rows, lambda r: r["B"]["value"] / r["A"]["value"]):.2f}')
 
 
 if __name__ == '__main__':

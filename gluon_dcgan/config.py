@@ -10,7 +10,7 @@ import sys
 
 from . import __version__
 from .errors import UserError
-from .runtime import check_training_memory, parse_ctx_spec, usable_cores
+from .runtime import bf16_problem, check_training_memory, parse_ctx_spec, usable_cores
 
 DEFAULT_DATA_ROOT = os.path.join(
     os.environ.get('XDG_CACHE_HOME', os.path.join(os.path.expanduser('~'), '.cache')),
@@ -53,6 +53,8 @@ class Config:
     lr: float = 0.005
     beta1: float = 0.5
     seed: int = 0                    # same seed, same run on CPU
+    dtype: str = 'float32'           # float32 | bfloat16: the convolutions' arithmetic (CPU
+                                     # with avx512_bf16); weights and checkpoints stay fp32
     # where and how
     ctx: str = 'auto'                # auto | cpu | gpu | gpu:N | gpu:0,1 | cpu:0,1
     kvstore: str = None              # None picks device/local; dist_sync for several hosts
@@ -224,6 +226,10 @@ def add_train_flags(parser, defaults):
           help="Adam beta1 (default: %(default)s, the chapter's)")
     _flag(group, 'seed', type=seed_int, default=defaults.seed,
           help='seed for data order, noise and weights, in [0, 2**32) (default: %(default)s)')
+    _flag(group, 'dtype', choices=('float32', 'bfloat16'), default=defaults.dtype,
+          help='convolution arithmetic: bfloat16 needs a CPU with avx512_bf16; weights, '
+               'optimizer, BatchNorm statistics, losses and files stay float32 '
+               '(default: %(default)s)')
     group = parser.add_argument_group('output')
     _flag(group, 'out-dir', type=_mxnet_path, default=defaults.out_dir, metavar='DIR',
           help='run folder for figures, metrics, checkpoints, export (default: %(default)s)')
@@ -274,6 +280,10 @@ def config_from_args(args):
         what = 'is not a folder' if os.path.exists(cfg.data) else 'does not exist'
         raise UserError(f"--data {cfg.data!r} {what}: give pokemon, synthetic, fashion-mnist "
                         f"or a folder of images")
+    if cfg.dtype == 'bfloat16':
+        problem = bf16_problem(parse_ctx_spec(cfg.ctx)[0])
+        if problem:
+            raise UserError(problem)
     if cfg.fid_every and cfg.fid_every > cfg.epochs:
         raise UserError(f'--fid-every {cfg.fid_every} is more than --epochs {cfg.epochs}: '
                         f'no epoch would be scored')

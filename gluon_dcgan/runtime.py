@@ -93,6 +93,26 @@ def import_mxnet():
     return mxnet
 
 
+def cpu_supports_bf16(cpuinfo='/proc/cpuinfo'):
+    """True when the CPU flags (Linux /proc/cpuinfo) include avx512_bf16."""
+    try:
+        with open(cpuinfo) as f:
+            return any(line.startswith('flags') and 'avx512_bf16' in line.split() for line in f)
+    except OSError:
+        return False
+
+
+def bf16_problem(ctx_kind, cpuinfo='/proc/cpuinfo'):
+    """Why --dtype bfloat16 cannot run on devices of `ctx_kind` ('cpu', 'gpu', 'auto'), or None."""
+    if ctx_kind == 'gpu':
+        return ('--dtype bfloat16 runs on the CPU only (oneDNN); on a GPU use --dtype float32, '
+                'or train on the CPU with --ctx cpu')
+    if not cpu_supports_bf16(cpuinfo):
+        return ('--dtype bfloat16 needs a CPU with avx512_bf16 (see the flags in /proc/cpuinfo), '
+                'and this one has none; use --dtype float32')
+    return None
+
+
 def use_np():
     """Import MXNet and switch it to the chapter's numpy semantics (``npx.set_np()``)."""
     import_mxnet()

@@ -12,7 +12,7 @@ import sys
 from ..config import Config
 from ..data import load_images, loader
 from ..errors import UserError
-from ..runtime import describe_contexts, resolve_contexts
+from ..runtime import bf16_problem, describe_contexts, resolve_contexts
 from . import checkpoint, report, rundir
 from .loop import (D_KEYS, FIXED, SAMPLES, Diverged, Interrupted, StopFlag, Trainer, noise,
                    run_epoch)
@@ -125,6 +125,8 @@ class Run:
     def __init__(self, cfg, log):
         self.cfg, self.log, self.stage = cfg, log, 'checks'
         self.ctxs = resolve_contexts(cfg.ctx)
+        if cfg.dtype == 'bfloat16' and self.ctxs[0].device_type == 'gpu':
+            raise UserError(bf16_problem('gpu'))  # --ctx auto picked a GPU
         self.kvstore, self.rank, self.num_workers = _kvstore(cfg, self.ctxs)
         self.chief = self.rank == 0  # other workers write nothing and trust rank 0's checks
         self.paths = rundir.RunPaths(cfg.out_dir)

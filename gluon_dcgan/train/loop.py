@@ -68,14 +68,19 @@ class Trainer:
         import mxnet as mx
         from ..model import build_net_D, build_net_G
         self.cfg, self.ctxs, self.rank, self.num_workers = cfg, ctxs, rank, num_workers
+        dtype = cfg.dtype
         mx.random.seed(cfg.seed)  # the same seed gives the same initial weights
         self.net_G = build_net_G(cfg.n_G, cfg.channels)
-        self.net_D = build_net_D(cfg.n_D, cfg.alpha, cfg.d_activation)
+        self.net_D = build_net_D(cfg.n_D, cfg.alpha, cfg.d_activation, dtype)
         steps.initialize(self.net_D, self.net_G, ctxs)
         # Shapes must be known before trainer states can be loaded.
         from mxnet import np
         self.net_D(self.net_G(np.zeros((1, cfg.latent_dim, 1, 1), ctx=ctxs[0])))
-        steps.hybridize(self.net_D, self.net_G)
+        # net_G stays the chapter's fp32 graph (samples, checkpoints, export); with
+        # bf16, a twin built on the same parameters computes the training steps.
+        self.net_G_train = self.net_G if dtype == 'float32' else \
+            build_net_G(cfg.n_G, cfg.channels, dtype, share=self.net_G)
+        steps.hybridize(self.net_D, self.net_G, self.net_G_train)
         self.trainer_D, self.trainer_G = steps.make_trainers(
             self.net_D, self.net_G, cfg.lr, cfg.beta1, kvstore)
         self.loss = steps.make_loss()
@@ -92,7 +97,7 @@ class Trainer:
         Zs = split_and_load(np.array(Z), self.ctxs, even_split=False)
         size = len(batch_uint8) * self.num_workers  # gradients are summed over workers
         D_out = []
-        loss_D, fake_Xs = steps.update_D(Xs, Zs, self.net_D, self.net_G, self.loss,
+        loss_D, fake_Xs = steps.update_D(Xs, Zs, self.net_D, self.net_G_train, self.loss,
                                          self.trainer_D, size, D_out)
         loss_G = steps.update_G(fake_Xs, self.net_D, self.loss, self.trainer_G, size, D_out)
         return loss_D, loss_G, D_out

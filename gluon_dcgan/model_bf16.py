@@ -1,0 +1,161 @@
+"""bfloat16 versions of the chapter's convolutions, for CPUs with avx512_bf16 (oneDNN).
+
+The trainable weights stay the chapter's fp32 parameters, in the chapter's
+layout; each layer rearranges and casts them inside the graph, so checkpoints,
+exports and the Adam state do not change. MXNet 1.9.1 cannot run the chapter's
+Conv2DTranspose (Deconvolution) in bf16 inside a Gluon net (segmentation
+fault), so the generator's layers are re-expressed with Convolution and
+FullyConnected, which run in bf16:
+
+- k4/s2/p1 Conv2DTranspose: output pixel (2m + ry, 2n + rx) only sees input
+  rows {m - 1 + ry, m + ry} and columns {n - 1 + rx, n + rx}, through kernel
+  taps ky = 3 - ry - 2dy, kx = 3 - rx - 2dx (dy, dx in {0, 1}): four 2x2
+  convolutions, one per output parity, with the transposed convolution's
+  FLOPs. They run as one 2x2 convolution with padding 1 and 4x the filters,
+  over an (H+1) x (W+1) grid ((1 + 1/H)^2 the FLOPs: +56% at H=4, +6% at
+  H=32), followed by depth_to_space and a one-pixel crop (``subpixel_weight``).
+- 1x1 -> kxk Conv2DTranspose (stride 1, padding 0): out[o, y, x] =
+  sum_i z[i] W[i, o, y, x], a matrix product (FullyConnected) and a reshape.
+- Conv2D runs in bf16 as it is: only its input and weight are cast.
+
+Only the convolutions and matrix products run in bf16: MXNet's generic
+(non-oneDNN) operators are very slow on bf16, so the generator's layout work,
+BatchNorm and activations stay fp32; in the discriminator, BatchNorm and
+LeakyReLU (oneDNN) take the bf16 activations. BatchNorm statistics, gamma and
+beta are fp32 throughout, and both nets' outputs are fp32, so losses are fp32.
+"""
+from mxnet.contrib.amp.amp import bfloat16
+from mxnet.gluon import nn
+
+DTYPES = ('float32', 'bfloat16')
+
+
+def cast(F, x, dtype):
+    """amp_cast to 'float32' or 'bfloat16' on a numpy-semantics array or symbol.
+
+    amp_cast is a legacy operator, and it needs the dtype object for bf16 (MXNet
+    1.9.1 does not understand the string 'bfloat16').
+    """
+    dtype = bfloat16 if dtype == 'bfloat16' else dtype
+    return F.amp_cast(x.as_nd_ndarray(), dtype=dtype).as_np_ndarray()
+
+
+def _tap_order(F):
+    """(16, 16) 0/1 matrix: row (sy, sx, dy, dx) picks kernel tap (ky, kx) =
+    (2(1 - dy) + sy, 2(1 - dx) + sx) of a flattened 4x4 kernel (built from eye(16))."""
+    rows = F.np.flip(F.np.eye(16).reshape(2, 2, 2, 2, 16), axis=(0, 2))  # (1-dy, sy, 1-dx, sx)
+    return F.np.transpose(rows, (1, 3, 0, 2, 4)).reshape(16, 16)
+
+
+def _transpose(F, x, axes):
+    """Legacy transpose: oneDNN runs it for fp32 arrays of up to 4 dimensions."""
+    return F.transpose(x.as_nd_ndarray(), axes=axes).as_np_ndarray()
+
+
+def subpixel_weight(F, weight, channels):
+    """(in, out, 4, 4) Conv2DTranspose weight -> (4 * out, in, 2, 2) Convolution weight, fp32.
+
+    Filter block s = (sy, sx) holds the kernel of output parity (ry, rx) =
+    (1 - sy, 1 - sx); its tap (dy, dx) is W[3 - ry - 2dy, 3 - rx - 2dx] =
+    W[2(1 - dy) + sy, 2(1 - dx) + sx]. The 2x2 convolution with padding 1
+    computes output pixel j from input rows {j - 1, j}, which is parity ry's
+    window at m = j - ry. depth_to_space puts block s of pixel j at row
+    2j + sy = 2(m + ry) + 1 - ry = (2m + ry) + 1: every parity lands one pixel
+    below (and right of) where it belongs, hence the crop in ``interleave``.
+    The taps are reordered by a (16 x 16) matrix product and in/out swapped by
+    one 4-d transpose: both run in oneDNN (MXNet's generic roll and 6-d
+    transpose were 10x slower than the convolution's own cost here).
+    """
+    taps = F.npx.fully_connected(F.npx.reshape(weight, (-5, -5)), _tap_order(F),
+                                 num_hidden=16, no_bias=True)     # (in*out, [sy sx dy dx])
+    blocks = _transpose(F, F.npx.reshape(taps, (-6, -1, channels, 4, 4)), (2, 1, 0, 3))
+    return F.npx.reshape(blocks, (-5, -2, -6, 2, 2))              # (4*out, in, 2, 2)
+
+
+def interleave(F, y, channels):
+    """(B, 4C, H+1, W+1) fp32 parity blocks -> (B, C, 2H, 2W): depth_to_space, then the crop.
+
+    Two 4-d transposes that oneDNN runs (MXNet's depth_to_space is a generic
+    per-element kernel, and any generic kernel on bf16 data is far slower still).
+    """
+    v = F.npx.reshape(F.npx.reshape(y, (-2, -6, 2, -1, -2, -2)), (-5, -6, 2, -1, -2, -2))
+    v = _transpose(F, F.npx.reshape(v, (-2, -2, -5, -2)), (0, 2, 3, 1))  # (2B, C*H, W, 2)
+    v = _transpose(F, F.npx.reshape(v, (-6, -1, 2, -2, -5)), (0, 2, 1, 3))  # (B, C*H, 2, 2W)
+    v = F.npx.reshape(F.npx.reshape(v, (-2, -6, channels, -1, -2, -2)), (-2, -2, -5, -2))
+    return F.npx.slice(v, begin=(None, None, 1, 1), end=(None, None, -1, -1))
+
+
+class _ReExpressed:
+    """Mixin: compute dtype `dtype` ('bfloat16'; 'float32' for tests), optional fp32 output."""
+
+    def _setup(self, dtype, float32_output):
+        if dtype not in DTYPES:
+            raise ValueError(f'dtype must be one of {DTYPES}, got {dtype!r}')
+        self._compute, self._float32_output = dtype, float32_output
+
+    def _in(self, F, x):
+        return x if self._compute == 'float32' else cast(F, x, self._compute)
+
+    def infer_shape(self, x, *args):
+        """The weight's in_channels from the input (the graph alone cannot tell it)."""
+        shape = list(self.weight.shape)
+        shape[self._in_axis] = x.shape[1]
+        self.weight.shape = tuple(shape)
+
+    def _out(self, F, y):
+        return cast(F, y, 'float32') if self._float32_output and self._compute != 'float32' \
+            else y
+
+
+class SubPixelConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
+    """The chapter's Conv2DTranspose(k4, s2, p1, no bias) as one 2x2 Convolution.
+
+    Same parameter (name, shape, layout) as nn.Conv2DTranspose. Input fp32 or
+    bf16; the convolution runs in `dtype`; output fp32.
+    """
+
+    def __init__(self, channels, dtype='bfloat16', **kwargs):
+        super().__init__(channels, kernel_size=4, strides=2, padding=1, use_bias=False, **kwargs)
+        self._setup(dtype, True)
+        self._in_axis = 0  # weight (in, out, 4, 4)
+
+    def hybrid_forward(self, F, x, weight):
+        w = self._in(F, subpixel_weight(F, weight, self._channels))
+        y = F.npx.convolution(self._in(F, x), w, kernel=(2, 2), pad=(1, 1),
+                              num_filter=4 * self._channels, no_bias=True)  # (B, 4C, H+1, W+1)
+        # The layout work runs in oneDNN on fp32 only, and its reshapes need a plain
+        # layout (reshaping oneDNN's blocked conv output fails to create a reorder):
+        # amp_cast gives one, and in fp32 (tests) a generic elementwise op does.
+        y = y + 0 if self._compute == 'float32' else cast(F, y, 'float32')
+        y = interleave(F, y, self._channels)                             # (B, C, 2H, 2W)
+        return self.act(y) if self.act is not None else y
+
+
+class MatmulConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
+    """The chapter's first Conv2DTranspose (1x1 -> kxk, stride 1, padding 0) as FullyConnected."""
+
+    def __init__(self, channels, kernel_size=4, dtype='bfloat16', float32_output=False, **kwargs):
+        super().__init__(channels, kernel_size, strides=1, padding=0, use_bias=False, **kwargs)
+        self._setup(dtype, float32_output)
+        self._in_axis, self._size = 0, kernel_size
+
+    def hybrid_forward(self, F, x, weight):
+        k = self._size
+        w = _transpose(F, F.npx.reshape(weight, (-2, -1)), (1, 0))  # (out*k*k, in)
+        y = F.npx.fully_connected(self._in(F, x), self._in(F, w),
+                                  num_hidden=self._channels * k * k, no_bias=True)
+        return self._out(F, F.npx.reshape(y, (-2, self._channels, k, k)))  # (B, out, k, k)
+
+
+class BF16Conv2D(_ReExpressed, nn.Conv2D):
+    """nn.Conv2D (no bias) with input and weight cast to `dtype`; output that or fp32."""
+
+    def __init__(self, channels, kernel_size, strides=1, padding=0, dtype='bfloat16',
+                 float32_output=False, **kwargs):
+        super().__init__(channels, kernel_size, strides, padding, use_bias=False, **kwargs)
+        self._setup(dtype, float32_output)
+        self._in_axis = 1  # weight (out, in, k, k)
+
+    def hybrid_forward(self, F, x, weight):
+        y = F.npx.convolution(self._in(F, x), self._in(F, weight), name='fwd', **self._kwargs)
+        return self._out(F, y)
