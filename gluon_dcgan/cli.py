@@ -170,9 +170,20 @@ def _check_dmlc_role(argv):
                         f'dist_sync training with python -m gluon_dcgan.launch')
 
 
+def _quiet_mxnet_shutdown(unraisable, default=sys.unraisablehook):
+    """MXNet's atexit hook (MXNotifyShutdown) can fail while the process ends, rarely
+    ('Failed to allocate CPU Memory'), after all work is done and every file is written:
+    that would add a traceback under the one line that ended the command. Other
+    unraisable exceptions are reported as usual."""
+    if getattr(unraisable.object, '__name__', '') == '_notify_shutdown':
+        return
+    default(unraisable)
+
+
 def main(argv=None):
     """Entry point of run.py; returns the exit code."""
     os.environ.setdefault('MPLBACKEND', 'Agg')  # figures go to files; the library leaves it be
+    sys.unraisablehook = _quiet_mxnet_shutdown
     configure_process()  # before anything imports mxnet
     signal.signal(signal.SIGTERM, _terminated)  # training installs its own, checkpointing one
     argv = sys.argv[1:] if argv is None else list(argv)

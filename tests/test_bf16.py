@@ -131,7 +131,7 @@ def _one_step(dtype):
     trainer = Trainer(Config(data='synthetic', dtype=dtype, ctx='cpu', batch_size=32),
                       [mx.cpu()])
     Z = onp.random.RandomState(1).normal(size=(32, 100, 1, 1)).astype(onp.float32)
-    loss_D, loss_G = trainer.step(make_sprites(32, seed=0), Z)
+    loss_D, loss_G, _ = trainer.step(make_sprites(32, seed=0), Z)
     grads = {}
     for name, net in (('G', trainer.net_G), ('D', trainer.net_D)):
         for key, p in net._collect_params_with_prefix().items():

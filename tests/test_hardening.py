@@ -408,3 +408,21 @@ def test_resume_without_config_json_checks_the_checkpoint_config(run_copy):
     proc = run_cli(args)
     assert proc.returncode == 0, proc.stderr
     assert (run_copy / 'config.json').exists() and 'ckpt-E0003-B000000' in _checkpoints(run_copy)
+
+
+def test_an_mxnet_shutdown_failure_adds_no_traceback_to_the_one_line(tmp_path):
+    script = tmp_path / 'exit.py'
+    script.write_text(
+        'import atexit, sys\n'
+        'from gluon_dcgan import cli\n'
+        'sys.unraisablehook = cli._quiet_mxnet_shutdown\n'
+        'def _notify_shutdown():\n'
+        '    raise RuntimeError("Failed to allocate CPU Memory")\n'
+        'def other():\n'
+        '    raise RuntimeError("another failure is still reported")\n'
+        'atexit.register(_notify_shutdown)\n'
+        'atexit.register(other)\n')
+    import sys
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert 'another failure is still reported' in proc.stderr
+    assert 'Failed to allocate' not in proc.stderr
