@@ -242,7 +242,11 @@ def run(args, command):
     env = cluster.base_env
     print(f"launch: scheduler at {env['DMLC_PS_ROOT_URI']}:{env['DMLC_PS_ROOT_PORT']}, "
           f'{args.servers} server(s), {args.workers} worker(s)', file=sys.stderr, flush=True)
-    signal.signal(signal.SIGTERM, _interrupt)  # stopping the launcher stops its processes
+    # Stopping the launcher stops its processes. SIGINT is set explicitly: a launcher
+    # started in the background by a script inherits SIGINT ignored, and Ctrl-C or
+    # kill -INT must still stop the run.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     server = [sys.executable, SERVER]
     try:
         cluster.start('scheduler', server, 'scheduler', 0)
