@@ -11,6 +11,8 @@ import numpy as onp
 from mxnet import autograd, gluon, init, np
 from mxnet.gluon import nn
 
+from . import seeds
+
 
 def build_classifier(num_classes=10):
     """(B, 1, 64, 64) in [-1, 1] -> (B, num_classes) logits."""
@@ -59,7 +61,7 @@ def train_classifier(images, labels, epochs, seed=0, log=print, batch_size=128, 
     net.hybridize(static_alloc=True)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': 2e-3})
-    rng = onp.random.RandomState(seed)
+    rng = seeds.rng(seed, seeds.Stream.CLASSIFIER)
     batches = -(-len(images) // batch_size)
     for epoch in range(1, epochs + 1):
         total = 0.0

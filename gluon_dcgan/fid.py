@@ -19,6 +19,7 @@ import zipfile
 import numpy as onp
 from scipy import linalg
 
+from . import seeds
 from .errors import UserError
 from .files import file_digest
 
@@ -75,7 +76,7 @@ def kernel_inception_distance(real, fake, subsets=100, subset_size=1000, seed=0)
         raise ValueError('KID needs at least 2 feature rows on each side')
     if size == len(real) == len(fake):
         subsets = 1  # every subset would be both whole sets: one score, no spread
-    rng = onp.random.default_rng(seed)
+    rng = seeds.rng(seed, seeds.Stream.KID)
     scores = [mmd2_unbiased(real[rng.choice(len(real), size, replace=False)],
                             fake[rng.choice(len(fake), size, replace=False)])
               for _ in range(subsets)]

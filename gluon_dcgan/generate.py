@@ -10,6 +10,7 @@ import numpy as onp
 
 from .errors import UserError
 from .files import file_digest
+from .seeds import latent_noise
 
 SYMBOL, PARAMS, MANIFEST, ONNX = ('generator-symbol.json', 'generator-0000.params',
                                   'manifest.json', 'generator.onnx')
@@ -86,12 +87,6 @@ def check_shapes(folder, forward, manifest):
     if tuple(out.shape[1:]) != expected:
         raise UserError(f'the generator in {folder} makes images of shape {tuple(out.shape[1:])}'
                         f', but {MANIFEST} says {expected}: {REEXPORT}')
-
-
-def latent_noise(num, latent_dim, seed):
-    """The noise behind generated images: N(0, 1) float32 from numpy's RandomState(seed)."""
-    return onp.random.RandomState(seed).normal(0, 1, size=(num, latent_dim, 1, 1)) \
-        .astype(onp.float32)
 
 
 def load_mxnet_generator(folder, ctx=None):

@@ -7,15 +7,7 @@ next batch is ready (and, on a GPU, already copying) while this one trains.
 import queue
 import threading
 
-import numpy as onp
-
-
-def epoch_seed(seed, epoch, stream):
-    """A 32-bit seed for one (run seed, epoch, purpose) triple."""
-    return int(onp.random.SeedSequence([seed & 0xFFFFFFFF, epoch, stream]).generate_state(1)[0])
-
-
-SHUFFLE, NOISE = 1, 2
+from ..seeds import Stream, rng
 
 
 def shard_order(num_images, seed, epoch, rank=0, num_workers=1):
@@ -24,7 +16,7 @@ def shard_order(num_images, seed, epoch, rank=0, num_workers=1):
     Every worker draws the same permutation and takes an equal, disjoint share of
     it, so all workers do the same number of steps (dist_sync needs that).
     """
-    order = onp.random.RandomState(epoch_seed(seed, epoch, SHUFFLE)).permutation(num_images)
+    order = rng(seed, Stream.SHUFFLE, epoch).permutation(num_images)
     if num_workers == 1:
         return order
     share = num_images // num_workers

@@ -10,10 +10,8 @@ import shutil
 import numpy as onp
 
 from .. import fid
-from .loop import noise
+from ..seeds import Stream, rng
 from .report import to_pixels
-
-FID_STREAM = 5
 
 
 class BestByFID:
@@ -41,10 +39,11 @@ class BestByFID:
 
     def score(self, epoch):
         """FID of fid_num images from this epoch's generator."""
-        chunks = []
+        # One draw per epoch, taken 256 latents at a time: the same latents as in one piece.
+        chunks, draw = [], rng(self.cfg.seed, Stream.FID, epoch)
         for i in range(0, self.cfg.fid_num, 256):
             n = min(256, self.cfg.fid_num - i)
-            Z = noise(self.cfg.seed, epoch * 1000 + i, FID_STREAM, (n, self.cfg.latent_dim, 1, 1))
+            Z = draw.standard_normal((n, self.cfg.latent_dim, 1, 1), dtype=onp.float32)
             chunks.append(to_pixels(self.trainer.generate(Z)))
         return fid.fid_of_images(self.net, onp.concatenate(chunks), self.real_stats, self.ctx)
 

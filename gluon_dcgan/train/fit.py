@@ -13,9 +13,9 @@ from ..config import Config
 from ..data import load_images, loader
 from ..errors import UserError
 from ..runtime import bf16_problem, describe_contexts, resolve_contexts
+from ..seeds import Stream, noise
 from . import checkpoint, report, rundir
-from .loop import (D_KEYS, FIXED, SAMPLES, Diverged, Interrupted, StopFlag, Trainer, noise,
-                   run_epoch)
+from .loop import D_KEYS, Diverged, Interrupted, StopFlag, Trainer, run_epoch
 
 # What an interrupt outside the training loop leaves behind, by stage.
 INTERRUPTED = {
@@ -69,7 +69,7 @@ class EpochEnd:
         report.save_png(report.grid(fixed, cols=7),
                         os.path.join(self.paths.samples, f'epoch_{epoch:03d}.png'))
         fresh = self.trainer.generate(
-            noise(self.cfg.seed, epoch, SAMPLES, (21, self.cfg.latent_dim, 1, 1)))
+            noise(self.cfg.seed, Stream.SAMPLES, epoch, shape=(21, self.cfg.latent_dim, 1, 1)))
         self.figure.add(epoch, row['loss_D'], row['loss_G'], fresh, fid=row.get('fid'), D=row)
         report.write_metrics(state['history'], self.paths.metrics)
 
@@ -152,7 +152,7 @@ def prepare(run):
         log(f'worker {run.rank}/{run.num_workers}: {len(run.images) // run.num_workers} of '
             f'{len(run.images)} images per epoch')
     run.trainer = Trainer(cfg, run.ctxs, run.kvstore, run.rank, run.num_workers)
-    run.fixed = noise(cfg.seed, 0, FIXED, (21, cfg.latent_dim, 1, 1))
+    run.fixed = noise(cfg.seed, Stream.FIXED, shape=(21, cfg.latent_dim, 1, 1))
     run.state = {'epoch': 0, 'batch': 0, 'history': [], 'partial': None}
     if resume_from:
         run.fixed, run.state = checkpoint.load(resume_from, run.trainer)

@@ -8,15 +8,13 @@ import signal
 import sys
 import time
 
-import numpy as onp
-
 from ..data import loader
+from ..seeds import Stream, noise
 from . import steps
 
 SYNC_EVERY = 5          # batches between reads of the loss sums (the only host syncs)
 # Mean sigmoid output of net_D on real images, on fakes before the D step, on fakes after it.
 D_KEYS = ('D_x', 'D_G_z', 'D_G_z2')
-FIXED, SAMPLES = 3, 4   # random streams: fixed sample noise, per-epoch fresh samples
 
 
 class Interrupted(Exception):
@@ -48,17 +46,6 @@ class StopFlag:
     def __exit__(self, *exc):
         for s, handler in self._old.items():
             signal.signal(s, handler)
-
-
-def noise(seed, epoch, stream, shape):
-    """Deterministic N(0, 1) float32 noise for (seed, epoch, stream)."""
-    rng = onp.random.RandomState(loader.epoch_seed(seed, epoch, stream))
-    return rng.normal(0, 1, size=shape).astype(onp.float32)
-
-
-def batch_noise(seed, epoch, batch, shape):
-    """The noise Z of one batch: depends only on (seed, epoch, batch), so resuming repeats it."""
-    return noise(seed, epoch * 1_000_003 + batch, loader.NOISE, shape)
 
 
 class Trainer:
@@ -194,7 +181,10 @@ def run_epoch(trainer, images, epoch, stop, start_batch=0, partial=None):
         for batch, X in loader.iterate_batches(images, cfg.batch_size, cfg.seed, epoch,
                                                trainer.rank, trainer.num_workers, start_batch,
                                                len(trainer.ctxs)):
-            Z = batch_noise(cfg.seed, epoch, batch, (len(X), cfg.latent_dim, 1, 1))
+            # Fixed by (seed, epoch, batch), so a resumed run repeats it; the rank gives
+            # each worker noise of its own, as it has a share of the data of its own.
+            Z = noise(cfg.seed, Stream.NOISE, epoch, batch, trainer.rank,
+                      shape=(len(X), cfg.latent_dim, 1, 1))
             loss_D, loss_G, D_out = trainer.step(X, Z)
             sums.add(batch, loss_D, loss_G, len(X), D_out)
             bar.update(1)
