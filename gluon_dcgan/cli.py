@@ -7,8 +7,9 @@ import os
 import signal
 import sys
 
-from .config import OneLineParser, _flag, _int_in, _positive_int, parse_train_args, seed_int
+from .config import parse_train_args
 from .errors import UserError
+from .flags import OneLineParser, flag, int_in, positive_int, seed_int
 from .generate import MAX_GRID
 from .runtime import configure_process
 
@@ -23,7 +24,7 @@ def _log(message):
 
 
 def _grid_size(text):
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > MAX_GRID:
         raise argparse.ArgumentTypeError(f'must be <= {MAX_GRID} (the images of one PNG '
                                          f'grid), got {value}: for more, run again with '
@@ -31,30 +32,30 @@ def _grid_size(text):
     return value
 
 
-_walk_steps = _int_in(2, MAX_GRID)
+_walk_steps = int_in(2, MAX_GRID)
 
 
 def _generate_parser():
     p = OneLineParser(prog='run.py generate',
                       description='Write a grid of generated images from an exported generator, '
                                   'or (--interpolate) latent walks as a PNG grid and a GIF.')
-    _flag(p, 'export', required=True, metavar='DIR', help="a run's export/ folder")
-    _flag(p, 'num', type=_grid_size, default=None,
-          help=f'images in the grid, at most {MAX_GRID} (default: 21)')
-    _flag(p, 'seed', type=seed_int, default=0,
-          help='noise seed in [0, 2**32) (default: %(default)s)')
-    _flag(p, 'output', required=True, metavar='FILE.png', help='where to write the grid')
-    _flag(p, 'interpolate', type=_positive_int, metavar='K',
-          help='instead of --num images: K latent walks, each between two noise '
-               'vectors drawn from --seed, by spherical interpolation (slerp); '
-               'writes a grid of K rows by --steps columns to --output, and a GIF '
-               'beside it (same name, .gif) with one frame per step showing all K '
-               'walks at that step')
-    _flag(p, 'steps', type=_walk_steps, metavar='N',
-          help='latents per walk, both ends included, at least 2 (default: 8)')
-    _flag(p, 'onnx', action='store_true',
-          help='run export/generator.onnx with onnxruntime; MXNet is not imported')
-    _flag(p, 'ctx', default='cpu', help='MXNet device (default: %(default)s)')
+    flag(p, 'export', required=True, metavar='DIR', help="a run's export/ folder")
+    flag(p, 'num', type=_grid_size, default=None,
+         help=f'images in the grid, at most {MAX_GRID} (default: 21)')
+    flag(p, 'seed', type=seed_int, default=0,
+         help='noise seed in [0, 2**32) (default: %(default)s)')
+    flag(p, 'output', required=True, metavar='FILE.png', help='where to write the grid')
+    flag(p, 'interpolate', type=positive_int, metavar='K',
+         help='instead of --num images: K latent walks, each between two noise '
+              'vectors drawn from --seed, by spherical interpolation (slerp); '
+              'writes a grid of K rows by --steps columns to --output, and a GIF '
+              'beside it (same name, .gif) with one frame per step showing all K '
+              'walks at that step')
+    flag(p, 'steps', type=_walk_steps, metavar='N',
+         help='latents per walk, both ends included, at least 2 (default: 8)')
+    flag(p, 'onnx', action='store_true',
+         help='run export/generator.onnx with onnxruntime; MXNet is not imported')
+    flag(p, 'ctx', default='cpu', help='MXNet device (default: %(default)s)')
     return p
 
 

@@ -6,11 +6,14 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
+from typing import Optional
 
 from . import __version__
 from .errors import UserError
-from .runtime import bf16_problem, check_training_memory, parse_ctx_spec, usable_cores
+from .flags import (OneLineParser, flag, int_in, mxnet_path, non_negative_int, positive_float,
+                    positive_int, seed_int, unit_float)
+from .memory import check_training_memory
+from .runtime import bf16_problem, parse_ctx_spec, usable_cores
 
 DEFAULT_DATA_ROOT = os.path.join(
     os.environ.get('XDG_CACHE_HOME', os.path.join(os.path.expanduser('~'), '.cache')),
@@ -21,7 +24,6 @@ MODEL_FIELDS = ('data', 'limit', 'latent_dim', 'n_G', 'n_D', 'channels', 'image_
 # --data synthetic draws its sprites in memory: 16384 of them are 200 MB and about 5 s.
 MAX_SYNTHETIC_IMAGES = 16384
 MAX_WORKERS = 64    # decoding threads; more only contend for the same cores
-SEED_LIMIT = 2 ** 32  # numpy's RandomState takes seeds in [0, 2**32)
 MAX_EPOCHS = 10 ** 6  # more overflows the figures' axes; no run gets near it
 
 
@@ -36,7 +38,7 @@ class Config:
     # data
     data: str = 'pokemon'            # pokemon | synthetic | fashion-mnist | PATH to an image folder
     data_root: str = DEFAULT_DATA_ROOT  # download and decode cache
-    limit: int = None                # use only the first N images
+    limit: Optional[int] = None      # use only the first N images
     num_workers: int = dataclasses.field(default_factory=default_num_workers)  # decode threads
     skip_bad_images: bool = False    # drop unreadable images instead of stopping
     image_size: int = 64             # the chapter's Resize(64); the nets are built for 64x64
@@ -57,14 +59,14 @@ class Config:
                                      # with avx512_bf16); weights and checkpoints stay fp32
     # where and how
     ctx: str = 'auto'                # auto | cpu | gpu | gpu:N | gpu:0,1 | cpu:0,1
-    kvstore: str = None              # None picks device/local; dist_sync for several hosts
+    kvstore: Optional[str] = None    # None picks device/local; dist_sync for several hosts
     out_dir: str = 'outputs'
     resume: bool = False
     overwrite: bool = False
     progress: bool = True            # progress bar on stderr
     fid_every: int = 0               # score FID every K epochs (0: never)
     fid_num: int = 1000              # generated and real images per FID score
-    inception_params: str = None     # local InceptionV3 weights for FID
+    inception_params: Optional[str] = None  # local InceptionV3 weights for FID
 
     def to_json(self):
         """The config as a JSON text (stable key order)."""
@@ -81,83 +83,11 @@ class Config:
         return [f for f in MODEL_FIELDS if getattr(self, f) != getattr(other, f)]
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad flag gives one line and exit 2 instead of usage + error.
-
-    Abbreviations are off: '--epoch 3' is an error, not a silent '--epochs 3'.
-    """
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault('allow_abbrev', False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message):
-        sys.stderr.write(f'{self.prog}: error: {message} (see --help)\n')
-        sys.exit(2)
-
-
-def _int_in(minimum, maximum=None):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'must be a whole number, got {text!r}')
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f'must be >= {minimum}, got {value}')
-        if maximum is not None and value > maximum:
-            raise argparse.ArgumentTypeError(f'must be <= {maximum}, got {value}')
-        return value
-    return parse
-
-
-_positive_int, _non_negative_int = _int_in(1), _int_in(0)
-_worker_count, _epoch_count = _int_in(0, MAX_WORKERS), _int_in(1, MAX_EPOCHS)
-_seed = _int_in(0, SEED_LIMIT - 1)
-
-
-def seed_int(text):
-    """argparse type of every --seed: a whole number in [0, 2**32)."""
-    return _seed(text)
-
-
-def _path(text):
-    if not text.strip():
-        raise argparse.ArgumentTypeError('must not be empty: give a path')
-    return text
-
-
-def _mxnet_path(text):
-    # MXNet's C API takes file names as UTF-8; a name that is not cannot be saved to.
-    try:
-        _path(text).encode('utf-8')
-    except UnicodeEncodeError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not valid UTF-8, which MXNet needs '
-                                         f'for the files it writes: choose another name')
-    return text
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'must be a number, got {text!r}')
-    if not value > 0 or value == float('inf'):
-        raise argparse.ArgumentTypeError(f'must be a finite number > 0, got {text}')
-    return value
-
-
-def _unit_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'must be a number, got {text!r}')
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f'must be in [0, 1], got {text}')
-    return value
+_worker_count, _epoch_count = int_in(0, MAX_WORKERS), int_in(1, MAX_EPOCHS)
 
 
 def _beta(text):
-    value = _unit_float(text)
+    value = unit_float(text)
     if value == 1:
         raise argparse.ArgumentTypeError('must be in [0, 1)')
     return value
@@ -171,87 +101,80 @@ def _ctx(text):
     return text
 
 
-def _flag(parser, name, **kwargs):
-    """Add --kebab-name with its --snake_name twin, both writing the snake field."""
-    snake = name.replace('-', '_')
-    names = [f'--{name}'] + ([f'--{snake}'] if snake != name else [])
-    parser.add_argument(*names, dest=snake, **kwargs)
-
-
 def add_data_flags(parser, defaults):
     """Flags that choose and load the training images (the 'data' group of --help)."""
     parser = parser.add_argument_group('data')
-    _flag(parser, 'data', default=defaults.data, metavar='pokemon|synthetic|fashion-mnist|PATH',
-          help="dataset: 'pokemon' (download, the chapter's), 'synthetic' (embedded, offline), "
-               "'fashion-mnist', or a folder of images in class subfolders (default: %(default)s)")
-    _flag(parser, 'data-root', type=_mxnet_path, default=defaults.data_root, metavar='DIR',
-          help='download and decode cache (default: %(default)s)')
-    _flag(parser, 'limit', type=_positive_int, default=None, metavar='N',
-          help=f'use only the first N images (at most {MAX_SYNTHETIC_IMAGES} with '
-               f'--data synthetic)')
-    _flag(parser, 'num-workers', type=_worker_count, default=defaults.num_workers,
-          metavar='N', help=f'image decoding threads, at most {MAX_WORKERS} (default: '
-                            f'%(default)s, from the core count)')
-    _flag(parser, 'skip-bad-images', action='store_true',
-          help='leave out unreadable image files instead of stopping')
+    flag(parser, 'data', default=defaults.data, metavar='pokemon|synthetic|fashion-mnist|PATH',
+         help="dataset: 'pokemon' (download, the chapter's), 'synthetic' (embedded, offline), "
+              "'fashion-mnist', or a folder of images in class subfolders (default: %(default)s)")
+    flag(parser, 'data-root', type=mxnet_path, default=defaults.data_root, metavar='DIR',
+         help='download and decode cache (default: %(default)s)')
+    flag(parser, 'limit', type=positive_int, default=None, metavar='N',
+         help=f'use only the first N images (at most {MAX_SYNTHETIC_IMAGES} with '
+              f'--data synthetic)')
+    flag(parser, 'num-workers', type=_worker_count, default=defaults.num_workers,
+         metavar='N', help=f'image decoding threads, at most {MAX_WORKERS} (default: '
+                           f'%(default)s, from the core count)')
+    flag(parser, 'skip-bad-images', action='store_true',
+         help='leave out unreadable image files instead of stopping')
 
 
 def add_model_flags(parser, defaults):
     """Flags that shape the two networks (the 'model' group)."""
     parser = parser.add_argument_group('model')
-    _flag(parser, 'latent-dim', type=_positive_int, default=defaults.latent_dim, metavar='N',
-          help='length of the noise vector z (default: %(default)s)')
-    _flag(parser, 'n-G', type=_positive_int, default=defaults.n_G, metavar='N',
-          help='generator width: its last G_block has N channels (default: %(default)s)')
-    _flag(parser, 'n-D', type=_positive_int, default=defaults.n_D, metavar='N',
-          help='discriminator width: its first D_block has N channels (default: %(default)s)')
-    _flag(parser, 'channels', type=int, choices=(1, 3), default=defaults.channels,
-          help='image channels: 3 (RGB) or 1 (Fashion-MNIST) (default: %(default)s)')
-    _flag(parser, 'd-activation', choices=('leaky', 'relu'), default=defaults.d_activation,
-          help="discriminator activation, exercise 1 (default: %(default)s)")
-    _flag(parser, 'alpha', type=_unit_float, default=defaults.alpha,
-          help='leaky ReLU slope in [0, 1] (default: %(default)s)')
+    flag(parser, 'latent-dim', type=positive_int, default=defaults.latent_dim, metavar='N',
+         help='length of the noise vector z (default: %(default)s)')
+    flag(parser, 'n-G', type=positive_int, default=defaults.n_G, metavar='N',
+         help='generator width: its last G_block has N channels (default: %(default)s)')
+    flag(parser, 'n-D', type=positive_int, default=defaults.n_D, metavar='N',
+         help='discriminator width: its first D_block has N channels (default: %(default)s)')
+    flag(parser, 'channels', type=int, choices=(1, 3), default=defaults.channels,
+         help='image channels: 3 (RGB) or 1 (Fashion-MNIST) (default: %(default)s)')
+    flag(parser, 'd-activation', choices=('leaky', 'relu'), default=defaults.d_activation,
+         help="discriminator activation, exercise 1 (default: %(default)s)")
+    flag(parser, 'alpha', type=unit_float, default=defaults.alpha,
+         help='leaky ReLU slope in [0, 1] (default: %(default)s)')
 
 
 def add_train_flags(parser, defaults):
     """Flags of the optimisation, the run folder, the devices and FID, in four groups."""
     group = parser.add_argument_group('training')
-    _flag(group, 'epochs', type=_epoch_count, default=defaults.epochs,
-          help=f'training epochs, at most {MAX_EPOCHS} (default: %(default)s)')
-    _flag(group, 'batch-size', type=_positive_int, default=defaults.batch_size,
-          help='examples per step (default: %(default)s)')
-    _flag(group, 'lr', type=_positive_float, default=defaults.lr,
-          help='Adam learning rate for both nets (default: %(default)s)')
-    _flag(group, 'beta1', type=_beta, default=defaults.beta1,
-          help="Adam beta1 (default: %(default)s, the chapter's)")
-    _flag(group, 'seed', type=seed_int, default=defaults.seed,
-          help='seed for data order, noise and weights, in [0, 2**32) (default: %(default)s)')
-    _flag(group, 'dtype', choices=('float32', 'bfloat16'), default=defaults.dtype,
-          help='convolution arithmetic: bfloat16 needs a CPU with avx512_bf16; weights, '
-               'optimizer, BatchNorm statistics, losses and files stay float32 '
-               '(default: %(default)s)')
+    flag(group, 'epochs', type=_epoch_count, default=defaults.epochs,
+         help=f'training epochs, at most {MAX_EPOCHS} (default: %(default)s)')
+    flag(group, 'batch-size', type=positive_int, default=defaults.batch_size,
+         help='examples per step (default: %(default)s)')
+    flag(group, 'lr', type=positive_float, default=defaults.lr,
+         help='Adam learning rate for both nets (default: %(default)s)')
+    flag(group, 'beta1', type=_beta, default=defaults.beta1,
+         help="Adam beta1 (default: %(default)s, the chapter's)")
+    flag(group, 'seed', type=seed_int, default=defaults.seed,
+         help='seed for data order, noise and weights, in [0, 2**32) (default: %(default)s)')
+    flag(group, 'dtype', choices=('float32', 'bfloat16'), default=defaults.dtype,
+         help='convolution arithmetic: bfloat16 needs a CPU with avx512_bf16; weights, '
+              'optimizer, BatchNorm statistics, losses and files stay float32 '
+              '(default: %(default)s)')
     group = parser.add_argument_group('output')
-    _flag(group, 'out-dir', type=_mxnet_path, default=defaults.out_dir, metavar='DIR',
-          help='run folder for figures, metrics, checkpoints, export (default: %(default)s)')
-    _flag(group, 'resume', action='store_true',
-          help='continue the run in --out-dir from its last complete checkpoint')
-    _flag(group, 'overwrite', action='store_true',
-          help='start afresh in an --out-dir that already holds a run, deleting it')
+    flag(group, 'out-dir', type=mxnet_path, default=defaults.out_dir, metavar='DIR',
+         help='run folder for figures, metrics, checkpoints, export (default: %(default)s)')
+    flag(group, 'resume', action='store_true',
+         help='continue the run in --out-dir from its last complete checkpoint')
+    flag(group, 'overwrite', action='store_true',
+         help='start afresh in an --out-dir that already holds a run, deleting it')
     group.add_argument('--no-progress', dest='progress', action='store_false',
                        help='no progress bars (they are drawn only on a terminal anyway)')
     group = parser.add_argument_group('distributed')
-    _flag(group, 'ctx', type=_ctx, default=defaults.ctx,
-          help='auto, cpu, gpu, gpu:N, or several devices: gpu:0,1 / cpu:0,1 (default: %(default)s)')
-    _flag(group, 'kvstore', choices=('device', 'local', 'dist_sync'), default=None,
-          help='gradient aggregation: device (GPUs), local (CPUs), dist_sync (several hosts, '
-               'start with gluon_dcgan.launch) (default: picked from --ctx)')
+    flag(group, 'ctx', type=_ctx, default=defaults.ctx,
+         help='auto, cpu, gpu, gpu:N, or several devices: gpu:0,1 / cpu:0,1 (default: %(default)s)')
+    flag(group, 'kvstore', choices=('device', 'local', 'dist_sync'), default=None,
+         help='gradient aggregation: device (GPUs), local (CPUs), dist_sync (several hosts, '
+              'start with gluon_dcgan.launch) (default: picked from --ctx)')
     group = parser.add_argument_group('quality')
-    _flag(group, 'fid-every', type=_non_negative_int, default=0, metavar='K',
-          help='score FID every K epochs and keep the best generator (default: off)')
-    _flag(group, 'fid-num', type=_positive_int, default=defaults.fid_num, metavar='N',
-          help='images per side for --fid-every (default: %(default)s)')
-    _flag(group, 'inception-params', type=_mxnet_path, default=None, metavar='FILE',
-          help='InceptionV3 weights saved by save_parameters, for FID offline')
+    flag(group, 'fid-every', type=non_negative_int, default=0, metavar='K',
+         help='score FID every K epochs and keep the best generator (default: off)')
+    flag(group, 'fid-num', type=positive_int, default=defaults.fid_num, metavar='N',
+         help='images per side for --fid-every (default: %(default)s)')
+    flag(group, 'inception-params', type=mxnet_path, default=None, metavar='FILE',
+         help='InceptionV3 weights saved by save_parameters, for FID offline')
 
 
 def train_parser(prog='run.py', description=None):

@@ -208,9 +208,9 @@ def test_damaged_cache_is_rebuilt(tmp_path, kind, monkeypatch):
 
 
 def test_folder_too_large_for_memory_is_refused_before_decoding(tmp_path, monkeypatch):
-    from gluon_dcgan import runtime
+    from gluon_dcgan import memory
     root, _ = _sprite_folder(tmp_path, count=6)
-    monkeypatch.setattr(runtime, 'available_memory_bytes', lambda: 5 * 64 * 64 * 3)
+    monkeypatch.setattr(memory, 'available_memory_bytes', lambda: 5 * 64 * 64 * 3)
     _no_decoding(monkeypatch)
     cfg = Config(data=root, data_root=str(tmp_path / 'cache'), batch_size=2)
     with pytest.raises(UserError, match='6 images take .* use --limit 5 or fewer'):

@@ -300,7 +300,7 @@ def test_parameter_counts_match_the_built_nets(n_G, n_D, latent, channels):
     import mxnet as mx
     from mxnet import np
     from gluon_dcgan.model import build_net_D, build_net_G, count_parameters
-    from gluon_dcgan.runtime import parameter_counts
+    from gluon_dcgan.memory import parameter_counts
     net_G, net_D = build_net_G(n_G, channels), build_net_D(n_D)
     for net in (net_G, net_D):
         net.initialize(mx.init.Normal(0.02))
@@ -312,16 +312,16 @@ def test_parameter_counts_match_the_built_nets(n_G, n_D, latent, channels):
 
 
 def test_memory_estimate_passes_the_defaults_and_refuses_huge_nets(monkeypatch):
-    from gluon_dcgan import runtime
+    from gluon_dcgan import memory
     from gluon_dcgan.errors import UserError
-    assert 1e9 < runtime.training_memory_bytes(64, 64, 100, 3, 256) < 2.2e9  # peak: 2.2 GB
-    monkeypatch.setattr(runtime, 'available_memory_bytes', lambda: 4 * 2 ** 30)
-    runtime.check_training_memory(64, 64, 100, 3, 256, 'cpu')
+    assert 1e9 < memory.training_memory_bytes(64, 64, 100, 3, 256) < 2.2e9  # peak: 2.2 GB
+    monkeypatch.setattr(memory, 'available_memory_bytes', lambda: 4 * 2 ** 30)
+    memory.check_training_memory(64, 64, 100, 3, 256, 'cpu')
     with pytest.raises(UserError, match=r'--n-G 4096 .* need about 199.8 GiB .* only 4.0 GiB'):
-        runtime.check_training_memory(4096, 64, 100, 3, 256, 'cpu')
-    runtime.check_training_memory(4096, 64, 100, 3, 256, 'gpu')  # the card's memory counts
-    monkeypatch.setattr(runtime, 'available_memory_bytes', lambda: None)  # not Linux
-    runtime.check_training_memory(4096, 64, 100, 3, 256, 'cpu')
+        memory.check_training_memory(4096, 64, 100, 3, 256, 'cpu')
+    memory.check_training_memory(4096, 64, 100, 3, 256, 'gpu')  # the card's memory counts
+    monkeypatch.setattr(memory, 'available_memory_bytes', lambda: None)  # not Linux
+    memory.check_training_memory(4096, 64, 100, 3, 256, 'cpu')
 
 
 MANIFEST_DAMAGE = {

@@ -17,7 +17,7 @@ def _names(pairs, root, shown=3):
 
 def _check_fits_in_memory(count, cfg):
     """All decoded images live in memory at once: refuse a folder that cannot fit."""
-    from ..runtime import available_memory_bytes
+    from ..memory import available_memory_bytes
     need, available = count * cfg.image_size ** 2 * cfg.channels, available_memory_bytes()
     if available is not None and need > available:
         fit = available // (cfg.image_size ** 2 * cfg.channels)

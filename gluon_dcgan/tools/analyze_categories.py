@@ -10,7 +10,7 @@ import sys
 
 import numpy as onp
 
-from ..config import OneLineParser, _flag, _positive_int, seed_int
+from ..flags import OneLineParser, flag, positive_int, seed_int
 from ..errors import UserError
 
 SHOWN = 8  # most confident samples per category in categories.png
@@ -50,10 +50,10 @@ def main(argv):
     """Classify a Fashion-MNIST run's samples; writes categories.md/png; returns exit code."""
     p = OneLineParser(prog='run.py analyze-categories', description=__doc__.split('\n')[0])
     p.add_argument('--run', required=True, metavar='DIR', help='a --data fashion-mnist run')
-    p.add_argument('--num', type=_positive_int, default=1000,
+    p.add_argument('--num', type=positive_int, default=1000,
                    help='generated images to classify (default: %(default)s)')
-    _flag(p, 'classifier-epochs', type=_positive_int, default=3,
-          help='epochs of the judging classifier (default: %(default)s)')
+    flag(p, 'classifier-epochs', type=positive_int, default=3,
+         help='epochs of the judging classifier (default: %(default)s)')
     p.add_argument('--seed', type=seed_int, default=0, help='noise seed (default: %(default)s)')
     p.add_argument('--no-progress', dest='progress', action='store_false',
                    help="no progress bar for the classifier's training (none is drawn when "
@@ -61,7 +61,7 @@ def main(argv):
     args = p.parse_args(argv)
     from ..runtime import use_np
     use_np()
-    from .. import classifier, generate
+    from .. import classifier, generate, seeds
     from ..data.fashion_mnist import load_fashion_mnist
     from ..train import rundir
     cfg = rundir.saved_config(rundir.RunPaths(args.run))
@@ -81,7 +81,7 @@ def main(argv):
     print(f'classifier test accuracy: {accuracy:.1%} ({len(test_y)} images)')
     net_G, manifest = generate.load_mxnet_generator(os.path.join(args.run, 'export'))
     fake = generate.pixels_in_chunks(
-        net_G, generate.latent_noise(args.num, manifest['latent_dim'], args.seed))
+        net_G, seeds.latent_noise(args.num, manifest['latent_dim'], args.seed))
     probs, preds = classifier.predict(net, fake)
     rows = []
     for label in range(10):

@@ -6,7 +6,8 @@ the images and the weights, so scoring a second export against them skips that p
 import os
 import sys
 
-from ..config import Config, OneLineParser, _flag, _int_in, add_data_flags
+from ..config import Config, add_data_flags
+from ..flags import OneLineParser, flag, int_in
 
 MAX_NUM = 100_000  # images per side: far beyond what FID needs, and bounded memory
 from ..errors import UserError
@@ -17,21 +18,21 @@ def _log(message):
 
 
 def _parse(argv):
-    from ..config import _positive_int, seed_int
+    from ..flags import positive_int, seed_int
     defaults = Config(data='pokemon')
     p = OneLineParser(prog='run.py evaluate', description=(
         'Fréchet and kernel Inception distances (FID, KID; InceptionV3 pool features, '
         '299x299) between images from an export and real images.'))
     p.add_argument('--export', required=True, metavar='DIR', help="a run's export/ folder")
-    p.add_argument('--num', type=_int_in(1, MAX_NUM), default=5000,
+    p.add_argument('--num', type=int_in(1, MAX_NUM), default=5000,
                    help=f'images per side, at most {MAX_NUM:,} (default: %(default)s; fewer '
                         f'real ones if the data is smaller)')
     p.add_argument('--seed', type=seed_int, default=0, help='noise seed (default: %(default)s)')
-    _flag(p, 'inception-params', metavar='FILE',
-          help='InceptionV3 weights from save_parameters (default: pretrained, '
-               'downloaded once into DATA_ROOT/models)')
-    _flag(p, 'batch-size', type=_positive_int, default=32,
-          help='images per Inception pass (default: %(default)s)')
+    flag(p, 'inception-params', metavar='FILE',
+         help='InceptionV3 weights from save_parameters (default: pretrained, '
+              'downloaded once into DATA_ROOT/models)')
+    flag(p, 'batch-size', type=positive_int, default=32,
+         help='images per Inception pass (default: %(default)s)')
     p.add_argument('--ctx', default='cpu',
                    help='MXNet device: cpu, gpu, gpu:N or auto; the first one of a list is '
                         'used (default: %(default)s)')
@@ -64,7 +65,7 @@ def main(argv):
     from ..runtime import resolve_contexts, use_np
     use_np()
     ctx = resolve_contexts(args.ctx)[0]
-    from .. import fid, generate
+    from .. import fid, generate, seeds
     net_G, manifest = generate.load_mxnet_generator(args.export, ctx)
     real = _real_images(args, channels=manifest['output_shape'][1])
     models = os.path.join(args.data_root, 'models')
@@ -75,7 +76,7 @@ def main(argv):
     # The same noise as `generate --seed`: the scored images are the ones it draws.
     with ctx:  # pixels_in_chunks puts the noise on the default device
         fake = generate.pixels_in_chunks(
-            net_G, generate.latent_noise(args.num, manifest['latent_dim'], args.seed))
+            net_G, seeds.latent_noise(args.num, manifest['latent_dim'], args.seed))
     fake_feats = fid.inception_features(net, fake, ctx, args.batch_size, args.progress,
                                         desc='generated images')
     score = fid.frechet_distance(*fid.statistics(fake_feats), *real_stats)

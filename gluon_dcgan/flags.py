@@ -1,0 +1,96 @@
+"""Command-line plumbing every command shares: the one-line parser, the --kebab/--snake
+flag pair, and the argparse types that validate values.
+
+A bad value becomes argparse's ``argument --x: <reason>`` line, which OneLineParser
+prints alone, with exit 2.
+"""
+import argparse
+import sys
+
+from .seeds import SEED_LIMIT
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag gives one line and exit 2 instead of usage + error.
+
+    Abbreviations are off: '--epoch 3' is an error, not a silent '--epochs 3'.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault('allow_abbrev', False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        sys.stderr.write(f'{self.prog}: error: {message} (see --help)\n')
+        sys.exit(2)
+
+
+def flag(parser, name, **kwargs):
+    """Add --kebab-name with its --snake_name twin, both writing the snake field."""
+    snake = name.replace('-', '_')
+    names = [f'--{name}'] + ([f'--{snake}'] if snake != name else [])
+    parser.add_argument(*names, dest=snake, **kwargs)
+
+
+def int_in(minimum, maximum=None):
+    """An argparse type: a whole number in [minimum, maximum] (no upper bound if None)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'must be a whole number, got {text!r}')
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f'must be >= {minimum}, got {value}')
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f'must be <= {maximum}, got {value}')
+        return value
+    return parse
+
+
+positive_int, non_negative_int = int_in(1), int_in(0)
+_seed = int_in(0, SEED_LIMIT - 1)
+
+
+def seed_int(text):
+    """argparse type of every --seed: a whole number in [0, 2**32)."""
+    return _seed(text)
+
+
+def non_empty_path(text):
+    """An argparse type: any path but an empty one."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError('must not be empty: give a path')
+    return text
+
+
+def mxnet_path(text):
+    """An argparse type: a path MXNet can write to, i.e. a non-empty UTF-8 name."""
+    # MXNet's C API takes file names as UTF-8; a name that is not cannot be saved to.
+    try:
+        non_empty_path(text).encode('utf-8')
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not valid UTF-8, which MXNet needs '
+                                         f'for the files it writes: choose another name')
+    return text
+
+
+def positive_float(text):
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'must be a number, got {text!r}')
+    if not value > 0 or value == float('inf'):
+        raise argparse.ArgumentTypeError(f'must be a finite number > 0, got {text}')
+    return value
+
+
+def unit_float(text):
+    """An argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'must be a number, got {text!r}')
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f'must be in [0, 1], got {text}')
+    return value
