@@ -74,12 +74,16 @@ def mxnet_path(text):
     return text
 
 
-def positive_float(text):
-    """An argparse type: a finite number > 0."""
+def _number(text):
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'must be a number, got {text!r}')
+
+
+def positive_float(text):
+    """An argparse type: a finite number > 0."""
+    value = _number(text)
     if not value > 0 or value == float('inf'):
         raise argparse.ArgumentTypeError(f'must be a finite number > 0, got {text}')
     return value
@@ -87,10 +91,7 @@ def positive_float(text):
 
 def unit_float(text):
     """An argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'must be a number, got {text!r}')
+    value = _number(text)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f'must be in [0, 1], got {text}')
     return value
