@@ -4,9 +4,7 @@
 ``prepare`` runs every check before the run folder changes; an interrupt at any
 stage ends with one truthful line about what was saved.
 """
-import contextlib
 import os
-import signal
 import sys
 
 from ..config import Config
@@ -158,6 +156,7 @@ def prepare(run):
         run.fixed, run.state = checkpoint.load(resume_from, run.trainer)
         log(f'resuming from {resume_from}')
     run.state['config'] = dict(vars(cfg))
+    run.signals.check()  # a signal whose raise was lost during the checks stops the run here
     if run.chief:  # every check has passed: from here on the run folder changes
         run.stage = 'setup'
         rundir.clear_old_run(cfg, paths)
@@ -203,6 +202,7 @@ def _announce(run):
 def train(run):
     """The chapter's loop over epochs. Returns an exit code if interrupted, else None."""
     cfg, state, log = run.cfg, run.state, run.log
+    run.signals.check()
     if state['epoch'] < cfg.epochs:
         _announce(run)
     with StopFlag() as stop:
@@ -249,19 +249,6 @@ def finish(run, out):
           file=out, flush=True)
 
 
-@contextlib.contextmanager
-def _signals_raise():
-    """Outside the training loop, SIGINT and SIGTERM raise Interrupted (the loop uses a flag)."""
-    def handle(signum, frame):
-        raise Interrupted(signum)
-    old = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-
-
 def _diverged(run, exc):
     kept = checkpoint.latest_valid(run.paths.checkpoints, lambda m: None)
     tail = (f'the last good checkpoint {os.path.basename(kept)} is kept: resume with --resume, '
@@ -272,8 +259,10 @@ def _diverged(run, exc):
 
 def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=sys.stdout):
     """Train (or resume) the run described by `cfg`; return the exit code."""
-    with _signals_raise():
+    # Outside the loop SIGINT and SIGTERM raise Interrupted (the loop itself uses a flag).
+    with StopFlag(raising=True) as signals:
         run = Run(cfg, log)
+        run.signals = signals
         try:
             if not prepare(run):
                 return 0

@@ -19,8 +19,12 @@ D_KEYS = ('D_x', 'D_G_z', 'D_G_z2')
 FIXED, SAMPLES = 3, 4   # random streams: fixed sample noise, per-epoch fresh samples
 
 
-class Interrupted(Exception):
-    """SIGINT/SIGTERM arrived: within an epoch, training stopped after a complete batch."""
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM arrived: within an epoch, training stopped after a complete batch.
+
+    A BaseException, like KeyboardInterrupt: raised from a signal handler, it can surface
+    inside any code, and a library's `except Exception` must not swallow it.
+    """
 
     def __init__(self, signum, sums=None, next_batch=0):
         super().__init__(signum)
@@ -33,10 +37,16 @@ class Diverged(Exception):
 
 
 class StopFlag:
-    """Turn SIGINT/SIGTERM into a flag the loop checks between batches."""
+    """Turn SIGINT/SIGTERM into a flag the loop checks between batches.
 
-    def __init__(self):
-        self.signum = None
+    With `raising`, the handler also raises Interrupted at once (outside the loop, where
+    there is no batch to finish). The flag is kept either way, because a raise can be
+    lost: in a finalizer (__del__ runs wherever the collector does) Python only prints
+    it. check() at each stage boundary raises it again.
+    """
+
+    def __init__(self, raising=False, signum=None):
+        self.raising, self.signum = raising, signum
 
     def __enter__(self):
         self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -44,6 +54,13 @@ class StopFlag:
 
     def _handle(self, signum, frame):
         self.signum = signum
+        if self.raising:
+            raise Interrupted(signum)
+
+    def check(self):
+        """Raise Interrupted if a signal has arrived."""
+        if self.signum:
+            raise Interrupted(self.signum)
 
     def __exit__(self, *exc):
         for s, handler in self._old.items():
