@@ -5,6 +5,7 @@
 stage ends with one truthful line about what was saved.
 """
 import contextlib
+import hashlib
 import os
 import signal
 import sys
@@ -199,7 +200,6 @@ def weights_digest(net):
     in sorted name order. BatchNorm running statistics are left out: every worker
     keeps its own, from its own images.
     """
-    import hashlib
     digest = hashlib.sha256()
     for name, param in sorted(net._collect_params_with_prefix().items()):
         if param.grad_req != 'null':
