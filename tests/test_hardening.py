@@ -301,6 +301,7 @@ def test_a_signal_at_the_end_of_an_epoch_names_resume(monkeypatch):
         cfg=Config(epochs=3, batch_size=4), images=onp.zeros((8, 64, 64, 3), 'uint8'),
         state={'epoch': 0, 'batch': 0, 'history': [], 'partial': None}, chief=True,
         num_workers=1, gan=None, log=messages.append, ctxs=[None],
+        signals=types.SimpleNamespace(check=lambda: None),  # no signal before train()
         # The signal lands while the epoch's checkpoint and pictures are being written.
         epoch_end=lambda epoch, state: os.kill(os.getpid(), signal.SIGINT))
     assert fit.train(run) == 130
