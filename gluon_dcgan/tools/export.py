@@ -50,7 +50,7 @@ def main(argv):
     from ..runtime import use_np
     use_np()
     import mxnet as mx
-    from ..train.fit import export_run
+    from ..export.run_export import export_run
     ctx = mx.cpu()
     net_G, cfg, path = load_run_generator(args.run, ctx)
     manifest = export_run(net_G, cfg, out, ctx)

@@ -4,16 +4,18 @@
 ``prepare`` runs every check before the run folder changes; an interrupt at any
 stage ends with one truthful line about what was saved.
 """
+import hashlib
 import os
 import sys
 
 from ..config import Config
 from ..data import load_images, loader
 from ..errors import UserError
+from ..export.run_export import export_run
 from ..runtime import bf16_problem, describe_contexts, resolve_contexts
 from . import checkpoint, report, rundir
-from .loop import (D_KEYS, FIXED, SAMPLES, Diverged, Interrupted, StopFlag, Trainer, noise,
-                   run_epoch)
+from .epoch_end import EpochEnd
+from .loop import D_KEYS, FIXED, GAN, Diverged, Interrupted, StopFlag, noise, run_epoch
 
 # What an interrupt outside the training loop leaves behind, by stage.
 INTERRUPTED = {
@@ -38,38 +40,6 @@ def _kvstore(cfg, ctxs):
         return None, 0, 1
     default = 'device' if ctxs[0].device_type == 'gpu' else 'local'
     return cfg.kvstore or default, 0, 1
-
-
-class EpochEnd:
-    """What happens after each epoch on the chief worker: checkpoint, pictures, metrics."""
-
-    def __init__(self, cfg, paths, trainer, fixed_noise, history, best=None):
-        self.cfg, self.paths, self.trainer, self.fixed_noise = cfg, paths, trainer, fixed_noise
-        self.best = best
-        os.makedirs(paths.samples, exist_ok=True)
-        self.figure = report.TrainingFigure(cfg.epochs, paths.training, with_fid=bool(best))
-        for row in history:  # a resumed run's figure covers the whole run
-            self.figure.add(row['epoch'], row['loss_D'], row['loss_G'], fid=row.get('fid'),
-                            save=False, D=row)
-
-    def save_checkpoint(self, state):
-        return checkpoint.save(self.paths.checkpoints, self.trainer, self.fixed_noise, state)
-
-    def __call__(self, epoch, state):
-        row = state['history'][-1]
-        if self.best and self.best.due(epoch):
-            row['fid'] = self.best.score(epoch)  # recorded before the checkpoint is written
-        path = self.save_checkpoint(state)
-        if 'fid' in row and self.best.keep_if_best(epoch, row['fid'], path):
-            print(f"epoch {epoch}: FID {row['fid']:.2f}, the best so far: kept in "
-                  f"checkpoints/best and export/best", file=sys.stderr)
-        fixed = report.to_pixels(self.trainer.generate(self.fixed_noise))
-        report.save_png(report.grid(fixed, cols=7),
-                        os.path.join(self.paths.samples, f'epoch_{epoch:03d}.png'))
-        fresh = self.trainer.generate(
-            noise(self.cfg.seed, epoch, SAMPLES, (21, self.cfg.latent_dim, 1, 1)))
-        self.figure.add(epoch, row['loss_D'], row['loss_G'], fresh, fid=row.get('fid'), D=row)
-        report.write_metrics(state['history'], self.paths.metrics)
 
 
 def _check_resume(cfg, path, state, log):
@@ -109,14 +79,6 @@ def _start_state(cfg, paths, log):
     return path, state
 
 
-def export_run(net_G, cfg, folder, ctx):
-    """export/: MXNet symbol + params, the verified ONNX model, manifest.json."""
-    from ..export.mxnet_export import export_generator
-    from ..export.onnx_export import onnx_writer
-    return export_generator(net_G, folder, cfg.latent_dim, cfg.channels, cfg.image_size,
-                            ctx=ctx, extra_writers=[onnx_writer(cfg.latent_dim, ctx)])
-
-
 class Run:
     """Everything one training run holds; `stage` says what an interrupt would leave."""
 
@@ -149,11 +111,11 @@ def prepare(run):
     if run.num_workers > 1:
         log(f'worker {run.rank}/{run.num_workers}: {len(run.images) // run.num_workers} of '
             f'{len(run.images)} images per epoch')
-    run.trainer = Trainer(cfg, run.ctxs, run.kvstore, run.rank, run.num_workers)
+    run.gan = GAN(cfg, run.ctxs, run.kvstore, run.rank, run.num_workers)
     run.fixed = noise(cfg.seed, 0, FIXED, (21, cfg.latent_dim, 1, 1))
     run.state = {'epoch': 0, 'batch': 0, 'history': [], 'partial': None}
     if resume_from:
-        run.fixed, run.state = checkpoint.load(resume_from, run.trainer)
+        run.fixed, run.state = checkpoint.load(resume_from, run.gan)
         log(f'resuming from {resume_from}')
     run.state['config'] = dict(vars(cfg))
     run.signals.check()  # a signal whose raise was lost during the checks stops the run here
@@ -167,8 +129,9 @@ def prepare(run):
         best = None
         if cfg.fid_every:
             from .best import BestByFID
-            best = BestByFID(cfg, paths, run.trainer, run.images, run.ctxs[0], export_run)
-        run.epoch_end = EpochEnd(cfg, paths, run.trainer, run.fixed, run.state['history'], best)
+            best = BestByFID(cfg, paths, run.gan, run.images, run.ctxs[0])
+        run.epoch_end = EpochEnd(cfg, paths, run.gan, run.fixed, run.state['history'], log,
+                                 best)
     return True
 
 
@@ -208,7 +171,7 @@ def train(run):
     with StopFlag() as stop:
         for epoch in range(state['epoch'] + 1, cfg.epochs + 1):
             try:
-                sums = run_epoch(run.trainer, run.images, epoch, stop, state['batch'],
+                sums = run_epoch(run.gan, run.images, epoch, stop, state['batch'],
                                  state['partial'])
             except Interrupted as exc:
                 if run.chief:
@@ -230,6 +193,21 @@ def train(run):
     return None
 
 
+def weights_digest(net):
+    """The first 12 hex digits of SHA-256 over `net`'s trainable parameters.
+
+    Hashes each parameter's structural name (as in net_G.params) and float32 bytes,
+    in sorted name order. BatchNorm running statistics are left out: every worker
+    keeps its own, from its own images.
+    """
+    digest = hashlib.sha256()
+    for name, param in sorted(net._collect_params_with_prefix().items()):
+        if param.grad_req != 'null':
+            digest.update(name.encode())
+            digest.update(param.data().asnumpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
 def finish(run, out):
     """Export the generator and print the chapter's final line."""
     run.stage = 'finish'
@@ -239,10 +217,10 @@ def finish(run, out):
     npx.waitall()
     if run.chief:
         report.write_gif(run.paths.samples, run.paths.gif)
-        export_run(run.trainer.net_G, run.cfg, run.paths.export, run.ctxs[0])
-    dump = os.environ.get('GLUON_DCGAN_DUMP_PARAMS')  # tests compare workers' weights
-    if dump:
-        run.trainer.net_G.save_parameters(f'{dump}-rank{run.rank}.params')
+        export_run(run.gan.net_G, run.cfg, run.paths.export, run.ctxs[0])
+    if run.num_workers > 1:  # dist_sync workers must end with the same weights: show it
+        run.log(f'worker {run.rank}/{run.num_workers}: generator weights sha256 '
+                f'{weights_digest(run.gan.net_G)}')
     last = run.state['history'][-1]
     print(f"loss_D {last['loss_D']:.3f}, loss_G {last['loss_G']:.3f}, "
           f"{last['examples_per_sec']:.1f} examples/sec on {describe_contexts(run.ctxs)}",
