@@ -142,8 +142,15 @@ def _dispatch(argv):
     return module.main(rest)
 
 
+def _stopped(argv, how):
+    """What a signal outside training's own handlers leaves: nothing, said per command."""
+    if not argv or argv[0].startswith('-'):
+        return f'{how} before training started: nothing was saved'
+    return f'{argv[0]} {how}: nothing was saved'
+
+
 def _terminated(signum, frame):
-    _log('terminated before training started: nothing was saved')
+    _log(_stopped(sys.argv[1:], 'terminated'))
     sys.exit(128 + signum)
 
 
@@ -194,7 +201,7 @@ def main(argv=None):
         _log(f'error: {exc}')
         return exc.exit_code
     except KeyboardInterrupt:
-        _log('interrupted before training started: nothing was saved')
+        _log(_stopped(argv, 'interrupted'))
         return 130
 
 

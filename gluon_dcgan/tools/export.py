@@ -46,14 +46,19 @@ def main(argv):
     args = p.parse_args(argv)
     out = args.out or os.path.join(args.run, 'export')
     from ..export.mxnet_export import check_target
+    from ..train import rundir
     check_target(out)  # before anything is loaded or written
+    parent = os.path.dirname(os.path.abspath(out))
+    if rundir.RunPaths(parent).holds_run():  # e.g. RUN/export of another run: not while it trains
+        rundir.lock(parent)
     from ..runtime import use_np
     use_np()
     import mxnet as mx
     from ..export.run_export import export_run
+    from ..train import checkpoint
     ctx = mx.cpu()
     net_G, cfg, path = load_run_generator(args.run, ctx)
-    manifest = export_run(net_G, cfg, out, ctx)
+    manifest = export_run(net_G, cfg, out, ctx, checkpoint.load_state(path)['epoch'])
     print(f'exported {path} to {out} (ONNX max abs diff '
           f'{manifest["onnx"]["verified_max_abs_diff"]:.1e})', file=sys.stderr)
     return 0

@@ -11,7 +11,7 @@ import sys
 from ..config import Config
 from ..data import load_images, loader
 from ..errors import UserError
-from ..export.run_export import export_run
+from ..export.run_export import export_run, exported_epochs
 from ..runtime import bf16_problem, describe_contexts, resolve_contexts
 from . import checkpoint, report, rundir
 from .epoch_end import EpochEnd
@@ -65,6 +65,19 @@ def _check_resume(cfg, path, state, log):
         log(f'resuming with new Adam settings from here on: {", ".join(changes)}')
 
 
+def _check_same_images(state, count, log):
+    """A mid-epoch resume needs the images its batches were drawn from; at an epoch
+    boundary a changed dataset is allowed, and said."""
+    before = state.get('images')
+    if before is None or before == count:
+        return
+    if state['batch']:
+        raise UserError(f'the data changed since the checkpoint ({before} -> {count} images), '
+                        f'which stopped in the middle of epoch {state["epoch"] + 1}: restore '
+                        f'the images to resume, or use --overwrite to start afresh')
+    log(f'note: the data changed since the checkpoint ({before} -> {count} images)')
+
+
 def _start_state(cfg, paths, log):
     """(checkpoint path, its state) to resume from, or (None, None) to start afresh."""
     if not cfg.resume:
@@ -100,7 +113,7 @@ def prepare(run):
         rundir.lock(paths.root)
         rundir.check_start(cfg, paths, log)
     resume_from, done = _start_state(cfg, paths, log)
-    if done and done['epoch'] >= cfg.epochs and os.path.isdir(paths.export):
+    if done and done['epoch'] >= cfg.epochs and exported_epochs(paths.export) == done['epoch']:
         log(f'{paths.root} already finished {done["epoch"]} epoch(s); nothing to do '
             f'(raise --epochs to train longer)')
         return False
@@ -108,6 +121,8 @@ def prepare(run):
         from ..fid import check_weights_available
         check_weights_available(cfg.inception_params, os.path.join(cfg.data_root, 'models'))
     run.images = load_images(cfg, log)
+    if done:
+        _check_same_images(done, len(run.images), log)
     if run.num_workers > 1:
         log(f'worker {run.rank}/{run.num_workers}: {len(run.images) // run.num_workers} of '
             f'{len(run.images)} images per epoch')
@@ -118,6 +133,7 @@ def prepare(run):
         run.fixed, run.state = checkpoint.load(resume_from, run.gan)
         log(f'resuming from {resume_from}')
     run.state['config'] = dict(vars(cfg))
+    run.state['images'] = len(run.images)  # what a resume checks the data against
     run.signals.check()  # a signal whose raise was lost during the checks stops the run here
     if run.chief:  # every check has passed: from here on the run folder changes
         run.stage = 'setup'
@@ -217,7 +233,7 @@ def finish(run, out):
     npx.waitall()
     if run.chief:
         report.write_gif(run.paths.samples, run.paths.gif)
-        export_run(run.gan.net_G, run.cfg, run.paths.export, run.ctxs[0])
+        export_run(run.gan.net_G, run.cfg, run.paths.export, run.ctxs[0], run.state['epoch'])
     if run.num_workers > 1:  # dist_sync workers must end with the same weights: show it
         run.log(f'worker {run.rank}/{run.num_workers}: generator weights sha256 '
                 f'{weights_digest(run.gan.net_G)}')
@@ -253,4 +269,12 @@ def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=sys.stdout):
             return exc.exit_code
         except Diverged as exc:
             raise _diverged(run, exc)
+        except Exception:
+            if signals.signum:  # e.g. an import the signal broke: the signal is the cause
+                log(INTERRUPTED[run.stage])
+                return 128 + signals.signum
+            raise
+        finally:
+            if run.stage == 'checks' and run.chief:
+                rundir.unlock_if_unused(run.paths.root)
     return 0

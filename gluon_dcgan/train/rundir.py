@@ -22,10 +22,11 @@ from . import checkpoint
 RUN_FILES = ('config.json', 'metrics.jsonl', 'real_samples.png', 'leaky_relu.png',
              'training.png', 'progress.gif')
 RUN_FOLDERS = {'samples': re.compile(r'epoch_\d+\.png$'),
-               'checkpoints': re.compile(r'(damaged-|\.tmp-)?ckpt-E\d+-B\d+.*$|best$'),
+               'checkpoints': re.compile(r'(damaged-)?ckpt-E\d+-B\d+$|\.tmp-ckpt-|best$'),
                'export': None}  # an export: check_target vouches for every entry
 LOCK = '.lock'
 _held = {}  # real path of a run folder -> its open lock file: held as long as the process
+_created = set()  # run folders the lock itself created
 
 
 class RunPaths:
@@ -69,6 +70,7 @@ def lock(root):
     if os.path.realpath(root) in _held:  # this process already owns it (ablate-activation)
         return
     try:
+        created = not os.path.exists(root)
         os.makedirs(root, exist_ok=True)
         # O_NOFOLLOW: a .lock planted as a symlink must not make us write a PID elsewhere.
         fd = os.open(os.path.join(root, LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
@@ -92,6 +94,21 @@ def lock(root):
     os.ftruncate(fd, 0)
     os.write(fd, f'{os.getpid()}\n'.encode())
     _held[os.path.realpath(root)] = fd
+    if created:
+        _created.add(os.path.realpath(root))
+
+
+def unlock_if_unused(root):
+    """Remove a run folder this process created for its lock, if nothing else went in it.
+
+    A run refused by a check after taking the lock leaves no empty folder behind.
+    """
+    real = os.path.realpath(root)
+    if real in _created and os.listdir(real) == [LOCK]:
+        os.close(_held.pop(real))
+        os.remove(os.path.join(real, LOCK))
+        os.rmdir(real)
+        _created.discard(real)
 
 
 def saved_config(paths):
@@ -131,8 +148,19 @@ def _check_kinds(paths):
                             f'choose another --out-dir')
 
 
+def _check_outside_data(cfg, paths):
+    real_out, data = os.path.realpath(paths.root), cfg.data
+    if data in ('pokemon', 'synthetic', 'fashion-mnist') or not os.path.isdir(data):
+        return
+    if os.path.commonpath([real_out, os.path.realpath(data)]) == os.path.realpath(data):
+        raise UserError(f'--out-dir {paths.root} is inside the --data folder {data}: its '
+                        f'pictures would become training images; choose an --out-dir '
+                        f'outside it')
+
+
 def check_start(cfg, paths, log):
     """Apply the --resume/--overwrite rules; changes nothing on disk."""
+    _check_outside_data(cfg, paths)
     _check_kinds(paths)
     if os.path.exists(paths.config) and not _is_run_config(paths.config) and \
             not checkpoint.list_checkpoints(paths.checkpoints):
