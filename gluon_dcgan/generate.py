@@ -10,11 +10,11 @@ import numpy as onp
 
 from .errors import UserError
 from .files import file_digest
+from .images import CHUNK, grid, images_in_chunks, save_gif, save_png, square_grid, to_pixels
 
 SYMBOL, PARAMS, MANIFEST, ONNX = ('generator-symbol.json', 'generator-0000.params',
                                   'manifest.json', 'generator.onnx')
 MAX_GRID = 10_000  # images in one grid: 100x100 tiles of 64 px, 6602 px square, 131 MB
-CHUNK = 256        # latents per forward pass: memory stays flat whatever --num is
 REEXPORT = 're-export with: python run.py export --run RUN_DIR'
 
 
@@ -150,22 +150,6 @@ def generate_onnx(folder, Z):
     return run(Z), manifest
 
 
-def images_in_chunks(forward, Z, chunk=CHUNK):
-    """(N, H, W, C) uint8 pixels of forward(Z), computed `chunk` latents at a time.
-
-    `forward` maps host latents to host (n, C, H, W) floats in [-1, 1]; only the
-    uint8 result grows with N.
-    """
-    from .train.report import to_pixels
-    out = None
-    for i in range(0, len(Z), chunk):
-        pixels = to_pixels(forward(Z[i:i + chunk]))
-        if out is None:
-            out = onp.empty((len(Z),) + pixels.shape[1:], onp.uint8)
-        out[i:i + len(pixels)] = pixels
-    return out
-
-
 def pixels_in_chunks(net_G, Z, chunk=CHUNK):
     """(N, H, W, C) uint8 images from an MXNet generator, `chunk` latents at a time."""
     return images_in_chunks(mxnet_forward(net_G), Z, chunk)
@@ -173,13 +157,11 @@ def pixels_in_chunks(net_G, Z, chunk=CHUNK):
 
 def save_pixel_grid(pixels, path):
     """Write (N, H, W, C) uint8 images as one near-square PNG grid."""
-    from .train.report import grid, save_png
-    save_png(grid(pixels, cols=int(onp.ceil(onp.sqrt(len(pixels))))), path)
+    save_png(square_grid(pixels), path)
 
 
 def save_grid(images, path):
     """Write generated (N, C, H, W) images in [-1, 1] as one near-square PNG grid."""
-    from .train.report import to_pixels
     save_pixel_grid(to_pixels(images), path)
 
 
@@ -223,13 +205,5 @@ def save_latent_walk(pixels, steps, png_path, gif_path, ms_per_frame=200):
     The PNG has one row per walk and one column per step. The GIF has one frame
     per step; each frame shows every walk at that step, in a near-square grid.
     """
-    import tempfile
-    from .train.report import grid, save_png, write_gif
-    pairs = len(pixels) // steps
     save_png(grid(pixels, cols=steps), png_path)
-    cols = int(onp.ceil(onp.sqrt(pairs)))
-    with tempfile.TemporaryDirectory(prefix='gluon_dcgan_walk_') as frames:
-        for j in range(steps):  # write_gif plays samples/epoch_NNN.png in name order
-            save_png(grid(pixels[j::steps], cols=cols),
-                     os.path.join(frames, f'epoch_{j:05d}.png'))
-        write_gif(frames, gif_path, ms_per_frame=ms_per_frame)
+    save_gif([square_grid(pixels[j::steps]) for j in range(steps)], gif_path, ms_per_frame)

@@ -211,7 +211,7 @@ def test_generate_refuses_a_grid_above_the_limit(export_copy, tmp_path):
 @pytest.mark.parametrize('onnx', [False, True])
 def test_generate_in_chunks_equals_one_pass(export_copy, tmp_path, onnx):
     from gluon_dcgan import generate
-    from gluon_dcgan.train.report import grid, to_pixels
+    from gluon_dcgan.images import grid, to_pixels
     from PIL import Image
     num = generate.CHUNK + 44
     proc = run_cli(['generate', '--export', str(export_copy), '--num', str(num), '--seed', '3',

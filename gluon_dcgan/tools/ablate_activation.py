@@ -96,7 +96,7 @@ def write_figure(rows, path):
     import matplotlib
     matplotlib.use('Agg')
     from matplotlib import pyplot as plt
-    from ..train.report import grid, to_pixels
+    from ..images import grid, to_pixels
     fig, axes = plt.subplots(2, len(rows), figsize=(5 * len(rows), 8))
     for k, r in enumerate(rows):
         epochs = [h['epoch'] for h in r['history']]

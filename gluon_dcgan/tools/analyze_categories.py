@@ -36,7 +36,7 @@ def _table(rows, accuracy, num, path, trained_now, key):
 
 def _figure(images, probs, preds, path):
     """One row per category: its SHOWN most confident generated samples."""
-    from ..train.report import grid, save_png
+    from ..images import grid, save_png
     blank = onp.full(images.shape[1:], 255, onp.uint8)
     tiles = []
     for label in range(10):

@@ -10,8 +10,8 @@ import shutil
 import numpy as onp
 
 from .. import fid
+from ..images import to_pixels
 from .loop import noise
-from .report import to_pixels
 
 FID_STREAM = 5
 

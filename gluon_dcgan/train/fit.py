@@ -12,6 +12,7 @@ import sys
 from ..config import Config
 from ..data import load_images, loader
 from ..errors import UserError
+from ..images import grid, save_png, to_pixels
 from ..runtime import bf16_problem, describe_contexts, resolve_contexts
 from . import checkpoint, report, rundir
 from .loop import (D_KEYS, FIXED, SAMPLES, Diverged, Interrupted, StopFlag, Trainer, noise,
@@ -65,9 +66,8 @@ class EpochEnd:
         if 'fid' in row and self.best.keep_if_best(epoch, row['fid'], path):
             print(f"epoch {epoch}: FID {row['fid']:.2f}, the best so far: kept in "
                   f"checkpoints/best and export/best", file=sys.stderr)
-        fixed = report.to_pixels(self.trainer.generate(self.fixed_noise))
-        report.save_png(report.grid(fixed, cols=7),
-                        os.path.join(self.paths.samples, f'epoch_{epoch:03d}.png'))
+        fixed = to_pixels(self.trainer.generate(self.fixed_noise))
+        save_png(grid(fixed, cols=7), os.path.join(self.paths.samples, f'epoch_{epoch:03d}.png'))
         fresh = self.trainer.generate(
             noise(self.cfg.seed, epoch, SAMPLES, (21, self.cfg.latent_dim, 1, 1)))
         self.figure.add(epoch, row['loss_D'], row['loss_G'], fresh, fid=row.get('fid'), D=row)
