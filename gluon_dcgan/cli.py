@@ -9,7 +9,7 @@ import sys
 
 from .config import OneLineParser, _flag, _int_in, _positive_int, parse_train_args, seed_int
 from .errors import UserError
-from .generate import MAX_GRID
+from .tools.generate import MAX_GRID
 from .runtime import configure_process
 
 COMMANDS = ('generate', 'export', 'evaluate', 'ablate-activation', 'analyze-categories')
@@ -81,7 +81,7 @@ def generate_main(argv):
     """run.py generate: an image grid or latent walks from an export, via MXNet or onnxruntime."""
     args = _generate_parser().parse_args(argv)
     _check_generate_args(args)
-    from . import generate
+    from .tools import generate
     if args.onnx:
         run, manifest = generate.load_onnx_generator(args.export)  # checks the files once
     else:

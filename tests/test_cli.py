@@ -40,7 +40,7 @@ def test_generate_round_trip_is_repeatable_and_matches_the_trained_net(tiny_run,
     # The export equals the in-process generator rebuilt from the last checkpoint.
     import mxnet as mx
     from mxnet import np
-    from gluon_dcgan import generate
+    from gluon_dcgan.tools import generate
     from gluon_dcgan.model import build_net_G
     ckpt = sorted((out / 'checkpoints').iterdir())[-1]
     net_G = build_net_G()

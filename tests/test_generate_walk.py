@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from conftest import assert_one_line_error, run_cli
-from gluon_dcgan import generate
+from gluon_dcgan.tools import generate
 
 TILE, PAD = 64, 2  # the export's image size and report.grid's padding
 

@@ -210,7 +210,7 @@ def test_generate_refuses_a_grid_above_the_limit(export_copy, tmp_path):
 
 @pytest.mark.parametrize('onnx', [False, True])
 def test_generate_in_chunks_equals_one_pass(export_copy, tmp_path, onnx):
-    from gluon_dcgan import generate
+    from gluon_dcgan.tools import generate
     from gluon_dcgan.images import grid, to_pixels
     from PIL import Image
     num = generate.CHUNK + 44

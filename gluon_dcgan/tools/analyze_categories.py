@@ -61,7 +61,8 @@ def main(argv):
     args = p.parse_args(argv)
     from ..runtime import use_np
     use_np()
-    from .. import classifier, generate
+    from .. import classifier
+    from . import generate
     from ..data.fashion_mnist import load_fashion_mnist
     from ..train import rundir
     cfg = rundir.saved_config(rundir.RunPaths(args.run))

@@ -64,7 +64,8 @@ def main(argv):
     from ..runtime import resolve_contexts, use_np
     use_np()
     ctx = resolve_contexts(args.ctx)[0]
-    from .. import fid, generate
+    from .. import fid
+    from . import generate
     net_G, manifest = generate.load_mxnet_generator(args.export, ctx)
     real = _real_images(args, channels=manifest['output_shape'][1])
     models = os.path.join(args.data_root, 'models')

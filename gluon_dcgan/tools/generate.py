@@ -8,9 +8,9 @@ import os
 
 import numpy as onp
 
-from .errors import UserError
-from .files import file_digest
-from .images import CHUNK, grid, images_in_chunks, save_gif, save_png, square_grid, to_pixels
+from ..errors import UserError
+from ..files import file_digest
+from ..images import CHUNK, grid, images_in_chunks, save_gif, save_png, square_grid, to_pixels
 
 SYMBOL, PARAMS, MANIFEST, ONNX = ('generator-symbol.json', 'generator-0000.params',
                                   'manifest.json', 'generator.onnx')
@@ -74,7 +74,7 @@ def check_shapes(folder, forward, manifest):
     Catches an edited latent_dim or output_shape, and weights of another width swapped
     in (with the manifest re-hashed, the SHA-256 checks alone pass).
     """
-    from .runtime import native_stderr_silenced
+    from ..runtime import native_stderr_silenced
     latent, expected = manifest['latent_dim'], tuple(manifest['output_shape'][1:])
     try:
         with native_stderr_silenced():  # onnxruntime logs its errors to fd 2 as well
