@@ -51,7 +51,7 @@ def _probe_run(run_dir, real):
     from ..model import build_net_D
     from ..train import checkpoint
     from ..train.loop import noise
-    from .export import load_run_generator
+    from ..train.restore import load_run_generator
     ctx = mx.cpu()
     net_G, cfg, path = load_run_generator(run_dir, ctx)
     net_D = build_net_D(cfg.n_D, cfg.alpha, cfg.d_activation)

@@ -62,7 +62,9 @@ def main(argv):
     from ..runtime import use_np
     use_np()
     from .. import classifier
-    from . import generate
+    from ..export.load import load_mxnet_generator, mxnet_forward
+    from ..images import images_in_chunks
+    from ..latent import latent_noise
     from ..data.fashion_mnist import load_fashion_mnist
     from ..train import rundir
     cfg = rundir.saved_config(rundir.RunPaths(args.run))
@@ -80,9 +82,9 @@ def main(argv):
     _, test_pred = classifier.predict(net, test_x)
     accuracy = float((test_pred == test_y).mean())
     print(f'classifier test accuracy: {accuracy:.1%} ({len(test_y)} images)')
-    net_G, manifest = generate.load_mxnet_generator(os.path.join(args.run, 'export'))
-    fake = generate.pixels_in_chunks(
-        net_G, generate.latent_noise(args.num, manifest['latent_dim'], args.seed))
+    net_G, manifest = load_mxnet_generator(os.path.join(args.run, 'export'))
+    fake = images_in_chunks(mxnet_forward(net_G),
+                            latent_noise(args.num, manifest['latent_dim'], args.seed))
     probs, preds = classifier.predict(net, fake)
     rows = []
     for label in range(10):

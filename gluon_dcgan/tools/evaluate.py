@@ -65,8 +65,10 @@ def main(argv):
     use_np()
     ctx = resolve_contexts(args.ctx)[0]
     from .. import fid
-    from . import generate
-    net_G, manifest = generate.load_mxnet_generator(args.export, ctx)
+    from ..export.load import load_mxnet_generator, mxnet_forward
+    from ..images import images_in_chunks
+    from ..latent import latent_noise
+    net_G, manifest = load_mxnet_generator(args.export, ctx)
     real = _real_images(args, channels=manifest['output_shape'][1])
     models = os.path.join(args.data_root, 'models')
     net = fid.load_inception(args.inception_params, models, ctx)
@@ -74,9 +76,8 @@ def main(argv):
         net, real, fid.weights_file(args.inception_params, models),
         os.path.join(args.data_root, 'fid-stats'), ctx, args.batch_size, args.progress, _log)
     # The same noise as `generate --seed`: the scored images are the ones it draws.
-    with ctx:  # pixels_in_chunks puts the noise on the default device
-        fake = generate.pixels_in_chunks(
-            net_G, generate.latent_noise(args.num, manifest['latent_dim'], args.seed))
+    fake = images_in_chunks(mxnet_forward(net_G, ctx),
+                            latent_noise(args.num, manifest['latent_dim'], args.seed))
     fake_feats = fid.inception_features(net, fake, ctx, args.batch_size, args.progress,
                                         desc='generated images')
     score = fid.frechet_distance(*fid.statistics(fake_feats), *real_stats)

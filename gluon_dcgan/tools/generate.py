@@ -1,202 +1,85 @@
-"""generate: images from an exported generator, with no model code.
+"""run.py generate: images from an exported generator, with no model code.
 
 The MXNet path loads export/ with gluon.SymbolBlock.imports. The --onnx path
 uses onnxruntime and numpy only and never imports mxnet.
 """
-import json
+import argparse
 import os
+import sys
 
-import numpy as onp
-
+from ..config import OneLineParser, _flag, _int_in, _positive_int, seed_int
 from ..errors import UserError
-from ..files import file_digest
-from ..images import CHUNK, grid, images_in_chunks, save_gif, save_png, square_grid, to_pixels
+from ..export.load import load_mxnet_generator, load_onnx_generator, mxnet_forward
+from ..images import grid, images_in_chunks, save_gif, save_png, square_grid
+from ..latent import latent_noise, latent_walk
 
-SYMBOL, PARAMS, MANIFEST, ONNX = ('generator-symbol.json', 'generator-0000.params',
-                                  'manifest.json', 'generator.onnx')
 MAX_GRID = 10_000  # images in one grid: 100x100 tiles of 64 px, 6602 px square, 131 MB
-REEXPORT = 're-export with: python run.py export --run RUN_DIR'
 
 
-def _load_manifest(folder):
-    path = os.path.join(folder, MANIFEST)
-    try:
-        with open(path) as f:
-            manifest = json.load(f)
-        manifest['latent_dim'] = int(manifest['latent_dim'])
-        manifest['files'] = dict(manifest['files'])
-        shape = [int(n) for n in manifest['output_shape'][1:]]
-        if manifest['latent_dim'] < 1 or len(shape) != 3 or min(shape) < 1:
-            raise ValueError('shapes')
-    except FileNotFoundError:
-        if os.path.isfile(os.path.join(folder, 'export', MANIFEST)):
-            raise UserError(f'{folder} is a run folder: give --export '
-                            f'{os.path.join(folder, "export")}')
-        raise UserError(f'{folder} has no {MANIFEST}: it is not a complete export; {REEXPORT}')
-    except OSError as exc:  # a folder in its place, no permission
-        raise UserError(f'cannot read {path} ({exc.strerror}); {REEXPORT}')
-    except (ValueError, KeyError, TypeError, IndexError, OverflowError):  # not our JSON
-        raise UserError(f'{path} is damaged; {REEXPORT}')
-    manifest['output_shape'] = ['N'] + shape
-    return manifest
+def _grid_size(text):
+    value = _positive_int(text)
+    if value > MAX_GRID:
+        raise argparse.ArgumentTypeError(f'must be <= {MAX_GRID} (the images of one PNG '
+                                         f'grid), got {value}: for more, run again with '
+                                         f'other --seed values')
+    return value
 
 
-def read_manifest(folder, needed):
-    """The export's manifest, after checking `needed` files exist and match their SHA-256."""
-    if not os.path.isdir(folder):
-        what = 'is not a folder' if os.path.exists(folder) else 'does not exist'
-        raise UserError(f'export folder {folder!r} {what}: point --export at a run\'s '
-                        f'export/ folder')
-    manifest = _load_manifest(folder)
-    for name in needed:
-        file = os.path.join(folder, name)
-        if not os.path.exists(file):
-            raise UserError(f'{folder} lacks {name}: the export is partial; {REEXPORT}')
-        try:
-            digest = file_digest(file)
-        except OSError as exc:
-            raise UserError(f'cannot read {file} ({exc.strerror}); {REEXPORT}')
-        if digest != manifest['files'].get(name):
-            raise UserError(f'{file} does not match the SHA-256 in {MANIFEST} (changed or '
-                            f'truncated); {REEXPORT}')
-    return manifest
+_walk_steps = _int_in(2, MAX_GRID)
 
 
-def _first_line(exc):
-    lines = [l for l in str(exc).strip().splitlines() if l.strip()]
-    # MXNetError's text starts with 'Traceback'; its last line is the reason.
-    return (lines[-1] if lines else type(exc).__name__)[:200]
+def _parser():
+    p = OneLineParser(prog='run.py generate',
+                      description='Write a grid of generated images from an exported generator, '
+                                  'or (--interpolate) latent walks as a PNG grid and a GIF.')
+    _flag(p, 'export', required=True, metavar='DIR', help="a run's export/ folder")
+    _flag(p, 'num', type=_grid_size, default=None,
+          help=f'images in the grid, at most {MAX_GRID} (default: 21)')
+    _flag(p, 'seed', type=seed_int, default=0,
+          help='noise seed in [0, 2**32) (default: %(default)s)')
+    _flag(p, 'output', required=True, metavar='FILE.png', help='where to write the grid')
+    _flag(p, 'interpolate', type=_positive_int, metavar='K',
+          help='instead of --num images: K latent walks, each between two noise '
+               'vectors drawn from --seed, by spherical interpolation (slerp); '
+               'writes a grid of K rows by --steps columns to --output, and a GIF '
+               'beside it (same name, .gif) with one frame per step showing all K '
+               'walks at that step')
+    _flag(p, 'steps', type=_walk_steps, metavar='N',
+          help='latents per walk, both ends included, at least 2 (default: 8)')
+    _flag(p, 'onnx', action='store_true',
+          help='run export/generator.onnx with onnxruntime; MXNet is not imported')
+    _flag(p, 'ctx', default='cpu', help='MXNet device (default: %(default)s)')
+    return p
 
 
-def check_shapes(folder, forward, manifest):
-    """Run one latent through the loaded generator: graph, weights and manifest must agree.
-
-    Catches an edited latent_dim or output_shape, and weights of another width swapped
-    in (with the manifest re-hashed, the SHA-256 checks alone pass).
-    """
-    from ..runtime import native_stderr_silenced
-    latent, expected = manifest['latent_dim'], tuple(manifest['output_shape'][1:])
-    try:
-        with native_stderr_silenced():  # onnxruntime logs its errors to fd 2 as well
-            out = forward(onp.zeros((1, latent, 1, 1), onp.float32))
-    except Exception as exc:  # MXNetError, onnxruntime's errors: parts that do not fit
-        raise UserError(f'the generator in {folder} does not run on a latent of size {latent} '
-                        f'as {MANIFEST} says ({_first_line(exc)}): its graph, weights and '
-                        f'manifest disagree; {REEXPORT}')
-    if tuple(out.shape[1:]) != expected:
-        raise UserError(f'the generator in {folder} makes images of shape {tuple(out.shape[1:])}'
-                        f', but {MANIFEST} says {expected}: {REEXPORT}')
-
-
-def latent_noise(num, latent_dim, seed):
-    """The noise behind generated images: N(0, 1) float32 from numpy's RandomState(seed)."""
-    return onp.random.RandomState(seed).normal(0, 1, size=(num, latent_dim, 1, 1)) \
-        .astype(onp.float32)
+def _check_args(args):
+    if args.interpolate is None:
+        if args.steps is not None:
+            raise UserError('--steps is the length of a latent walk: add --interpolate K')
+        args.num = 21 if args.num is None else args.num
+    else:
+        if args.num is not None:
+            raise UserError('--num and --interpolate each choose what to draw: pick one')
+        args.steps = 8 if args.steps is None else args.steps
+        if args.interpolate * args.steps > MAX_GRID:
+            raise UserError(f'--interpolate {args.interpolate} x --steps {args.steps} is more '
+                            f'than the {MAX_GRID} images of one grid: lower either')
+    if not args.output.lower().endswith('.png'):
+        raise UserError(f'--output {args.output!r} must end in .png')
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(out_dir):
+        raise UserError(f'folder {out_dir!r} for --output does not exist: create it first')
 
 
-def load_mxnet_generator(folder, ctx=None):
-    """(SymbolBlock, manifest) from an export folder."""
-    import warnings
-    from mxnet import gluon
-    manifest = read_manifest(folder, (SYMBOL, PARAMS))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            net = gluon.SymbolBlock.imports(os.path.join(folder, SYMBOL), ['data'],
-                                            os.path.join(folder, PARAMS), ctx=ctx)
-    except Exception as exc:  # MXNetError, AssertionError: files that do not fit together
-        raise UserError(f'cannot load the generator in {folder} ({_first_line(exc)}): the '
-                        f'graph and weights do not match; {REEXPORT}')
-    check_shapes(folder, mxnet_forward(net, ctx), manifest)
-    return net, manifest
-
-
-def mxnet_forward(net, ctx=None):
-    """An MXNet generator as a function: host latents -> host (N, C, H, W) float32."""
-    from mxnet import np
-    return lambda Z: net(np.array(Z, ctx=ctx)).asnumpy()
-
-
-def generate_mxnet(folder, Z, ctx=None):
-    """(N, C, H, W) float32 in [-1, 1] from the MXNet export."""
-    net, _ = load_mxnet_generator(folder, ctx)
-    return mxnet_forward(net, ctx)(Z)
-
-
-def load_onnx_generator(folder):
-    """(a function Z -> images, manifest) from export/generator.onnx, without MXNet."""
-    manifest = read_manifest(folder, (ONNX,))
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise UserError('--onnx needs onnxruntime: pip install onnxruntime')
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # fatal only: failures become the one line below
-    try:
-        session = ort.InferenceSession(os.path.join(folder, ONNX), options,
-                                       providers=['CPUExecutionProvider'])
-    except Exception as exc:  # onnxruntime's Fail/InvalidGraph: not a usable model
-        raise UserError(f'cannot load {os.path.join(folder, ONNX)} ({_first_line(exc)}); '
-                        f'{REEXPORT}')
-    name = session.get_inputs()[0].name
-    run = lambda Z: session.run(None, {name: Z})[0]
-    check_shapes(folder, run, manifest)
-    return run, manifest
-
-
-def generate_onnx(folder, Z):
-    """(N, C, H, W) float32 in [-1, 1] from export/generator.onnx, without MXNet."""
-    run, manifest = load_onnx_generator(folder)
-    return run(Z), manifest
-
-
-def pixels_in_chunks(net_G, Z, chunk=CHUNK):
-    """(N, H, W, C) uint8 images from an MXNet generator, `chunk` latents at a time."""
-    return images_in_chunks(mxnet_forward(net_G), Z, chunk)
-
-
-def save_pixel_grid(pixels, path):
-    """Write (N, H, W, C) uint8 images as one near-square PNG grid."""
-    save_png(square_grid(pixels), path)
-
-
-def save_grid(images, path):
-    """Write generated (N, C, H, W) images in [-1, 1] as one near-square PNG grid."""
-    save_pixel_grid(to_pixels(images), path)
-
-
-def slerp(z0, z1, t):
-    """Spherical interpolation from latent z0 to z1 at fractions t: (len(t),) + z0.shape.
-
-    The direction turns along the great circle between the two directions in equal
-    angle steps, and the norm goes linearly from |z0| to |z1|: unlike a straight line,
-    whose midpoints are shorter than Gaussian noise ever is, the walk stays where the
-    generator was trained (the DCGAN paper's walks; White, 2016). t=0 and t=1 give z0
-    and z1 exactly. Parallel or zero ends have no great circle: a straight line then.
-    """
-    a, b = (onp.asarray(z, onp.float64).ravel() for z in (z0, z1))
-    t = onp.asarray(t, onp.float64).reshape(-1, 1)
-    na, nb = onp.linalg.norm(a), onp.linalg.norm(b)
-    omega = onp.arccos(onp.clip(a @ b / (na * nb), -1, 1)) if na * nb > 0 else 0.0
-    if onp.sin(omega) < 1e-6:
-        c0, c1 = 1 - t, t
-    else:  # coefficients first, so t=0 and t=1 multiply the ends by exactly 1 and 0
-        norm = (1 - t) * na + t * nb
-        c0 = onp.sin((1 - t) * omega) / onp.sin(omega) * (norm / na)
-        c1 = onp.sin(t * omega) / onp.sin(omega) * (norm / nb)
-    out = c0 * a + c1 * b
-    return out.reshape((len(t),) + onp.shape(z0)).astype(onp.asarray(z0).dtype)
-
-
-def latent_walk(pairs, steps, latent_dim, seed):
-    """(pairs*steps, latent_dim, 1, 1) float32: `pairs` slerp walks of `steps` latents.
-
-    Latents 2k and 2k+1 of latent_noise(2*pairs, ..., seed) are walk k's ends; the
-    rows come walk by walk, each from its first end to its second.
-    """
-    ends = latent_noise(2 * pairs, latent_dim, seed)
-    t = onp.linspace(0, 1, steps)
-    return onp.concatenate([slerp(ends[2 * k], ends[2 * k + 1], t) for k in range(pairs)])
+def _loaded_generator(args):
+    """(a function Z -> images, manifest), after the export's files are checked once."""
+    if args.onnx:
+        return load_onnx_generator(args.export)
+    from ..runtime import resolve_contexts, use_np
+    use_np()
+    ctx = resolve_contexts(args.ctx)[0]
+    net, manifest = load_mxnet_generator(args.export, ctx)
+    return mxnet_forward(net, ctx), manifest
 
 
 def save_latent_walk(pixels, steps, png_path, gif_path, ms_per_frame=200):
@@ -207,3 +90,27 @@ def save_latent_walk(pixels, steps, png_path, gif_path, ms_per_frame=200):
     """
     save_png(grid(pixels, cols=steps), png_path)
     save_gif([square_grid(pixels[j::steps]) for j in range(steps)], gif_path, ms_per_frame)
+
+
+def main(argv):
+    """An image grid or latent walks from an export, via MXNet or onnxruntime; returns 0."""
+    args = _parser().parse_args(argv)
+    _check_args(args)
+    run, manifest = _loaded_generator(args)
+    if args.interpolate:
+        Z = latent_walk(args.interpolate, args.steps, manifest['latent_dim'], args.seed)
+    else:
+        Z = latent_noise(args.num, manifest['latent_dim'], args.seed)
+    pixels = images_in_chunks(run, Z)  # bounded memory: only uint8 pixels pile up
+    gif = args.output[:-4] + '.gif'
+    try:
+        if args.interpolate:
+            save_latent_walk(pixels, args.steps, args.output, gif)
+        else:
+            save_png(square_grid(pixels), args.output)
+    except OSError as exc:
+        raise UserError(f'cannot write {exc.filename or args.output} ({exc.strerror})')
+    print(f'wrote {args.interpolate} latent walks of {args.steps} steps to {args.output} and '
+          f'{gif}' if args.interpolate else f'wrote {args.num} images to {args.output}',
+          file=sys.stderr, flush=True)
+    return 0
