@@ -12,7 +12,6 @@ images and the weights, so a second evaluation against the same data skips them.
 import glob
 import hashlib
 import os
-import sys
 import tempfile
 import zipfile
 
@@ -21,6 +20,7 @@ from scipy import linalg
 
 from .errors import UserError
 from .files import file_digest
+from .progress import progress_bar
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FEATURES = 2048
@@ -150,13 +150,6 @@ def check_weights_available(params_file, root):
         load_inception(None, root)
 
 
-def _progress_bar(total, desc, progress):
-    from tqdm import tqdm
-    # disable=None: drawn only when stderr is a terminal.
-    return tqdm(total=total, desc=desc, unit='image', file=sys.stderr, leave=False,
-                disable=not progress or None, dynamic_ncols=True, mininterval=0.5)
-
-
 def inception_features(net, images, ctx=None, batch_size=32, progress=False, desc='features'):
     """(N, 2048) float32 pool features of (N, H, W, C) uint8 images (C = 1 or 3).
 
@@ -165,7 +158,7 @@ def inception_features(net, images, ctx=None, batch_size=32, progress=False, des
     import mxnet as mx
     feats = []
     with mx.util.np_array(False), mx.util.np_shape(False), \
-            _progress_bar(len(images), desc, progress) as bar:
+            progress_bar(len(images), desc, 'image', progress) as bar:
         mean = mx.nd.array(MEAN, ctx=ctx).reshape((1, 3, 1, 1))
         std = mx.nd.array(STD, ctx=ctx).reshape((1, 3, 1, 1))
         for i in range(0, len(images), batch_size):

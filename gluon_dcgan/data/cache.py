@@ -9,11 +9,11 @@ when both are whole and agree; anything else is decoded again and rewritten.
 import hashlib
 import json
 import os
-import sys
 import threading
 
 import numpy as onp
 
+from ..progress import progress_bar
 from .decode import BadImage, decode_image, parallel_map, read_regular
 
 CACHE_VERSION = 2
@@ -73,14 +73,6 @@ def save_entry(cache_dir, key, images, bad):
     _write_atomic(meta_path, lambda f: f.write(json.dumps(meta).encode()))
 
 
-def _progress_bar(total, progress):
-    from tqdm import tqdm
-    # disable=None: drawn only when stderr is a terminal, like the training bar.
-    return tqdm(total=total, desc='decoding images', unit='image', leave=False,
-                file=sys.stderr, disable=not progress or None, dynamic_ncols=True,
-                mininterval=0.5)
-
-
 def decode_all(paths, size, channels, num_workers, progress=False):
     """(images of the good files, [(index, reason)] of the bad ones), each file decoded once.
 
@@ -104,7 +96,7 @@ def decode_all(paths, size, channels, num_workers, progress=False):
 
     with native_stderr_silenced():  # libpng prints its own line for each bad file
         # Made inside the block: sys.stderr is then the real stderr, not /dev/null's fd 2.
-        with _progress_bar(len(paths), progress) as bar:
+        with progress_bar(len(paths), 'decoding images', 'image', progress) as bar:
             reasons = parallel_map(one, range(len(paths)), num_workers, done)
     bad = [(i, r) for i, r in enumerate(reasons) if r]
     if bad:
