@@ -10,6 +10,7 @@ import numpy as onp
 from mxnet import autograd, gluon, init, np
 from mxnet.gluon import nn
 
+from .files import written_atomically
 from .progress import progress_bar
 
 
@@ -89,6 +90,6 @@ def cached_classifier(folder, images, labels, epochs, log=print, progress=False)
         return net, key, False
     net = train_classifier(images, labels, epochs, log=log, progress=progress)
     os.makedirs(folder, exist_ok=True)
-    net.save_parameters(path + '.tmp')
-    os.replace(path + '.tmp', path)
+    with written_atomically(path) as tmp:
+        net.save_parameters(tmp)
     return net, key, True

@@ -12,6 +12,7 @@ import numpy as onp
 
 from ..config import OneLineParser, _flag, _positive_int, seed_int
 from ..errors import UserError
+from ..files import written_atomically
 
 SHOWN = 8  # most confident samples per category in categories.png
 RANKING = ('Ranked by the mean classifier confidence on the generated images labelled '
@@ -30,7 +31,7 @@ def _table(rows, accuracy, num, path, trained_now, key):
     for rank, r in enumerate(rows, 1):
         lines.append(f"| {rank} | {CLASSES[r['label']]} | {r['share']:.1%} | 10.0% | "
                      f"{r['confidence']:.3f} | {r['real_accuracy']:.1%} |")
-    with open(path, 'w') as f:
+    with written_atomically(path) as tmp, open(tmp, 'w') as f:
         f.write('\n'.join(lines) + '\n')
 
 
