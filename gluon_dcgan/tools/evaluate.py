@@ -7,9 +7,9 @@ import os
 import sys
 
 from ..config import Config, OneLineParser, _flag, _int_in, add_data_flags
+from ..errors import UserError
 
 MAX_NUM = 100_000  # images per side: far beyond what FID needs, and bounded memory
-from ..errors import UserError
 
 
 def _log(message):
