@@ -1,4 +1,4 @@
-"""Load an export folder back: the pair of export_generator (save and load are a pair).
+"""Load an export folder back and check it: the other half of export_generator.
 
 Every loader checks the files against the SHA-256 in manifest.json, then runs one
 latent through the generator, so a partial, edited or mismatched export is a
