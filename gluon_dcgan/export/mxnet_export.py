@@ -17,12 +17,8 @@ import shutil
 
 from ..errors import UserError
 from ..files import file_digest, remove_leftovers, temporary_folder
-
-PREFIX = 'generator'
-SYMBOL = f'{PREFIX}-symbol.json'
-PARAMS = f'{PREFIX}-0000.params'
-MANIFEST = 'manifest.json'
-PIXEL_RECIPE = 'pixels = round((x + 1) * 127.5), clipped to [0, 255], as uint8; NCHW -> NHWC'
+from ..images import PIXEL_RECIPE
+from .names import EPOCH, MANIFEST, PREFIX
 
 
 def sha256_of(path):
@@ -126,7 +122,7 @@ def export_generator(net_G, folder, latent_dim, channels, image_size=64, ctx=Non
     os.makedirs(parent, exist_ok=True)
     remove_leftovers(parent, prefix)  # left by an export that was killed
     with temporary_folder(parent, prefix) as tmp:
-        _traced(net_G, latent_dim, ctx).export(os.path.join(tmp, PREFIX), epoch=0)
+        _traced(net_G, latent_dim, ctx).export(os.path.join(tmp, PREFIX), epoch=EPOCH)
         extra = {}
         for writer in extra_writers:
             extra.update(writer(tmp) or {})

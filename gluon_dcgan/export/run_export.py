@@ -2,7 +2,8 @@
 import json
 import os
 
-from .mxnet_export import MANIFEST, export_generator
+from .mxnet_export import export_generator
+from .names import MANIFEST
 from .onnx_export import onnx_writer
 
 

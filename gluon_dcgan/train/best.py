@@ -11,8 +11,8 @@ import numpy as onp
 
 from .. import fid
 from ..export.run_export import export_run
+from ..images import to_pixels
 from .loop import noise
-from .report import to_pixels
 
 FID_STREAM = 5
 

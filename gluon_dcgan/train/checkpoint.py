@@ -23,7 +23,7 @@ import shutil
 
 import numpy as onp
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..files import file_digest, fsync_path, remove_leftovers, temporary_folder
 from . import optimizer_state
 from .dist_server import load_server_states, save_server_states
@@ -120,8 +120,7 @@ def _readable(path, manifest):
         if not isinstance(state, dict) or not {'epoch', 'batch', 'config', 'history'} <= set(state):
             return 'state.json lacks the training position'
     except (ValueError, OSError, mx.base.MXNetError) as exc:
-        return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else \
-            type(exc).__name__
+        return first_line(exc)
     return None
 
 
@@ -179,9 +178,8 @@ def load(path, gan):
         gan.net_G.load_parameters(os.path.join(path, 'net_G.params'), ctx=gan.ctxs)
         gan.net_D.load_parameters(os.path.join(path, 'net_D.params'), ctx=gan.ctxs)
     except (AssertionError, mx.base.MXNetError) as exc:  # shapes or names that do not fit
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else 'mismatch'
-        raise UserError(f'the networks in {path} do not fit this model ({first}): resume with '
-                        f'the flags the run was started with')
+        raise UserError(f'the networks in {path} do not fit this model ({first_line(exc)}): '
+                        f'resume with the flags the run was started with')
     if os.path.exists(os.path.join(path, 'adam_G.json')):
         optimizer_state.load(gan.trainer_G, gan.net_G, os.path.join(path, 'adam_G'))
         optimizer_state.load(gan.trainer_D, gan.net_D, os.path.join(path, 'adam_D'))

@@ -5,6 +5,7 @@ finished epoch, and its ``save_checkpoint`` when a signal stops an epoch midway.
 """
 import os
 
+from ..images import grid, save_png, to_pixels
 from . import checkpoint, report
 from .loop import SAMPLES, noise
 
@@ -33,8 +34,8 @@ class EpochEnd:
         if 'fid' in row and self.best.keep_if_best(epoch, row['fid'], path):
             self.log(f"epoch {epoch}: FID {row['fid']:.2f}, the best so far: kept in "
                      f"checkpoints/best and export/best")
-        fixed = report.to_pixels(self.gan.generate(self.fixed_noise))
-        report.save_png(report.grid(fixed, cols=7),
+        fixed = to_pixels(self.gan.generate(self.fixed_noise))
+        save_png(grid(fixed, cols=7),
                         os.path.join(self.paths.samples, f'epoch_{epoch:03d}.png'))
         fresh = self.gan.generate(
             noise(self.cfg.seed, epoch, SAMPLES, (21, self.cfg.latent_dim, 1, 1)))

@@ -5,12 +5,12 @@ sample grids, figures and metrics hang off the run in ``epoch_end.EpochEnd``.
 """
 import math
 import signal
-import sys
 import time
 
 import numpy as onp
 
 from ..data import loader
+from ..progress import progress_bar
 from . import steps
 
 SYNC_EVERY = 5          # batches between reads of the loss sums (the only host syncs)
@@ -196,10 +196,7 @@ class EpochSums:
 
 
 def _progress_bar(cfg, epoch, total, start):
-    from tqdm import tqdm
-    return tqdm(total=total, initial=start, desc=f'epoch {epoch}/{cfg.epochs}', unit='batch',
-                leave=False, file=sys.stderr, disable=not cfg.progress or None,
-                dynamic_ncols=True, mininterval=0.5)
+    return progress_bar(total, f'epoch {epoch}/{cfg.epochs}', 'batch', cfg.progress, start)
 
 
 def run_epoch(gan, images, epoch, stop, start_batch=0, partial=None):
