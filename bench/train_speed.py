@@ -120,19 +120,19 @@ def run_B(folder, steps, batch_size, ctx_spec, data_root, dtype='float32'):
     from gluon_dcgan.config import Config
     from gluon_dcgan.data import load_images
     from gluon_dcgan.seeds import Stream, noise
-    from gluon_dcgan.train.loop import StopFlag, Trainer, run_epoch
+    from gluon_dcgan.train.loop import GAN, StopFlag, run_epoch
     cfg = Config(data=folder, data_root=data_root, batch_size=batch_size, ctx=ctx_spec,
                  progress=False, epochs=1, dtype=dtype)
-    trainer = Trainer(cfg, resolve_contexts(ctx_spec))
+    gan = GAN(cfg, resolve_contexts(ctx_spec))
     import numpy as onp
     warm = onp.zeros((batch_size, 64, 64, 3), onp.uint8)
     # The first step builds the graphs.
-    trainer.step(warm, noise(0, Stream.NOISE, 0, 0, 0, shape=(batch_size, 100, 1, 1)))
+    gan.step(warm, noise(0, Stream.NOISE, 0, 0, 0, shape=(batch_size, 100, 1, 1)))
     npx.waitall()
     start = time.time()
     images = load_images(cfg, log=lambda m: None)[:steps * batch_size]
     with StopFlag() as stop:
-        sums = run_epoch(trainer, images, 1, stop)
+        sums = run_epoch(gan, images, 1, stop)
     npx.waitall()
     return sums.examples / (time.time() - start)
 
@@ -204,13 +204,13 @@ def _verbose_steps(ctx_spec, batch_size):
     from gluon_dcgan.config import Config
     from gluon_dcgan.runtime import resolve_contexts, use_np
     from gluon_dcgan.seeds import Stream, noise
-    from gluon_dcgan.train.loop import Trainer
+    from gluon_dcgan.train.loop import GAN
     use_np()
-    trainer = Trainer(Config(ctx=ctx_spec, batch_size=batch_size, dtype='bfloat16'),
-                      resolve_contexts(ctx_spec))
+    gan = GAN(Config(ctx=ctx_spec, batch_size=batch_size, dtype='bfloat16'),
+              resolve_contexts(ctx_spec))
     images = onp.random.RandomState(0).randint(0, 256, (batch_size, 64, 64, 3), onp.uint8)
     for step in range(2):
-        trainer.step(images, noise(0, Stream.NOISE, 0, step, 0, shape=(batch_size, 100, 1, 1)))
+        gan.step(images, noise(0, Stream.NOISE, 0, step, 0, shape=(batch_size, 100, 1, 1)))
     from mxnet import npx
     npx.waitall()
     return 0.0

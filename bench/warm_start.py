@@ -6,7 +6,7 @@ temporary folder, then starts the real CLI twice on them with a fresh --data-roo
   cold: nothing cached; every image is decoded (which is also its check) and cached;
   warm: the same command again; the cache is read, no image is decoded.
 Each start is its own process, stopped right after its first training step (a hook
-in this script wraps Trainer.step; the package has none). The time counts everything
+in this script wraps GAN.step; the package has none). The time counts everything
 before that step: interpreter and MXNet start-up, listing, the cache, and what fit()
 does first (run folder, sample figure, nets); and, separately, until that step ends
 (graph building, oneDNN set-up, one batch). Target (issue 11): a warm start reaches
@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 PER_FOLDER = 4000
 
-# Runs run.py's main() with Trainer.step wrapped to report the first step and stop.
+# Runs run.py's main() with GAN.step wrapped to report the first step and stop.
 CHILD = r'''
 import os, sys, time
 sys.path.insert(0, sys.argv[1])
@@ -33,7 +33,7 @@ from gluon_dcgan.runtime import configure_process
 configure_process()
 from gluon_dcgan import cli
 from gluon_dcgan.train import loop
-step = loop.Trainer.step
+step = loop.GAN.step
 def first_step(self, X, Z):
     print('STEP_START', time.time(), flush=True)
     step(self, X, Z)
@@ -41,7 +41,7 @@ def first_step(self, X, Z):
     npx.waitall()
     print('STEP_END', time.time(), flush=True)
     os._exit(0)
-loop.Trainer.step = first_step
+loop.GAN.step = first_step
 from gluon_dcgan.train import fit
 load_images = fit.load_images
 def timed_load_images(*args):

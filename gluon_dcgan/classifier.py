@@ -5,13 +5,14 @@ real images are judged alike.
 """
 import hashlib
 import os
-import sys
 
 import numpy as onp
 from mxnet import autograd, gluon, init, np
 from mxnet.gluon import nn
 
 from . import seeds
+from .files import written_atomically
+from .progress import progress_bar
 
 
 def build_classifier(num_classes=10):
@@ -41,14 +42,6 @@ def _batches(images, labels, batch_size, rng=None):
         yield (X / 255 - 0.5) / 0.5, labels[idx]
 
 
-def _progress_bar(total, epoch, epochs, progress):
-    from tqdm import tqdm
-    # disable=None: drawn only when stderr is a terminal.
-    return tqdm(total=total, desc=f'classifier epoch {epoch}/{epochs}', unit='batch',
-                file=sys.stderr, leave=False, disable=not progress or None,
-                dynamic_ncols=True, mininterval=0.5)
-
-
 def train_classifier(images, labels, epochs, seed=0, log=print, batch_size=128, progress=False):
     """Train on (N, 64, 64, 1) uint8 images; returns the net.
 
@@ -65,7 +58,7 @@ def train_classifier(images, labels, epochs, seed=0, log=print, batch_size=128, 
     batches = -(-len(images) // batch_size)
     for epoch in range(1, epochs + 1):
         total = 0.0
-        with _progress_bar(batches, epoch, epochs, progress) as bar:
+        with progress_bar(batches, f'classifier epoch {epoch}/{epochs}', 'batch', progress) as bar:
             for X, y in _batches(images, labels, batch_size, rng):
                 with autograd.record():
                     l = loss(net(X), np.array(y))
@@ -98,6 +91,6 @@ def cached_classifier(folder, images, labels, epochs, log=print, progress=False)
         return net, key, False
     net = train_classifier(images, labels, epochs, log=log, progress=progress)
     os.makedirs(folder, exist_ok=True)
-    net.save_parameters(path + '.tmp')
-    os.replace(path + '.tmp', path)
+    with written_atomically(path) as tmp:
+        net.save_parameters(tmp)
     return net, key, True

@@ -2,15 +2,12 @@
 
 Every user error ends here as one line on stderr and a non-zero exit.
 """
-import argparse
 import os
 import signal
 import sys
 
 from .config import parse_train_args
 from .errors import UserError
-from .flags import OneLineParser, flag, int_in, positive_int, seed_int
-from .generate import MAX_GRID
 from .runtime import configure_process
 
 COMMANDS = ('generate', 'export', 'evaluate', 'ablate-activation', 'analyze-categories')
@@ -21,92 +18,6 @@ DMLC_LAUNCH_VARIABLES = ('DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT', 'DMLC_NUM_SERV
 
 def _log(message):
     print(message, file=sys.stderr, flush=True)
-
-
-def _grid_size(text):
-    value = positive_int(text)
-    if value > MAX_GRID:
-        raise argparse.ArgumentTypeError(f'must be <= {MAX_GRID} (the images of one PNG '
-                                         f'grid), got {value}: for more, run again with '
-                                         f'other --seed values')
-    return value
-
-
-_walk_steps = int_in(2, MAX_GRID)
-
-
-def _generate_parser():
-    p = OneLineParser(prog='run.py generate',
-                      description='Write a grid of generated images from an exported generator, '
-                                  'or (--interpolate) latent walks as a PNG grid and a GIF.')
-    flag(p, 'export', required=True, metavar='DIR', help="a run's export/ folder")
-    flag(p, 'num', type=_grid_size, default=None,
-         help=f'images in the grid, at most {MAX_GRID} (default: 21)')
-    flag(p, 'seed', type=seed_int, default=0,
-         help='noise seed in [0, 2**32) (default: %(default)s)')
-    flag(p, 'output', required=True, metavar='FILE.png', help='where to write the grid')
-    flag(p, 'interpolate', type=positive_int, metavar='K',
-         help='instead of --num images: K latent walks, each between two noise '
-              'vectors drawn from --seed, by spherical interpolation (slerp); '
-              'writes a grid of K rows by --steps columns to --output, and a GIF '
-              'beside it (same name, .gif) with one frame per step showing all K '
-              'walks at that step')
-    flag(p, 'steps', type=_walk_steps, metavar='N',
-         help='latents per walk, both ends included, at least 2 (default: 8)')
-    flag(p, 'onnx', action='store_true',
-         help='run export/generator.onnx with onnxruntime; MXNet is not imported')
-    flag(p, 'ctx', default='cpu', help='MXNet device (default: %(default)s)')
-    return p
-
-
-def _check_generate_args(args):
-    if args.interpolate is None:
-        if args.steps is not None:
-            raise UserError('--steps is the length of a latent walk: add --interpolate K')
-        args.num = 21 if args.num is None else args.num
-    else:
-        if args.num is not None:
-            raise UserError('--num and --interpolate each choose what to draw: pick one')
-        args.steps = 8 if args.steps is None else args.steps
-        if args.interpolate * args.steps > MAX_GRID:
-            raise UserError(f'--interpolate {args.interpolate} x --steps {args.steps} is more '
-                            f'than the {MAX_GRID} images of one grid: lower either')
-    if not args.output.lower().endswith('.png'):
-        raise UserError(f'--output {args.output!r} must end in .png')
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(out_dir):
-        raise UserError(f'folder {out_dir!r} for --output does not exist: create it first')
-
-
-def generate_main(argv):
-    """run.py generate: an image grid or latent walks from an export, via MXNet or onnxruntime."""
-    args = _generate_parser().parse_args(argv)
-    _check_generate_args(args)
-    from . import generate
-    if args.onnx:
-        run, manifest = generate.load_onnx_generator(args.export)  # checks the files once
-    else:
-        from .runtime import resolve_contexts, use_np
-        use_np()
-        ctx = resolve_contexts(args.ctx)[0]
-        net, manifest = generate.load_mxnet_generator(args.export, ctx)
-        run = generate.mxnet_forward(net, ctx)
-    if args.interpolate:
-        Z = generate.latent_walk(args.interpolate, args.steps, manifest['latent_dim'], args.seed)
-    else:
-        Z = generate.latent_noise(args.num, manifest['latent_dim'], args.seed)
-    pixels = generate.images_in_chunks(run, Z)  # bounded memory: only uint8 pixels pile up
-    gif = args.output[:-4] + '.gif'
-    try:
-        if args.interpolate:
-            generate.save_latent_walk(pixels, args.steps, args.output, gif)
-        else:
-            generate.save_pixel_grid(pixels, args.output)
-    except OSError as exc:
-        raise UserError(f'cannot write {exc.filename or args.output} ({exc.strerror})')
-    _log(f'wrote {args.interpolate} latent walks of {args.steps} steps to {args.output} and '
-         f'{gif}' if args.interpolate else f'wrote {args.num} images to {args.output}')
-    return 0
 
 
 def train_main(argv):
@@ -134,8 +45,6 @@ def _dispatch(argv):
     _check_command(argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
     rest = argv[1:] if command else argv
-    if command == 'generate':
-        return generate_main(rest)
     if command is None:
         return train_main(rest)
     import importlib
@@ -143,8 +52,15 @@ def _dispatch(argv):
     return module.main(rest)
 
 
+def _stopped(argv, how):
+    """What a signal outside training's own handlers leaves: nothing, said per command."""
+    if not argv or argv[0].startswith('-'):
+        return f'{how} before training started: nothing was saved'
+    return f'{argv[0]} {how}: nothing was saved'
+
+
 def _terminated(signum, frame):
-    _log('terminated before training started: nothing was saved')
+    _log(_stopped(sys.argv[1:], 'terminated'))
     sys.exit(128 + signum)
 
 
@@ -195,7 +111,7 @@ def main(argv=None):
         _log(f'error: {exc}')
         return exc.exit_code
     except KeyboardInterrupt:
-        _log('interrupted before training started: nothing was saved')
+        _log(_stopped(argv, 'interrupted'))
         return 130
 
 

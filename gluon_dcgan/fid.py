@@ -12,16 +12,15 @@ images and the weights, so a second evaluation against the same data skips them.
 import glob
 import hashlib
 import os
-import sys
-import tempfile
 import zipfile
 
 import numpy as onp
 from scipy import linalg
 
 from . import seeds
-from .errors import UserError
-from .files import file_digest
+from .errors import UserError, first_line
+from .files import file_digest, written_atomically
+from .progress import progress_bar
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FEATURES = 2048
@@ -136,11 +135,9 @@ def load_inception(params_file=None, root=None, ctx=None):
         try:
             return vision.inception_v3(pretrained=True, root=root, ctx=ctx)
         except Exception as exc:  # offline: requests errors
-            first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else \
-                type(exc).__name__
-            raise UserError(f'cannot get pretrained InceptionV3 weights into {root} ({first}); '
-                            f'offline, pass --inception-params FILE (saved by '
-                            f'save_parameters of the model zoo inception_v3)')
+            raise UserError(f'cannot get pretrained InceptionV3 weights into {root} '
+                            f'({first_line(exc, 120)}); offline, pass --inception-params FILE '
+                            f'(saved by save_parameters of the model zoo inception_v3)')
 
 
 def check_weights_available(params_file, root):
@@ -151,13 +148,6 @@ def check_weights_available(params_file, root):
         load_inception(None, root)
 
 
-def _progress_bar(total, desc, progress):
-    from tqdm import tqdm
-    # disable=None: drawn only when stderr is a terminal.
-    return tqdm(total=total, desc=desc, unit='image', file=sys.stderr, leave=False,
-                disable=not progress or None, dynamic_ncols=True, mininterval=0.5)
-
-
 def inception_features(net, images, ctx=None, batch_size=32, progress=False, desc='features'):
     """(N, 2048) float32 pool features of (N, H, W, C) uint8 images (C = 1 or 3).
 
@@ -166,7 +156,7 @@ def inception_features(net, images, ctx=None, batch_size=32, progress=False, des
     import mxnet as mx
     feats = []
     with mx.util.np_array(False), mx.util.np_shape(False), \
-            _progress_bar(len(images), desc, progress) as bar:
+            progress_bar(len(images), desc, 'image', progress) as bar:
         mean = mx.nd.array(MEAN, ctx=ctx).reshape((1, 3, 1, 1))
         std = mx.nd.array(STD, ctx=ctx).reshape((1, 3, 1, 1))
         for i in range(0, len(images), batch_size):
@@ -213,16 +203,10 @@ def _read_stats(path, count):
 
 
 def _write_stats(path, feats, stats):
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.real-', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            onp.savez(f, features=feats, mu=stats[0], sigma=stats[1])
-        os.replace(tmp, path)  # readers never see a half-written file
-    except BaseException:
-        os.remove(tmp)
-        raise
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    # A full disk stays an OSError: real_statistics logs it and scores uncached.
+    with written_atomically(path, full_disk_error=False) as tmp, open(tmp, 'wb') as f:
+        onp.savez(f, features=feats, mu=stats[0], sigma=stats[1])
 
 
 def real_statistics(net, images, weights_path, cache_dir, ctx=None, batch_size=32,

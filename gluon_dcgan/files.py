@@ -65,17 +65,19 @@ def _discard(path):
 
 
 @contextlib.contextmanager
-def written_atomically(path):
+def written_atomically(path, full_disk_error=True):
     """Yield a temporary path to write; it becomes `path` on success, vanishes on failure.
 
-    A full disk becomes a one-line UserError naming the folder.
+    A full disk becomes a one-line UserError naming the folder. full_disk_error=False
+    re-raises the original error instead, for a cache whose caller logs a failed write
+    and carries on.
     """
     tmp = f'{path}.tmp-{uuid.uuid4().hex[:8]}'
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException as exc:  # KeyboardInterrupt and SystemExit clean up too
-        full = _disk_full(exc, os.path.dirname(os.path.abspath(path)))
+        full = full_disk_error and _disk_full(exc, os.path.dirname(os.path.abspath(path)))
         _discard(tmp)
         if full:
             raise no_space_error(exc, path) from None

@@ -13,6 +13,10 @@ from mxnet.gluon import nn
 
 from . import model_bf16
 
+# Every block is a HybridBlock, not a plain Block: training hybridizes the nets into
+# static graphs, which run faster, and HybridBlock.export (export/) writes the
+# generator's graph as a symbol file, which only a static graph has.
+
 # Channel multipliers of the four G_blocks; the discriminator mirrors them.
 MULTIPLIERS = (8, 4, 2, 1)
 
@@ -81,8 +85,11 @@ def build_net_G(n_G=64, channels=3, dtype='float32', share=None):
     `share`: a net_G built by this function whose parameters this one uses.
     """
     net_G = nn.HybridSequential()
-    for i, mult in enumerate(MULTIPLIERS):
-        # i=0: (B, 8n, 4, 4) from 1x1; then (B, 4n, 8, 8), (B, 2n, 16, 16), (B, n, 32, 32)
+    for i, mult in enumerate(MULTIPLIERS):  # from (B, latent_dim, 1, 1); n = n_G
+        # i=0: (B, 8n, 4, 4)    stride 1, no padding: 1x1 -> 4x4
+        # i=1: (B, 4n, 8, 8)
+        # i=2: (B, 2n, 16, 16)
+        # i=3: (B, n, 32, 32)
         block = None if share is None else share[i]
         net_G.add(G_block(n_G * mult, strides=1, padding=0, dtype=dtype, share=block) if i == 0
                   else G_block(n_G * mult, dtype=dtype, share=block))
@@ -94,8 +101,11 @@ def build_net_G(n_G=64, channels=3, dtype='float32', share=None):
 def build_net_D(n_D=64, alpha=0.2, activation='leaky', dtype='float32'):
     """The discriminator: (B, C, 64, 64) -> (B, 1, 1, 1) logits, fp32."""
     net_D = nn.HybridSequential()
-    for i, mult in enumerate(reversed(MULTIPLIERS)):
-        # (B, n, 32, 32), (B, 2n, 16, 16), (B, 4n, 8, 8), (B, 8n, 4, 4)
+    for i, mult in enumerate(reversed(MULTIPLIERS)):  # from (B, C, 64, 64); n = n_D
+        # i=0: (B, n, 32, 32)
+        # i=1: (B, 2n, 16, 16)
+        # i=2: (B, 4n, 8, 8)
+        # i=3: (B, 8n, 4, 4)
         # The first block stays fp32 even for bf16: with 3 input channels it is 2% of
         # the FLOPs, and oneDNN's bf16 path there (gemm convolution, then BatchNorm on
         # a plain layout) was slower than fp32.
@@ -104,7 +114,7 @@ def build_net_D(n_D=64, alpha=0.2, activation='leaky', dtype='float32'):
     if dtype == 'float32':
         net_D.add(nn.Conv2D(1, kernel_size=4, use_bias=False))  # (B, 1, 1, 1)
     else:
-        net_D.add(model_bf16.BF16Conv2D(1, 4, dtype=dtype, float32_output=True))
+        net_D.add(model_bf16.BF16Conv2D(1, 4, dtype=dtype, float32_output=True))  # (B, 1, 1, 1)
     return net_D
 
 

@@ -10,7 +10,7 @@ import io
 import os
 import sys
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 # MXNet 1.9.1 wheels carry kernels for sm_50..sm_86 only (Ada 8.9 runs sm_86 code).
 MAX_COMPUTE_CAPABILITY = 89
@@ -88,8 +88,8 @@ def import_mxnet():
     except OSError as exc:
         if 'libcuda' in str(exc):
             raise UserError(NO_DRIVER)
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else 'OSError'
-        raise UserError(f'MXNet cannot load ({first}): reinstall it with `make setup`')
+        raise UserError(f'MXNet cannot load ({first_line(exc, 200)}): reinstall it with '
+                        f'`make setup`')
     return mxnet
 
 

@@ -56,11 +56,3 @@ def noise(seed, stream, *keys, shape):
     """N(0, 1) float32 latents of `shape`, drawn from rng(seed, stream, *keys)."""
     return rng(seed, stream, *keys).standard_normal(shape, dtype=onp.float32)
 
-
-def latent_noise(num, latent_dim, seed):
-    """The (num, latent_dim, 1, 1) latents of ``generate --num num --seed seed``.
-
-    evaluate and analyze-categories draw the same ones, so they score the very
-    images generate writes; a longer draw starts with the shorter one's latents.
-    """
-    return noise(seed, Stream.GENERATE, shape=(num, latent_dim, 1, 1))

@@ -124,16 +124,15 @@ GRAD_COS_D, GRAD_COS_G = 0.99, 0.9
 
 
 def _one_step(dtype):
-    """Losses and structural-name gradients after one Trainer.step from the same start."""
+    """Losses and structural-name gradients after one GAN.step from the same start."""
     from gluon_dcgan.config import Config
     from gluon_dcgan.data.synthetic import make_sprites
-    from gluon_dcgan.train.loop import Trainer
-    trainer = Trainer(Config(data='synthetic', dtype=dtype, ctx='cpu', batch_size=32),
-                      [mx.cpu()])
+    from gluon_dcgan.train.loop import GAN
+    gan = GAN(Config(data='synthetic', dtype=dtype, ctx='cpu', batch_size=32), [mx.cpu()])
     Z = onp.random.RandomState(1).normal(size=(32, 100, 1, 1)).astype(onp.float32)
-    loss_D, loss_G, _ = trainer.step(make_sprites(32, seed=0), Z)
+    loss_D, loss_G, _ = gan.step(make_sprites(32, seed=0), Z)
     grads = {}
-    for name, net in (('G', trainer.net_G), ('D', trainer.net_D)):
+    for name, net in (('G', gan.net_G), ('D', gan.net_D)):
         for key, p in net._collect_params_with_prefix().items():
             if p.grad_req != 'null':
                 grads[f'{name}.{key}'] = p.grad().asnumpy()

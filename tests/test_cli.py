@@ -40,14 +40,15 @@ def test_generate_round_trip_is_repeatable_and_matches_the_trained_net(tiny_run,
     # The export equals the in-process generator rebuilt from the last checkpoint.
     import mxnet as mx
     from mxnet import np
-    from gluon_dcgan import generate
+    from gluon_dcgan import latent
+    from gluon_dcgan.export import load
     from gluon_dcgan.model import build_net_G
     ckpt = sorted((out / 'checkpoints').iterdir())[-1]
     net_G = build_net_G()
     net_G.load_parameters(str(ckpt / 'net_G.params'), ctx=mx.cpu())
-    Z = generate.latent_noise(5, 100, seed=3)
+    Z = latent.latent_noise(5, 100, seed=3)
     ours = net_G(np.array(Z)).asnumpy()
-    exported = generate.generate_mxnet(str(out / 'export'), Z)
+    exported = load.generate_mxnet(str(out / 'export'), Z)
     assert onp.abs(ours - exported).max() < 1e-5
 
 

@@ -11,11 +11,11 @@ from gluon_dcgan.train import steps
 def _setup(hybrid):
     mx.random.seed(7)  # same initial weights for both paths
     net_G, net_D = build_net_G(n_G=16), build_net_D(n_D=16)
-    steps.initialize(net_D, net_G, [mx.cpu()])
+    steps.initialize(net_G, net_D, [mx.cpu()])
     net_D(net_G(np.zeros((1, 100, 1, 1))))  # draw the deferred weights now, under this seed
     if hybrid:
-        steps.hybridize(net_D, net_G)
-    return (net_G, net_D) + steps.make_trainers(net_D, net_G, 0.005, 0.5)
+        steps.hybridize(net_G, net_D)
+    return (net_G, net_D) + steps.make_trainers(net_G, net_D, 0.005, 0.5)
 
 
 def test_fast_steps_equal_the_chapters_steps():
@@ -23,8 +23,8 @@ def test_fast_steps_equal_the_chapters_steps():
     batches = [(np.array(rng.uniform(-1, 1, (16, 3, 64, 64)).astype('float32')),
                 np.array(rng.normal(size=(16, 100, 1, 1)).astype('float32'))) for _ in range(3)]
     loss = steps.make_loss()
-    G1, D1, tD1, tG1 = _setup(hybrid=False)   # the chapter: eager, d2l's own steps
-    G2, D2, tD2, tG2 = _setup(hybrid=True)    # ours: hybridized, reuse, input-only grads
+    G1, D1, tG1, tD1 = _setup(hybrid=False)   # the chapter: eager, d2l's own steps
+    G2, D2, tG2, tD2 = _setup(hybrid=True)    # ours: hybridized, reuse, input-only grads
     for X, Z in batches:
         chapter = (d2l.update_D(X, Z, D1, G1, loss, tD1), d2l.update_G(Z, D1, G1, loss, tG1))
         loss_D, fake = steps.update_D([X], [Z], D2, G2, loss, tD2, 16)

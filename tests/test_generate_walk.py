@@ -4,9 +4,10 @@ import pytest
 from PIL import Image
 
 from conftest import assert_one_line_error, run_cli
-from gluon_dcgan import generate
+from gluon_dcgan import latent
+from gluon_dcgan.export import load
 
-TILE, PAD = 64, 2  # the export's image size and report.grid's padding
+TILE, PAD = 64, 2  # the export's image size and images.grid's padding
 
 
 def _angle(u, v):
@@ -15,8 +16,8 @@ def _angle(u, v):
 
 
 def test_slerp_ends_are_exact_and_steps_are_equal_angles():
-    z = generate.latent_noise(2, 100, seed=7)
-    path = generate.slerp(z[0], z[1], onp.linspace(0, 1, 9))
+    z = latent.latent_noise(2, 100, seed=7)
+    path = latent.slerp(z[0], z[1], onp.linspace(0, 1, 9))
     assert path.shape == (9, 100, 1, 1) and path.dtype == onp.float32
     assert onp.array_equal(path[0], z[0]) and onp.array_equal(path[-1], z[1])
     steps = [_angle(path[i], path[i + 1]) for i in range(8)]
@@ -28,7 +29,7 @@ def test_slerp_ends_are_exact_and_steps_are_equal_angles():
 def test_slerp_keeps_the_norm_of_equal_norm_ends_and_lerp_does_not():
     a, b = onp.random.RandomState(1).normal(size=(2, 100))
     b *= onp.linalg.norm(a) / onp.linalg.norm(b)
-    path = generate.slerp(a, b, onp.linspace(0, 1, 11))
+    path = latent.slerp(a, b, onp.linspace(0, 1, 11))
     assert onp.allclose(onp.linalg.norm(path, axis=1), onp.linalg.norm(a), rtol=1e-9)
     # the straight line's midpoint of two near-orthogonal Gaussians is about 1/sqrt(2) as long
     assert onp.linalg.norm((a + b) / 2) < 0.8 * onp.linalg.norm(a)
@@ -36,13 +37,13 @@ def test_slerp_keeps_the_norm_of_equal_norm_ends_and_lerp_does_not():
 
 def test_slerp_of_parallel_ends_is_the_straight_line():
     a = onp.arange(1, 5, dtype=onp.float64)
-    path = generate.slerp(a, 3 * a, [0, 0.5, 1])
+    path = latent.slerp(a, 3 * a, [0, 0.5, 1])
     assert onp.allclose(path, [a, 2 * a, 3 * a])
 
 
 def test_latent_walk_rows_come_walk_by_walk():
-    Z = generate.latent_walk(3, 5, 10, seed=2)
-    ends = generate.latent_noise(6, 10, seed=2)
+    Z = latent.latent_walk(3, 5, 10, seed=2)
+    ends = latent.latent_noise(6, 10, seed=2)
     assert Z.shape == (15, 10, 1, 1)
     for k in range(3):
         assert onp.array_equal(Z[5 * k], ends[2 * k])
@@ -77,9 +78,9 @@ def test_walk_from_onnx_without_mxnet_matches_mxnet(tiny_run, tmp_path):
                    env={'PYTHONPATH': str(tmp_path / 'block')})
     assert proc.returncode == 0, proc.stderr
     assert Image.open(tmp_path / 'o.gif').n_frames == 8
-    Z = generate.latent_walk(4, 8, 100, seed=0)
-    onnx_out, _ = generate.generate_onnx(str(export), Z)
-    mx_out = generate.generate_mxnet(str(export), Z)
+    Z = latent.latent_walk(4, 8, 100, seed=0)
+    onnx_out, _ = load.generate_onnx(str(export), Z)
+    mx_out = load.generate_mxnet(str(export), Z)
     assert onnx_out.shape == (32, 3, 64, 64)
     assert onp.abs(onnx_out - mx_out).max() <= 1e-4
 

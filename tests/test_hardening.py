@@ -114,12 +114,12 @@ def test_adam_state_round_trip_continues_exactly(tmp_path):
     def make(seed):
         mx.random.seed(seed)
         net_G, net_D = build_net_G(8), build_net_D(8)
-        steps.initialize(net_D, net_G, [mx.cpu()])
+        steps.initialize(net_G, net_D, [mx.cpu()])
         net_D(net_G(np.zeros((1, 100, 1, 1))))
-        return (net_G, net_D) + steps.make_trainers(net_D, net_G, 0.005, 0.5)
+        return (net_G, net_D) + steps.make_trainers(net_G, net_D, 0.005, 0.5)
 
     def step(nets, i):
-        net_G, net_D, trainer_D, trainer_G = nets
+        net_G, net_D, trainer_G, trainer_D = nets
         rng = onp.random.RandomState(i)
         X = [np.array(rng.uniform(-1, 1, (4, 3, 64, 64)).astype('float32'))]
         Z = [np.array(rng.normal(size=(4, 100, 1, 1)).astype('float32'))]
@@ -134,7 +134,7 @@ def test_adam_state_round_trip_continues_exactly(tmp_path):
         b[k].load_parameters(str(tmp_path / f'net_{name}.params'))
     # b's parameters have other global names (built later in this process): the
     # state is matched by each parameter's place in the net, not by its name.
-    for k, name in ((2, 'D'), (3, 'G')):
+    for k, name in ((2, 'G'), (3, 'D')):
         net = 1 if name == 'D' else 0
         optimizer_state.save(a[k], a[net], str(tmp_path / name))
         optimizer_state.load(b[k], b[net], str(tmp_path / name))
@@ -300,7 +300,8 @@ def test_a_signal_at_the_end_of_an_epoch_names_resume(monkeypatch):
     run = types.SimpleNamespace(
         cfg=Config(epochs=3, batch_size=4), images=onp.zeros((8, 64, 64, 3), 'uint8'),
         state={'epoch': 0, 'batch': 0, 'history': [], 'partial': None}, chief=True,
-        num_workers=1, trainer=None, log=messages.append, ctxs=[None],
+        num_workers=1, gan=None, log=messages.append, ctxs=[None],
+        signals=types.SimpleNamespace(check=lambda: None),  # no signal before train()
         # The signal lands while the epoch's checkpoint and pictures are being written.
         epoch_end=lambda epoch, state: os.kill(os.getpid(), signal.SIGINT))
     assert fit.train(run) == 130
@@ -378,11 +379,11 @@ def test_every_device_holds_the_same_batchnorm_statistics_after_an_epoch():
     import mxnet as mx
     from gluon_dcgan.config import Config
     from gluon_dcgan.data.synthetic import make_sprites
-    from gluon_dcgan.train.loop import Trainer, run_epoch
+    from gluon_dcgan.train.loop import GAN, run_epoch
     cfg = Config(data='synthetic', batch_size=16, n_G=8, n_D=8, progress=False, epochs=1)
-    trainer = Trainer(cfg, [mx.cpu(0), mx.cpu(1)], kvstore='local')
-    run_epoch(trainer, make_sprites(32), 1, types.SimpleNamespace(signum=None))
-    stats = [p for net in (trainer.net_G, trainer.net_D)
+    gan = GAN(cfg, [mx.cpu(0), mx.cpu(1)], kvstore='local')
+    run_epoch(gan, make_sprites(32), 1, types.SimpleNamespace(signum=None))
+    stats = [p for net in (gan.net_G, gan.net_D)
              for p in net.collect_params().values() if p.grad_req == 'null']
     assert stats
     for p in stats:

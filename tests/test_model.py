@@ -62,9 +62,9 @@ def test_one_update_step_changes_parameters_and_gives_finite_losses():
     mx.random.seed(0)
     ctx = [mx.cpu()]
     net_G, net_D = build_net_G(n_G=8), build_net_D(n_D=8)
-    steps.initialize(net_D, net_G, ctx)
-    steps.hybridize(net_D, net_G)
-    trainer_D, trainer_G = steps.make_trainers(net_D, net_G, 0.005, 0.5)
+    steps.initialize(net_G, net_D, ctx)
+    steps.hybridize(net_G, net_D)
+    trainer_G, trainer_D = steps.make_trainers(net_G, net_D, 0.005, 0.5)
     X = np.random.uniform(-1, 1, size=(8, 3, 64, 64))
     Z = np.random.normal(size=(8, 100, 1, 1))
     net_D(net_G(Z))

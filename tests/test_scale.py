@@ -11,7 +11,7 @@ from gluon_dcgan.train import steps
 def _nets(ctxs, seed=3):
     mx.random.seed(seed)
     net_G, net_D = build_net_G(n_G=8), build_net_D(n_D=8)
-    steps.initialize(net_D, net_G, ctxs)
+    steps.initialize(net_G, net_D, ctxs)
     net_D(net_G(np.zeros((1, 100, 1, 1), ctx=ctxs[0])))
     return net_G, net_D
 
@@ -19,8 +19,8 @@ def _nets(ctxs, seed=3):
 def test_two_contexts_keep_identical_parameters():
     ctxs = [mx.cpu(0), mx.cpu(1)]
     net_G, net_D = _nets(ctxs)
-    steps.hybridize(net_D, net_G)
-    trainer_D, trainer_G = steps.make_trainers(net_D, net_G, 0.005, 0.5, kvstore='local')
+    steps.hybridize(net_G, net_D)
+    trainer_G, trainer_D = steps.make_trainers(net_G, net_D, 0.005, 0.5, kvstore='local')
     loss = steps.make_loss()
     rng = onp.random.RandomState(0)
     for _ in range(3):

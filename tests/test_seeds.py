@@ -3,7 +3,7 @@ import numpy as onp
 import pytest
 
 from conftest import assert_one_line_error, run_cli
-from gluon_dcgan import seeds
+from gluon_dcgan import latent, seeds
 from gluon_dcgan.data import loader
 from gluon_dcgan.seeds import Stream
 
@@ -57,10 +57,10 @@ def test_noise_is_standard_normal_float32():
 
 
 def test_latent_noise_is_the_generate_stream_and_longer_draws_extend_shorter_ones():
-    z = seeds.latent_noise(6, 10, 3)
+    z = latent.latent_noise(6, 10, 3)
     assert z.shape == (6, 10, 1, 1) and z.dtype == onp.float32
     assert (z == seeds.noise(3, Stream.GENERATE, shape=(6, 10, 1, 1))).all()
-    assert (seeds.latent_noise(2, 10, 3) == z[:2]).all()
+    assert (latent.latent_noise(2, 10, 3) == z[:2]).all()
 
 
 @pytest.mark.parametrize('bad', [-1, 2 ** 32, 1.5, '3', True, None])

@@ -9,11 +9,12 @@ when both are whole and agree; anything else is decoded again and rewritten.
 import hashlib
 import json
 import os
-import sys
 import threading
 
 import numpy as onp
 
+from ..files import written_atomically
+from ..progress import progress_bar
 from .decode import BadImage, decode_image, parallel_map, read_regular
 
 CACHE_VERSION = 2
@@ -52,33 +53,19 @@ def load_entry(cache_dir, key, count, size, channels):
     return images, bad
 
 
-def _write_atomic(path, write):
-    tmp = f'{path}.{os.getpid()}.tmp'  # per process: two runs may share a data root
-    try:
-        with open(tmp, 'wb') as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save_entry(cache_dir, key, images, bad):
-    """Write the entry (array first, then the JSON that vouches for it); OSError on failure."""
+    """Write the entry (array first, then the JSON that vouches for it); OSError on failure.
+
+    Each file goes through its own temporary name (two runs may share a data root),
+    and a full disk stays an OSError: the caller only logs it.
+    """
     array_path, meta_path = _entry(cache_dir, key)
-    _write_atomic(array_path, lambda f: onp.save(f, images, allow_pickle=False))
+    with written_atomically(array_path, full_disk_error=False) as tmp, open(tmp, 'wb') as f:
+        onp.save(f, images, allow_pickle=False)
     meta = {'version': CACHE_VERSION, 'key': key, 'count': len(images) + len(bad),
             'shape': list(images.shape), 'bad': [[i, r] for i, r in bad]}
-    _write_atomic(meta_path, lambda f: f.write(json.dumps(meta).encode()))
-
-
-def _progress_bar(total, progress):
-    from tqdm import tqdm
-    # disable=None: drawn only when stderr is a terminal, like the training bar.
-    return tqdm(total=total, desc='decoding images', unit='image', leave=False,
-                file=sys.stderr, disable=not progress or None, dynamic_ncols=True,
-                mininterval=0.5)
+    with written_atomically(meta_path, full_disk_error=False) as tmp, open(tmp, 'w') as f:
+        json.dump(meta, f)
 
 
 def decode_all(paths, size, channels, num_workers, progress=False):
@@ -104,7 +91,7 @@ def decode_all(paths, size, channels, num_workers, progress=False):
 
     with native_stderr_silenced():  # libpng prints its own line for each bad file
         # Made inside the block: sys.stderr is then the real stderr, not /dev/null's fd 2.
-        with _progress_bar(len(paths), progress) as bar:
+        with progress_bar(len(paths), 'decoding images', 'image', progress) as bar:
             reasons = parallel_map(one, range(len(paths)), num_workers, done)
     bad = [(i, r) for i, r in enumerate(reasons) if r]
     if bad:

@@ -88,7 +88,7 @@ def parallel_map(fn, items, workers, done=None):
     results = [None] * len(items)
     counter, stop, errors = itertools.count(), threading.Event(), []
 
-    def work():
+    def work(finished):
         try:
             while not stop.is_set():
                 i = next(counter)  # atomic under the GIL
@@ -100,18 +100,23 @@ def parallel_map(fn, items, workers, done=None):
         except BaseException as exc:  # re-raised in the caller
             errors.append(exc)
             stop.set()
+        finally:
+            finished.set()
 
-    threads = [threading.Thread(target=work, daemon=True)
-               for _ in range(max(1, min(workers, len(items))))]
-    for t in threads:
-        t.start()
+    finished = [threading.Event() for _ in range(max(1, min(workers, len(items))))]
     try:
-        for t in threads:
-            t.join()  # a signal interrupts this wait
+        for event in finished:
+            threading.Thread(target=work, args=(event,), daemon=True).start()
+        for event in finished:
+            # Short waits on an Event: a signal the kernel hands to a worker (or to one of
+            # MXNet's threads) is acted on only when the main thread runs again; and an
+            # interrupted Thread.join marks a running thread as stopped (CPython 3.11).
+            while not event.wait(0.1):
+                pass
     finally:
         stop.set()
-        for t in threads:
-            t.join(timeout=5)  # each finishes the one image it holds
+        for event in finished:
+            event.wait(timeout=5)  # each finishes the one image it holds
     if errors:
         raise errors[0]
     return results

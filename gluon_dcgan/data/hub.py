@@ -12,8 +12,8 @@ import shutil
 import sys
 import zipfile
 
-from ..errors import UserError
-from ..files import file_digest
+from ..errors import UserError, first_line
+from ..files import file_digest, remove_leftovers, temporary_folder
 
 POKEMON_SHA1 = 'c065c0e2593b8b161a2d7873e42418bf6a21106c'
 
@@ -25,8 +25,7 @@ def register_pokemon():
     """
     from d2l import mxnet as d2l
     if 'pokemon' not in d2l.DATA_HUB:
-        d2l.DATA_HUB['pokemon'] = (d2l.DATA_URL + 'pokemon.zip',
-                               'c065c0e2593b8b161a2d7873e42418bf6a21106c')
+        d2l.DATA_HUB['pokemon'] = (d2l.DATA_URL + 'pokemon.zip', POKEMON_SHA1)
     return d2l.DATA_HUB['pokemon']
 
 
@@ -48,7 +47,7 @@ def download_failure(exc):
     text = str(exc).strip()
     if 'Connection' in type(exc).__name__ or 'Max retries' in text:
         return 'cannot reach the server'
-    return text.splitlines()[0][:160] if text else type(exc).__name__
+    return first_line(exc)
 
 
 def progress_note(enabled=True):
@@ -99,17 +98,17 @@ def pokemon_folder(data_root, log=None):
     if os.path.isdir(target):
         return target
     archive = download_verified('pokemon', data_root, log)
-    partial = target + '.partial'
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(partial)
-    except zipfile.BadZipFile as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        os.remove(archive)
-        raise UserError(f'{archive} is not a valid zip ({exc}); it was deleted, run again')
-    # The zip holds a top-level 'pokemon/' folder of class subfolders.
-    inner = os.path.join(partial, name)
-    os.replace(inner if os.path.isdir(inner) else partial, target)
+    prefix = f'.{name}.partial-'
+    remove_leftovers(data_root, prefix)  # left by an extraction that was killed
+    with temporary_folder(data_root, prefix) as partial:  # a full disk: one line, no leftovers
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(partial)
+        except zipfile.BadZipFile as exc:
+            os.remove(archive)
+            raise UserError(f'{archive} is not a valid zip ({exc}); it was deleted, run again')
+        # The zip holds a top-level 'pokemon/' folder of class subfolders.
+        inner = os.path.join(partial, name)
+        os.replace(inner if os.path.isdir(inner) else partial, target)
     shutil.rmtree(partial, ignore_errors=True)
     return target

@@ -10,18 +10,15 @@ export/ that exists is whole. An existing folder is replaced only if it is an
 export (every file in it is listed in its manifest): a user's files are never
 deleted.
 """
+import hashlib
 import json
 import os
 import shutil
 
 from ..errors import UserError
 from ..files import file_digest, remove_leftovers, temporary_folder
-
-PREFIX = 'generator'
-SYMBOL = f'{PREFIX}-symbol.json'
-PARAMS = f'{PREFIX}-0000.params'
-MANIFEST = 'manifest.json'
-PIXEL_RECIPE = 'pixels = round((x + 1) * 127.5), clipped to [0, 255], as uint8; NCHW -> NHWC'
+from ..images import PIXEL_RECIPE
+from .names import EPOCH, MANIFEST, PREFIX
 
 
 def sha256_of(path):
@@ -67,22 +64,38 @@ def _export_files(folder):
         return None
 
 
-def check_target(folder):
-    """Refuse an export target that is a file, a run folder, or a folder of other files."""
+def check_target(folder, advice='choose an empty folder, or an existing export to replace'):
+    """Refuse an export target that is a file, a link, a run folder, or holds other things.
+
+    An existing export may hold exports of its own (export/best/); anything else in
+    it, file or folder, is the user's, and replacing the export would delete it.
+    """
     if not os.path.lexists(folder):
         return
+    if os.path.islink(folder):
+        raise UserError(f'{folder} is a symbolic link: give the export a real folder path')
     if not os.path.isdir(folder):
         raise UserError(f'{folder} is a file, not a folder: give the export a folder path')
     names = os.listdir(folder)
     if 'config.json' in names or 'checkpoints' in names:
         raise UserError(f'{folder} is a run folder: export into a new folder, or into '
                         f'{os.path.join(folder, "export")} (the default)')
-    files = [n for n in names if not os.path.isdir(os.path.join(folder, n))]
-    if files and not set(files) <= (_export_files(folder) or set()):
-        others = sorted(set(files) - (_export_files(folder) or set()))
+    listed = _export_files(folder) or set()
+    others = sorted(n for n in names if n not in listed and not _is_export(os.path.join(folder, n)))
+    if others:
         raise UserError(f'{folder} holds files that are not part of an export '
-                        f'({", ".join(others[:3])}{" ..." if len(others) > 3 else ""}): choose '
-                        f'an empty folder, or an existing export to replace')
+                        f'({", ".join(others[:3])}{" ..." if len(others) > 3 else ""}): {advice}')
+
+
+def _is_export(path):
+    """A real folder (not a link) holding an export and nothing else, at any depth."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        return False
+    try:
+        check_target(path)
+    except UserError:
+        return False
+    return _export_files(path) is not None
 
 
 def _traced(net_G, latent_dim, ctx):
@@ -105,17 +118,24 @@ def export_generator(net_G, folder, latent_dim, channels, image_size=64, ctx=Non
     """
     check_target(folder)
     parent = os.path.dirname(os.path.abspath(folder))
-    prefix = '.' + os.path.basename(os.path.abspath(folder)) + '.partial-'
+    prefix = _partial_prefix(os.path.basename(os.path.abspath(folder)))
     os.makedirs(parent, exist_ok=True)
     remove_leftovers(parent, prefix)  # left by an export that was killed
     with temporary_folder(parent, prefix) as tmp:
-        _traced(net_G, latent_dim, ctx).export(os.path.join(tmp, PREFIX), epoch=0)
+        _traced(net_G, latent_dim, ctx).export(os.path.join(tmp, PREFIX), epoch=EPOCH)
         extra = {}
         for writer in extra_writers:
             extra.update(writer(tmp) or {})
         manifest = write_manifest(tmp, latent_dim, channels, image_size, extra)
         _swap_in(tmp, folder)
     return manifest
+
+
+def _partial_prefix(name):
+    """'.NAME.partial-': unique to the target; a long NAME is cut and hashed to fit in 255."""
+    if len(name) > 80:
+        name = name[:60] + '-' + hashlib.sha1(os.fsencode(name)).hexdigest()[:8]
+    return '.' + name + '.partial-'
 
 
 def _swap_in(tmp, folder):

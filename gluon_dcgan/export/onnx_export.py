@@ -11,8 +11,8 @@ import os
 import numpy as onp
 
 from ..errors import UserError
+from .names import ONNX, PARAMS, SYMBOL
 
-ONNX = 'generator.onnx'
 MAX_ABS_DIFF = 1e-4
 CHECK_BATCH, CHECK_SEED = 8, 1234
 
@@ -42,8 +42,8 @@ def _exported_output(folder, Z, ctx):
     from mxnet import gluon, np
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        net = gluon.SymbolBlock.imports(os.path.join(folder, 'generator-symbol.json'), ['data'],
-                                        os.path.join(folder, 'generator-0000.params'), ctx=ctx)
+        net = gluon.SymbolBlock.imports(os.path.join(folder, SYMBOL), ['data'],
+                                        os.path.join(folder, PARAMS), ctx=ctx)
     return net(np.array(Z, ctx=ctx)).asnumpy()
 
 
@@ -55,8 +55,8 @@ def onnx_writer(latent_dim, ctx=None):
         import onnx
         import onnxruntime
         path = os.path.join(folder, ONNX)
-        mx.onnx.export_model(os.path.join(folder, 'generator-symbol.json'),
-                             os.path.join(folder, 'generator-0000.params'),
+        mx.onnx.export_model(os.path.join(folder, SYMBOL),
+                             os.path.join(folder, PARAMS),
                              in_shapes=[(CHECK_BATCH, latent_dim, 1, 1)], in_types=onp.float32,
                              onnx_file_path=path, dynamic=True,
                              dynamic_input_shapes=[(None, latent_dim, 1, 1)])

@@ -12,6 +12,7 @@ import sys
 import numpy as onp
 
 from ..config import config_from_args, train_parser
+from ..files import written_atomically
 
 VARIANTS = ('leaky', 'relu')
 PROBE = 64  # real and fake images in the fixed measuring batches
@@ -51,7 +52,7 @@ def _probe_run(run_dir, real):
     from ..model import build_net_D
     from ..train import checkpoint
     from ..seeds import Stream, noise
-    from .export import load_run_generator
+    from ..train.restore import load_run_generator
     ctx = mx.cpu()
     net_G, cfg, path = load_run_generator(run_dir, ctx)
     net_D = build_net_D(cfg.n_D, cfg.alpha, cfg.d_activation)
@@ -87,7 +88,7 @@ def write_markdown(rows, path, cfg):
               'on those 128 images; ReLU passes no gradient through them.',
               '* diversity: mean pairwise L2 distance of the 64 generated images divided by '
               'that of the 64 real ones (1 = as varied as the data; near 0 = mode collapse).']
-    with open(path, 'w') as f:
+    with written_atomically(path) as tmp, open(tmp, 'w') as f:
         f.write('\n'.join(lines) + '\n')
 
 
@@ -96,7 +97,7 @@ def write_figure(rows, path):
     import matplotlib
     matplotlib.use('Agg')
     from matplotlib import pyplot as plt
-    from ..train.report import grid, to_pixels
+    from ..images import grid, to_pixels
     fig, axes = plt.subplots(2, len(rows), figsize=(5 * len(rows), 8))
     for k, r in enumerate(rows):
         epochs = [h['epoch'] for h in r['history']]
@@ -107,7 +108,8 @@ def write_figure(rows, path):
         axes[1, k].imshow(grid(to_pixels(r['fake']), cols=7).squeeze(), cmap='gray')
         axes[1, k].axis('off')
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with written_atomically(path) as tmp:
+        fig.savefig(tmp, format='png', dpi=90)
     plt.close(fig)
 
 
@@ -133,7 +135,8 @@ def main(argv):
     rows = [_probe_run(os.path.join(cfg.out_dir, v), real) for v in VARIANTS]
     write_markdown(rows, os.path.join(cfg.out_dir, 'ablation.md'), cfg)
     write_figure(rows, os.path.join(cfg.out_dir, 'ablation.png'))
-    with open(os.path.join(cfg.out_dir, 'ablation.json'), 'w') as f:
+    with written_atomically(os.path.join(cfg.out_dir, 'ablation.json')) as tmp, \
+            open(tmp, 'w') as f:
         json.dump([{c: r[c] for c in COLUMNS} for r in rows], f, indent=1)
     print(open(os.path.join(cfg.out_dir, 'ablation.md')).read())
     return 0

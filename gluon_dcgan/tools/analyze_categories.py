@@ -12,6 +12,7 @@ import numpy as onp
 
 from ..flags import OneLineParser, flag, positive_int, seed_int
 from ..errors import UserError
+from ..files import written_atomically
 
 SHOWN = 8  # most confident samples per category in categories.png
 RANKING = ('Ranked by the mean classifier confidence on the generated images labelled '
@@ -30,13 +31,13 @@ def _table(rows, accuracy, num, path, trained_now, key):
     for rank, r in enumerate(rows, 1):
         lines.append(f"| {rank} | {CLASSES[r['label']]} | {r['share']:.1%} | 10.0% | "
                      f"{r['confidence']:.3f} | {r['real_accuracy']:.1%} |")
-    with open(path, 'w') as f:
+    with written_atomically(path) as tmp, open(tmp, 'w') as f:
         f.write('\n'.join(lines) + '\n')
 
 
 def _figure(images, probs, preds, path):
     """One row per category: its SHOWN most confident generated samples."""
-    from ..train.report import grid, save_png
+    from ..images import grid, save_png
     blank = onp.full(images.shape[1:], 255, onp.uint8)
     tiles = []
     for label in range(10):
@@ -46,8 +47,7 @@ def _figure(images, probs, preds, path):
     save_png(grid(onp.stack(tiles), cols=SHOWN), path)
 
 
-def main(argv):
-    """Classify a Fashion-MNIST run's samples; writes categories.md/png; returns exit code."""
+def _parse(argv):
     p = OneLineParser(prog='run.py analyze-categories', description=__doc__.split('\n')[0])
     p.add_argument('--run', required=True, metavar='DIR', help='a --data fashion-mnist run')
     p.add_argument('--num', type=positive_int, default=1000,
@@ -58,10 +58,24 @@ def main(argv):
     p.add_argument('--no-progress', dest='progress', action='store_false',
                    help="no progress bar for the classifier's training (none is drawn when "
                         "stderr is not a terminal)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def _samples(run_dir, num, seed):
+    """(N, H, W, 1) uint8: the images `generate --seed` draws from the run's export."""
+    from ..export.load import load_mxnet_generator, mxnet_forward
+    from ..images import images_in_chunks
+    from ..latent import latent_noise
+    net_G, manifest = load_mxnet_generator(os.path.join(run_dir, 'export'))
+    return images_in_chunks(mxnet_forward(net_G), latent_noise(num, manifest['latent_dim'], seed))
+
+
+def main(argv):
+    """Classify a Fashion-MNIST run's samples; writes categories.md/png; returns exit code."""
+    args = _parse(argv)
     from ..runtime import use_np
     use_np()
-    from .. import classifier, generate, seeds
+    from .. import classifier
     from ..data.fashion_mnist import load_fashion_mnist
     from ..train import rundir
     cfg = rundir.saved_config(rundir.RunPaths(args.run))
@@ -79,9 +93,7 @@ def main(argv):
     _, test_pred = classifier.predict(net, test_x)
     accuracy = float((test_pred == test_y).mean())
     print(f'classifier test accuracy: {accuracy:.1%} ({len(test_y)} images)')
-    net_G, manifest = generate.load_mxnet_generator(os.path.join(args.run, 'export'))
-    fake = generate.pixels_in_chunks(
-        net_G, seeds.latent_noise(args.num, manifest['latent_dim'], args.seed))
+    fake = _samples(args.run, args.num, args.seed)
     probs, preds = classifier.predict(net, fake)
     rows = []
     for label in range(10):

@@ -7,10 +7,10 @@ import os
 import sys
 
 from ..config import Config, add_data_flags
+from ..errors import UserError
 from ..flags import OneLineParser, flag, int_in
 
 MAX_NUM = 100_000  # images per side: far beyond what FID needs, and bounded memory
-from ..errors import UserError
 
 
 def _log(message):
@@ -65,8 +65,11 @@ def main(argv):
     from ..runtime import resolve_contexts, use_np
     use_np()
     ctx = resolve_contexts(args.ctx)[0]
-    from .. import fid, generate, seeds
-    net_G, manifest = generate.load_mxnet_generator(args.export, ctx)
+    from .. import fid
+    from ..export.load import load_mxnet_generator, mxnet_forward
+    from ..images import images_in_chunks
+    from ..latent import latent_noise
+    net_G, manifest = load_mxnet_generator(args.export, ctx)
     real = _real_images(args, channels=manifest['output_shape'][1])
     models = os.path.join(args.data_root, 'models')
     net = fid.load_inception(args.inception_params, models, ctx)
@@ -74,9 +77,8 @@ def main(argv):
         net, real, fid.weights_file(args.inception_params, models),
         os.path.join(args.data_root, 'fid-stats'), ctx, args.batch_size, args.progress, _log)
     # The same noise as `generate --seed`: the scored images are the ones it draws.
-    with ctx:  # pixels_in_chunks puts the noise on the default device
-        fake = generate.pixels_in_chunks(
-            net_G, seeds.latent_noise(args.num, manifest['latent_dim'], args.seed))
+    fake = images_in_chunks(mxnet_forward(net_G, ctx),
+                            latent_noise(args.num, manifest['latent_dim'], args.seed))
     fake_feats = fid.inception_features(net, fake, ctx, args.batch_size, args.progress,
                                         desc='generated images')
     score = fid.frechet_distance(*fid.statistics(fake_feats), *real_stats)

@@ -10,16 +10,16 @@ import shutil
 import numpy as onp
 
 from .. import fid
+from ..export.run_export import export_run
+from ..images import to_pixels
 from ..seeds import Stream, rng
-from .report import to_pixels
 
 
 class BestByFID:
     """Scores epochs and keeps checkpoints/best; `enabled` is False without --fid-every."""
 
-    def __init__(self, cfg, paths, trainer, real_images, ctx, export):
-        self.cfg, self.paths, self.trainer, self.ctx, self.export = cfg, paths, trainer, ctx, \
-            export
+    def __init__(self, cfg, paths, gan, real_images, ctx):
+        self.cfg, self.paths, self.gan, self.ctx = cfg, paths, gan, ctx
         self.folder = os.path.join(paths.checkpoints, 'best')
         self.net = fid.load_inception(cfg.inception_params,
                                       os.path.join(cfg.data_root, 'models'), ctx)
@@ -44,7 +44,7 @@ class BestByFID:
         for i in range(0, self.cfg.fid_num, 256):
             n = min(256, self.cfg.fid_num - i)
             Z = draw.standard_normal((n, self.cfg.latent_dim, 1, 1), dtype=onp.float32)
-            chunks.append(to_pixels(self.trainer.generate(Z)))
+            chunks.append(to_pixels(self.gan.generate(Z)))
         return fid.fid_of_images(self.net, onp.concatenate(chunks), self.real_stats, self.ctx)
 
     def keep_if_best(self, epoch, score, checkpoint_path):
@@ -58,7 +58,7 @@ class BestByFID:
             json.dump({'fid': score, 'epoch': epoch, 'fid_num': self.cfg.fid_num}, f)
         shutil.rmtree(self.folder, ignore_errors=True)
         os.replace(tmp, self.folder)
-        self.export(self.trainer.net_G, self.cfg, os.path.join(self.paths.export, 'best'),
-                    self.ctx)
+        export_run(self.gan.net_G, self.cfg, os.path.join(self.paths.export, 'best'), self.ctx,
+                   epoch)
         self.best = score
         return True

@@ -23,7 +23,7 @@ import shutil
 
 import numpy as onp
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..files import file_digest, fsync_path, remove_leftovers, temporary_folder
 from . import optimizer_state
 from .dist_server import load_server_states, save_server_states
@@ -41,8 +41,8 @@ def checkpoint_name(epoch, batch):
     return f'ckpt-E{epoch:04d}-B{batch:06d}'
 
 
-def save(folder, trainer, fixed_noise, state):
-    """Write a checkpoint of `trainer` (nets + Adam) atomically; return its path.
+def save(folder, gan, fixed_noise, state):
+    """Write a checkpoint of `gan` (nets + Adam) atomically; return its path.
 
     `state` must hold epoch and batch.
     """
@@ -50,13 +50,13 @@ def save(folder, trainer, fixed_noise, state):
     remove_leftovers(folder, TMP_PREFIX)  # left by a run killed while saving
     final = os.path.join(folder, checkpoint_name(state['epoch'], state['batch']))
     with temporary_folder(folder, TMP_PREFIX) as tmp:
-        trainer.net_G.save_parameters(os.path.join(tmp, 'net_G.params'))
-        trainer.net_D.save_parameters(os.path.join(tmp, 'net_D.params'))
-        optimizer_state.save(trainer.trainer_G, trainer.net_G, os.path.join(tmp, 'adam_G'))
-        optimizer_state.save(trainer.trainer_D, trainer.net_D, os.path.join(tmp, 'adam_D'))
+        gan.net_G.save_parameters(os.path.join(tmp, 'net_G.params'))
+        gan.net_D.save_parameters(os.path.join(tmp, 'net_D.params'))
+        optimizer_state.save(gan.trainer_G, gan.net_G, os.path.join(tmp, 'adam_G'))
+        optimizer_state.save(gan.trainer_D, gan.net_D, os.path.join(tmp, 'adam_D'))
         servers = []
-        if optimizer_state.on_servers(trainer.trainer_D):
-            servers = save_server_states(trainer.trainer_D._kvstore_params['kvstore'], tmp)
+        if optimizer_state.on_servers(gan.trainer_D):
+            servers = save_server_states(gan.trainer_D._kvstore_params['kvstore'], tmp)
         onp.save(os.path.join(tmp, 'fixed_noise.npy'), fixed_noise)
         with open(os.path.join(tmp, 'state.json'), 'w') as f:
             json.dump(state, f)
@@ -120,8 +120,7 @@ def _readable(path, manifest):
         if not isinstance(state, dict) or not {'epoch', 'batch', 'config', 'history'} <= set(state):
             return 'state.json lacks the training position'
     except (ValueError, OSError, mx.base.MXNetError) as exc:
-        return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else \
-            type(exc).__name__
+        return first_line(exc)
     return None
 
 
@@ -170,22 +169,21 @@ def load_state(path):
         return json.load(f)
 
 
-def load(path, trainer):
-    """Restore the nets and Adam states of `trainer` in place from a checkpoint.
+def load(path, gan):
+    """Restore the nets and Adam states of `gan` in place from a checkpoint.
 
     Returns (fixed_noise, state)."""
     import mxnet as mx
     try:
-        trainer.net_G.load_parameters(os.path.join(path, 'net_G.params'), ctx=trainer.ctxs)
-        trainer.net_D.load_parameters(os.path.join(path, 'net_D.params'), ctx=trainer.ctxs)
+        gan.net_G.load_parameters(os.path.join(path, 'net_G.params'), ctx=gan.ctxs)
+        gan.net_D.load_parameters(os.path.join(path, 'net_D.params'), ctx=gan.ctxs)
     except (AssertionError, mx.base.MXNetError) as exc:  # shapes or names that do not fit
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else 'mismatch'
-        raise UserError(f'the networks in {path} do not fit this model ({first}): resume with '
-                        f'the flags the run was started with')
+        raise UserError(f'the networks in {path} do not fit this model ({first_line(exc)}): '
+                        f'resume with the flags the run was started with')
     if os.path.exists(os.path.join(path, 'adam_G.json')):
-        optimizer_state.load(trainer.trainer_G, trainer.net_G, os.path.join(path, 'adam_G'))
-        optimizer_state.load(trainer.trainer_D, trainer.net_D, os.path.join(path, 'adam_D'))
-    elif optimizer_state.on_servers(trainer.trainer_D) and \
+        optimizer_state.load(gan.trainer_G, gan.net_G, os.path.join(path, 'adam_G'))
+        optimizer_state.load(gan.trainer_D, gan.net_D, os.path.join(path, 'adam_D'))
+    elif optimizer_state.on_servers(gan.trainer_D) and \
             os.path.exists(os.path.join(path, 'server-0.json')):
-        load_server_states(trainer.trainer_D._kvstore_params['kvstore'], path)
+        load_server_states(gan.trainer_D._kvstore_params['kvstore'], path)
     return onp.load(os.path.join(path, 'fixed_noise.npy')), load_state(path)

@@ -4,18 +4,19 @@
 ``prepare`` runs every check before the run folder changes; an interrupt at any
 stage ends with one truthful line about what was saved.
 """
-import contextlib
+import hashlib
 import os
-import signal
 import sys
 
 from ..config import Config
 from ..data import load_images, loader
 from ..errors import UserError
+from ..export.run_export import export_run, exported_epochs
 from ..runtime import bf16_problem, describe_contexts, resolve_contexts
 from ..seeds import Stream, noise
 from . import checkpoint, report, rundir
-from .loop import D_KEYS, Diverged, Interrupted, StopFlag, Trainer, run_epoch
+from .epoch_end import EpochEnd
+from .loop import D_KEYS, GAN, Diverged, Interrupted, StopFlag, run_epoch
 
 # What an interrupt outside the training loop leaves behind, by stage.
 INTERRUPTED = {
@@ -42,38 +43,6 @@ def _kvstore(cfg, ctxs):
     return cfg.kvstore or default, 0, 1
 
 
-class EpochEnd:
-    """What happens after each epoch on the chief worker: checkpoint, pictures, metrics."""
-
-    def __init__(self, cfg, paths, trainer, fixed_noise, history, best=None):
-        self.cfg, self.paths, self.trainer, self.fixed_noise = cfg, paths, trainer, fixed_noise
-        self.best = best
-        os.makedirs(paths.samples, exist_ok=True)
-        self.figure = report.TrainingFigure(cfg.epochs, paths.training, with_fid=bool(best))
-        for row in history:  # a resumed run's figure covers the whole run
-            self.figure.add(row['epoch'], row['loss_D'], row['loss_G'], fid=row.get('fid'),
-                            save=False, D=row)
-
-    def save_checkpoint(self, state):
-        return checkpoint.save(self.paths.checkpoints, self.trainer, self.fixed_noise, state)
-
-    def __call__(self, epoch, state):
-        row = state['history'][-1]
-        if self.best and self.best.due(epoch):
-            row['fid'] = self.best.score(epoch)  # recorded before the checkpoint is written
-        path = self.save_checkpoint(state)
-        if 'fid' in row and self.best.keep_if_best(epoch, row['fid'], path):
-            print(f"epoch {epoch}: FID {row['fid']:.2f}, the best so far: kept in "
-                  f"checkpoints/best and export/best", file=sys.stderr)
-        fixed = report.to_pixels(self.trainer.generate(self.fixed_noise))
-        report.save_png(report.grid(fixed, cols=7),
-                        os.path.join(self.paths.samples, f'epoch_{epoch:03d}.png'))
-        fresh = self.trainer.generate(
-            noise(self.cfg.seed, Stream.SAMPLES, epoch, shape=(21, self.cfg.latent_dim, 1, 1)))
-        self.figure.add(epoch, row['loss_D'], row['loss_G'], fresh, fid=row.get('fid'), D=row)
-        report.write_metrics(state['history'], self.paths.metrics)
-
-
 def _check_resume(cfg, path, state, log):
     """Refuse a resume that would silently change the run; log the changes it may make."""
     try:
@@ -97,6 +66,19 @@ def _check_resume(cfg, path, state, log):
         log(f'resuming with new Adam settings from here on: {", ".join(changes)}')
 
 
+def _check_same_images(state, count, log):
+    """A mid-epoch resume needs the images its batches were drawn from; at an epoch
+    boundary a changed dataset is allowed, and said."""
+    before = state.get('images')
+    if before is None or before == count:
+        return
+    if state['batch']:
+        raise UserError(f'the data changed since the checkpoint ({before} -> {count} images), '
+                        f'which stopped in the middle of epoch {state["epoch"] + 1}: restore '
+                        f'the images to resume, or use --overwrite to start afresh')
+    log(f'note: the data changed since the checkpoint ({before} -> {count} images)')
+
+
 def _start_state(cfg, paths, log):
     """(checkpoint path, its state) to resume from, or (None, None) to start afresh."""
     if not cfg.resume:
@@ -109,14 +91,6 @@ def _start_state(cfg, paths, log):
     state = checkpoint.load_state(path)
     _check_resume(cfg, path, state, log)
     return path, state
-
-
-def export_run(net_G, cfg, folder, ctx):
-    """export/: MXNet symbol + params, the verified ONNX model, manifest.json."""
-    from ..export.mxnet_export import export_generator
-    from ..export.onnx_export import onnx_writer
-    return export_generator(net_G, folder, cfg.latent_dim, cfg.channels, cfg.image_size,
-                            ctx=ctx, extra_writers=[onnx_writer(cfg.latent_dim, ctx)])
 
 
 class Run:
@@ -140,7 +114,7 @@ def prepare(run):
         rundir.lock(paths.root)
         rundir.check_start(cfg, paths, log)
     resume_from, done = _start_state(cfg, paths, log)
-    if done and done['epoch'] >= cfg.epochs and os.path.isdir(paths.export):
+    if done and done['epoch'] >= cfg.epochs and exported_epochs(paths.export) == done['epoch']:
         log(f'{paths.root} already finished {done["epoch"]} epoch(s); nothing to do '
             f'(raise --epochs to train longer)')
         return False
@@ -148,16 +122,20 @@ def prepare(run):
         from ..fid import check_weights_available
         check_weights_available(cfg.inception_params, os.path.join(cfg.data_root, 'models'))
     run.images = load_images(cfg, log)
+    if done:
+        _check_same_images(done, len(run.images), log)
     if run.num_workers > 1:
         log(f'worker {run.rank}/{run.num_workers}: {len(run.images) // run.num_workers} of '
             f'{len(run.images)} images per epoch')
-    run.trainer = Trainer(cfg, run.ctxs, run.kvstore, run.rank, run.num_workers)
+    run.gan = GAN(cfg, run.ctxs, run.kvstore, run.rank, run.num_workers)
     run.fixed = noise(cfg.seed, Stream.FIXED, shape=(21, cfg.latent_dim, 1, 1))
     run.state = {'epoch': 0, 'batch': 0, 'history': [], 'partial': None}
     if resume_from:
-        run.fixed, run.state = checkpoint.load(resume_from, run.trainer)
+        run.fixed, run.state = checkpoint.load(resume_from, run.gan)
         log(f'resuming from {resume_from}')
     run.state['config'] = dict(vars(cfg))
+    run.state['images'] = len(run.images)  # what a resume checks the data against
+    run.signals.check()  # a signal whose raise was lost during the checks stops the run here
     if run.chief:  # every check has passed: from here on the run folder changes
         run.stage = 'setup'
         rundir.clear_old_run(cfg, paths)
@@ -168,8 +146,9 @@ def prepare(run):
         best = None
         if cfg.fid_every:
             from .best import BestByFID
-            best = BestByFID(cfg, paths, run.trainer, run.images, run.ctxs[0], export_run)
-        run.epoch_end = EpochEnd(cfg, paths, run.trainer, run.fixed, run.state['history'], best)
+            best = BestByFID(cfg, paths, run.gan, run.images, run.ctxs[0])
+        run.epoch_end = EpochEnd(cfg, paths, run.gan, run.fixed, run.state['history'], log,
+                                 best)
     return True
 
 
@@ -203,12 +182,13 @@ def _announce(run):
 def train(run):
     """The chapter's loop over epochs. Returns an exit code if interrupted, else None."""
     cfg, state, log = run.cfg, run.state, run.log
+    run.signals.check()
     if state['epoch'] < cfg.epochs:
         _announce(run)
     with StopFlag() as stop:
         for epoch in range(state['epoch'] + 1, cfg.epochs + 1):
             try:
-                sums = run_epoch(run.trainer, run.images, epoch, stop, state['batch'],
+                sums = run_epoch(run.gan, run.images, epoch, stop, state['batch'],
                                  state['partial'])
             except Interrupted as exc:
                 if run.chief:
@@ -230,6 +210,21 @@ def train(run):
     return None
 
 
+def weights_digest(net):
+    """The first 12 hex digits of SHA-256 over `net`'s trainable parameters.
+
+    Hashes each parameter's structural name (as in net_G.params) and float32 bytes,
+    in sorted name order. BatchNorm running statistics are left out: every worker
+    keeps its own, from its own images.
+    """
+    digest = hashlib.sha256()
+    for name, param in sorted(net._collect_params_with_prefix().items()):
+        if param.grad_req != 'null':
+            digest.update(name.encode())
+            digest.update(param.data().asnumpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
 def finish(run, out):
     """Export the generator and print the chapter's final line."""
     run.stage = 'finish'
@@ -239,27 +234,14 @@ def finish(run, out):
     npx.waitall()
     if run.chief:
         report.write_gif(run.paths.samples, run.paths.gif)
-        export_run(run.trainer.net_G, run.cfg, run.paths.export, run.ctxs[0])
-    dump = os.environ.get('GLUON_DCGAN_DUMP_PARAMS')  # tests compare workers' weights
-    if dump:
-        run.trainer.net_G.save_parameters(f'{dump}-rank{run.rank}.params')
+        export_run(run.gan.net_G, run.cfg, run.paths.export, run.ctxs[0], run.state['epoch'])
+    if run.num_workers > 1:  # dist_sync workers must end with the same weights: show it
+        run.log(f'worker {run.rank}/{run.num_workers}: generator weights sha256 '
+                f'{weights_digest(run.gan.net_G)}')
     last = run.state['history'][-1]
     print(f"loss_D {last['loss_D']:.3f}, loss_G {last['loss_G']:.3f}, "
           f"{last['examples_per_sec']:.1f} examples/sec on {describe_contexts(run.ctxs)}",
           file=out, flush=True)
-
-
-@contextlib.contextmanager
-def _signals_raise():
-    """Outside the training loop, SIGINT and SIGTERM raise Interrupted (the loop uses a flag)."""
-    def handle(signum, frame):
-        raise Interrupted(signum)
-    old = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
 
 
 def _diverged(run, exc):
@@ -272,8 +254,10 @@ def _diverged(run, exc):
 
 def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=sys.stdout):
     """Train (or resume) the run described by `cfg`; return the exit code."""
-    with _signals_raise():
+    # Outside the loop SIGINT and SIGTERM raise Interrupted (the loop itself uses a flag).
+    with StopFlag(raising=True) as signals:
         run = Run(cfg, log)
+        run.signals = signals
         try:
             if not prepare(run):
                 return 0
@@ -286,4 +270,12 @@ def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=sys.stdout):
             return exc.exit_code
         except Diverged as exc:
             raise _diverged(run, exc)
+        except Exception:
+            if signals.signum:  # e.g. an import the signal broke: the signal is the cause
+                log(INTERRUPTED[run.stage])
+                return 128 + signals.signum
+            raise
+        finally:
+            if run.stage == 'checks' and run.chief:
+                rundir.unlock_if_unused(run.paths.root)
     return 0

@@ -1,14 +1,14 @@
-"""The training run: set up, resume, loop over epochs calling the two update steps, finish.
+"""One epoch of training: the GAN's two update steps over every batch, and the epoch's sums.
 
-The loop itself only calls update_D and update_G; sample grids, figures,
-metrics and checkpoints hang off it as callbacks in ``EpochEnd``.
+``run_epoch`` only calls ``GAN.step`` (update_D, then update_G); checkpoints,
+sample grids, figures and metrics hang off the run in ``epoch_end.EpochEnd``.
 """
 import math
 import signal
-import sys
 import time
 
 from ..data import loader
+from ..progress import progress_bar
 from ..seeds import Stream, noise
 from . import steps
 
@@ -17,8 +17,12 @@ SYNC_EVERY = 5          # batches between reads of the loss sums (the only host 
 D_KEYS = ('D_x', 'D_G_z', 'D_G_z2')
 
 
-class Interrupted(Exception):
-    """SIGINT/SIGTERM arrived: within an epoch, training stopped after a complete batch."""
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM arrived: within an epoch, training stopped after a complete batch.
+
+    A BaseException, like KeyboardInterrupt: raised from a signal handler, it can surface
+    inside any code, and a library's `except Exception` must not swallow it.
+    """
 
     def __init__(self, signum, sums=None, next_batch=0):
         super().__init__(signum)
@@ -31,10 +35,16 @@ class Diverged(Exception):
 
 
 class StopFlag:
-    """Turn SIGINT/SIGTERM into a flag the loop checks between batches."""
+    """Turn SIGINT/SIGTERM into a flag the loop checks between batches.
 
-    def __init__(self):
-        self.signum = None
+    With `raising`, the handler also raises Interrupted at once (outside the loop, where
+    there is no batch to finish). The flag is kept either way, because a raise can be
+    lost: in a finalizer (__del__ runs wherever the collector does) Python only prints
+    it. check() at each stage boundary raises it again.
+    """
+
+    def __init__(self, raising=False, signum=None):
+        self.raising, self.signum = raising, signum
 
     def __enter__(self):
         self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -42,14 +52,24 @@ class StopFlag:
 
     def _handle(self, signum, frame):
         self.signum = signum
+        if self.raising:
+            raise Interrupted(signum)
+
+    def check(self):
+        """Raise Interrupted if a signal has arrived."""
+        if self.signum:
+            raise Interrupted(self.signum)
 
     def __exit__(self, *exc):
         for s, handler in self._old.items():
             signal.signal(s, handler)
 
 
-class Trainer:
-    """Holds the nets, trainers and devices of one run (the loop's state)."""
+class GAN:
+    """The two nets, their two gluon Trainers and the loss, on the run's devices.
+
+    The loop's whole state: ``gan.net_G``, ``gan.trainer_G``, ``gan.step(X, Z)``.
+    """
 
     def __init__(self, cfg, ctxs, kvstore=None, rank=0, num_workers=1):
         import mxnet as mx
@@ -59,7 +79,7 @@ class Trainer:
         mx.random.seed(cfg.seed)  # the same seed gives the same initial weights
         self.net_G = build_net_G(cfg.n_G, cfg.channels)
         self.net_D = build_net_D(cfg.n_D, cfg.alpha, cfg.d_activation, dtype)
-        steps.initialize(self.net_D, self.net_G, ctxs)
+        steps.initialize(self.net_G, self.net_D, ctxs)
         # Shapes must be known before trainer states can be loaded.
         from mxnet import np
         self.net_D(self.net_G(np.zeros((1, cfg.latent_dim, 1, 1), ctx=ctxs[0])))
@@ -67,9 +87,9 @@ class Trainer:
         # bf16, a twin built on the same parameters computes the training steps.
         self.net_G_train = self.net_G if dtype == 'float32' else \
             build_net_G(cfg.n_G, cfg.channels, dtype, share=self.net_G)
-        steps.hybridize(self.net_D, self.net_G, self.net_G_train)
-        self.trainer_D, self.trainer_G = steps.make_trainers(
-            self.net_D, self.net_G, cfg.lr, cfg.beta1, kvstore)
+        steps.hybridize(self.net_G, self.net_D, self.net_G_train)
+        self.trainer_G, self.trainer_D = steps.make_trainers(
+            self.net_G, self.net_D, cfg.lr, cfg.beta1, kvstore)
         self.loss = steps.make_loss()
 
     def step(self, batch_uint8, Z):
@@ -129,7 +149,7 @@ class EpochSums:
         self.pending = []
 
     def add(self, batch, loss_D, loss_G, size, D_out=None):
-        """Queue one batch's device sums (D_out as Trainer.step returns it) until sync()."""
+        """Queue one batch's device sums (D_out as GAN.step returns it) until sync()."""
         self.pending.append((batch, loss_D, loss_G, size, D_out))
 
     def sync(self):
@@ -163,36 +183,33 @@ class EpochSums:
 
 
 def _progress_bar(cfg, epoch, total, start):
-    from tqdm import tqdm
-    return tqdm(total=total, initial=start, desc=f'epoch {epoch}/{cfg.epochs}', unit='batch',
-                leave=False, file=sys.stderr, disable=not cfg.progress or None,
-                dynamic_ncols=True, mininterval=0.5)
+    return progress_bar(total, f'epoch {epoch}/{cfg.epochs}', 'batch', cfg.progress, start)
 
 
-def run_epoch(trainer, images, epoch, stop, start_batch=0, partial=None):
+def run_epoch(gan, images, epoch, stop, start_batch=0, partial=None):
     """Train one epoch (from `start_batch`); returns its EpochSums, or raises Interrupted."""
-    cfg = trainer.cfg
+    cfg = gan.cfg
     sums = EpochSums(epoch, partial)
-    total = loader.num_batches(len(images), cfg.batch_size, trainer.num_workers,
-                               len(trainer.ctxs))
+    total = loader.num_batches(len(images), cfg.batch_size, gan.num_workers,
+                               len(gan.ctxs))
     bar = _progress_bar(cfg, epoch, total, start_batch)
     started = time.time()
     try:
         for batch, X in loader.iterate_batches(images, cfg.batch_size, cfg.seed, epoch,
-                                               trainer.rank, trainer.num_workers, start_batch,
-                                               len(trainer.ctxs)):
+                                               gan.rank, gan.num_workers, start_batch,
+                                               len(gan.ctxs)):
             # Fixed by (seed, epoch, batch), so a resumed run repeats it; the rank gives
             # each worker noise of its own, as it has a share of the data of its own.
-            Z = noise(cfg.seed, Stream.NOISE, epoch, batch, trainer.rank,
+            Z = noise(cfg.seed, Stream.NOISE, epoch, batch, gan.rank,
                       shape=(len(X), cfg.latent_dim, 1, 1))
-            loss_D, loss_G, D_out = trainer.step(X, Z)
+            loss_D, loss_G, D_out = gan.step(X, Z)
             sums.add(batch, loss_D, loss_G, len(X), D_out)
             bar.update(1)
             if len(sums.pending) >= SYNC_EVERY or batch + 1 == total or stop.signum:
                 sums.sync()
                 seconds = sums.seconds + time.time() - started
                 bar.set_postfix({k: f'{v:.3f}' for k, v in sums.means().items()},
-                                ex_s=f'{sums.examples * trainer.num_workers / seconds:.1f}')
+                                ex_s=f'{sums.examples * gan.num_workers / seconds:.1f}')
             if stop.signum and batch + 1 < total:
                 sums.seconds += time.time() - started
                 raise Interrupted(stop.signum, sums, batch + 1)
@@ -200,5 +217,5 @@ def run_epoch(trainer, images, epoch, stop, start_batch=0, partial=None):
         bar.close()
     sums.sync()
     sums.seconds += time.time() - started
-    trainer.average_running_stats()
+    gan.average_running_stats()
     return sums

@@ -14,6 +14,7 @@ import warnings
 import numpy as onp
 
 from ..files import written_atomically
+from ..images import grid, save_gif, to_pixels
 
 # The third panel of training.png: metric -> (line style, legend).
 D_LINES = {'D_x': ('-', 'D(x) on real images'), 'D_G_z': ('m--', 'D(G(z)) before the D step'),
@@ -23,32 +24,6 @@ D_LINES = {'D_x': ('-', 'D(x) on real images'), 'D_G_z': ('m--', 'D(G(z)) before
 def _d2l():
     from d2l import mxnet as d2l
     return d2l
-
-
-def to_pixels(images):
-    """(N, C, H, W) floats in [-1, 1] (tanh range) -> (N, H, W, C) uint8."""
-    x = onp.asarray(images, dtype=onp.float32)
-    return ((x.transpose(0, 2, 3, 1) + 1) * 127.5).round().clip(0, 255).astype(onp.uint8)
-
-
-def grid(pixels, cols, pad=2):
-    """Tile (N, H, W, C) uint8 images into one (rows*H, cols*W, C) image on white."""
-    n, h, w, c = pixels.shape
-    rows = -(-n // cols)
-    canvas = onp.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, onp.uint8)
-    for i in range(n):
-        r, k = divmod(i, cols)
-        canvas[pad + r * (h + pad):pad + r * (h + pad) + h,
-               pad + k * (w + pad):pad + k * (w + pad) + w] = pixels[i]
-    return canvas
-
-
-def save_png(image, path):
-    """Write an (H, W, C) uint8 array as PNG via a temporary file (no half-written PNGs)."""
-    from PIL import Image
-    with written_atomically(path) as tmp:
-        Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(
-            tmp, format='PNG')
 
 
 def _savefig(fig, path):
@@ -112,15 +87,11 @@ class TrainingFigure:
             _savefig(self.animator.fig, self.path)
 
     def _show_samples(self, epoch, fake_x):
-        # The chapter's 3x7 layout: rows of 7 images side by side.
-        fake_x = onp.asarray(fake_x).transpose(0, 2, 3, 1) / 2 + 0.5
-        imgs = onp.concatenate(
-            [onp.concatenate([fake_x[i * 7 + j] for j in range(7)], axis=1)
-             for i in range(len(fake_x) // 7)], axis=0)
+        # The chapter's 3x7 layout: rows of 7 images side by side, no gaps.
+        imgs = grid(to_pixels(fake_x), cols=7, pad=0)
         ax = self.animator.axes[1]
         ax.cla()
-        ax.imshow(imgs.clip(0, 1).squeeze(-1) if imgs.shape[-1] == 1 else imgs.clip(0, 1),
-                  cmap='gray')
+        ax.imshow(imgs.squeeze(-1) if imgs.shape[-1] == 1 else imgs, cmap='gray')
         ax.set_title(f'21 fresh samples after epoch {epoch}', fontsize='small')
         ax.axis('off')
 
@@ -156,9 +127,8 @@ def write_gif(sample_dir, path, ms_per_frame=400):
     from PIL import Image
     names = sorted(n for n in os.listdir(sample_dir) if n.startswith('epoch_') and
                    n.endswith('.png'))
-    if not names:
-        return
-    frames = [Image.open(os.path.join(sample_dir, n)).convert('RGB') for n in names]
-    with written_atomically(path) as tmp:
-        frames[0].save(tmp, format='GIF', save_all=True, append_images=frames[1:],
-                       duration=ms_per_frame, loop=0)
+    frames = []
+    for name in names:
+        with Image.open(os.path.join(sample_dir, name)) as image:
+            frames.append(onp.asarray(image.convert('RGB')))
+    save_gif(frames, path, ms_per_frame)

@@ -8,18 +8,25 @@ all checks have passed.
 import fcntl
 import json
 import os
+import re
 import shutil
 
-from ..config import Config
+from ..config import MODEL_FIELDS, Config
 from ..errors import UserError
+from ..export.mxnet_export import check_target
 from ..files import written_atomically
 from . import checkpoint
 
-# Everything a run writes; --overwrite removes exactly these and nothing else.
+# Everything a run writes; --overwrite removes exactly these and nothing else: the files,
+# and in each folder the entries whose names match (a user's other files there stay).
 RUN_FILES = ('config.json', 'metrics.jsonl', 'real_samples.png', 'leaky_relu.png',
-             'training.png', 'progress.gif', 'samples', 'checkpoints', 'export')
+             'training.png', 'progress.gif')
+RUN_FOLDERS = {'samples': re.compile(r'epoch_\d+\.png$'),
+               'checkpoints': re.compile(r'(damaged-)?ckpt-E\d+-B\d+$|\.tmp-ckpt-|best$'),
+               'export': None}  # an export: check_target vouches for every entry
 LOCK = '.lock'
 _held = {}  # real path of a run folder -> its open lock file: held as long as the process
+_created = set()  # run folders the lock itself created
 
 
 class RunPaths:
@@ -38,8 +45,18 @@ class RunPaths:
         self.export = os.path.join(out_dir, 'export')
 
     def holds_run(self):
-        """True if a run has already started here."""
-        return os.path.exists(self.config) or bool(checkpoint.list_checkpoints(self.checkpoints))
+        """True if a run has already started here (config.json is a run's, or checkpoints)."""
+        return _is_run_config(self.config) or bool(checkpoint.list_checkpoints(self.checkpoints))
+
+
+def _is_run_config(path):
+    """True if `path` holds a run's config.json (a JSON object with the model's fields)."""
+    try:
+        with open(path) as f:
+            values = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(values, dict) and set(MODEL_FIELDS) <= set(values)
 
 
 def lock(root):
@@ -53,11 +70,20 @@ def lock(root):
     if os.path.realpath(root) in _held:  # this process already owns it (ablate-activation)
         return
     try:
+        created = not os.path.exists(root)
         os.makedirs(root, exist_ok=True)
-        fd = os.open(os.path.join(root, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        # O_NOFOLLOW: a .lock planted as a symlink must not make us write a PID elsewhere.
+        fd = os.open(os.path.join(root, LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as exc:
+        if os.path.islink(os.path.join(root, LOCK)):
+            raise UserError(f'{os.path.join(root, LOCK)} is a symbolic link, not the lock '
+                            f'gluon_dcgan writes: remove it, then run again')
         raise UserError(f'--out-dir {root!r} cannot be written ({exc.strerror}): choose '
                         f'another folder or fix its permissions')
+    if not os.path.isfile(os.path.join(root, LOCK)):
+        os.close(fd)
+        raise UserError(f'{os.path.join(root, LOCK)} is not a regular file: remove it, '
+                        f'then run again')
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -68,6 +94,21 @@ def lock(root):
     os.ftruncate(fd, 0)
     os.write(fd, f'{os.getpid()}\n'.encode())
     _held[os.path.realpath(root)] = fd
+    if created:
+        _created.add(os.path.realpath(root))
+
+
+def unlock_if_unused(root):
+    """Remove a run folder this process created for its lock, if nothing else went in it.
+
+    A run refused by a check after taking the lock leaves no empty folder behind.
+    """
+    real = os.path.realpath(root)
+    if real in _created and os.listdir(real) == [LOCK]:
+        os.close(_held.pop(real))
+        os.remove(os.path.join(real, LOCK))
+        os.rmdir(real)
+        _created.discard(real)
 
 
 def saved_config(paths):
@@ -93,8 +134,40 @@ def model_mismatch(old, cfg, what):
                      f'the same flags, or --overwrite to start afresh')
 
 
+def _check_kinds(paths):
+    """Each name a run writes is what the run would write there: a file or a folder."""
+    for name in RUN_FILES + tuple(RUN_FOLDERS):
+        path = os.path.join(paths.root, name)
+        want_folder = name in RUN_FOLDERS
+        if os.path.islink(path) or (os.path.lexists(path) and
+                                    os.path.isdir(path) != want_folder):
+            what = ('a symbolic link' if os.path.islink(path) else
+                    'a file' if want_folder else 'a folder')
+            raise UserError(f'{path} is {what}, where a run writes its {name} '
+                            f'{"folder" if want_folder else "file"}: move it away, or '
+                            f'choose another --out-dir')
+
+
+def _check_outside_data(cfg, paths):
+    real_out, data = os.path.realpath(paths.root), cfg.data
+    if data in ('pokemon', 'synthetic', 'fashion-mnist') or not os.path.isdir(data):
+        return
+    if os.path.commonpath([real_out, os.path.realpath(data)]) == os.path.realpath(data):
+        raise UserError(f'--out-dir {paths.root} is inside the --data folder {data}: its '
+                        f'pictures would become training images; choose an --out-dir '
+                        f'outside it')
+
+
 def check_start(cfg, paths, log):
     """Apply the --resume/--overwrite rules; changes nothing on disk."""
+    _check_outside_data(cfg, paths)
+    _check_kinds(paths)
+    if os.path.exists(paths.config) and not _is_run_config(paths.config) and \
+            not checkpoint.list_checkpoints(paths.checkpoints):
+        raise UserError(f'{paths.config} is not the config of a gluon_dcgan run, so '
+                        f'{paths.root} holds files of your own: choose another --out-dir')
+    # Training ends by replacing export/: refuse now, not after the last epoch.
+    check_target(paths.export, advice='move them out of the run folder, then run again')
     if not paths.holds_run():
         if cfg.resume:
             log(f'note: {paths.root} holds no run yet; --resume starts a new one')
@@ -102,12 +175,10 @@ def check_start(cfg, paths, log):
     if not (cfg.resume or cfg.overwrite):
         raise UserError(f'{paths.root} already holds a run: add --resume to continue it, '
                         f'--overwrite to replace it, or choose another --out-dir')
-    if cfg.resume:
-        old = saved_config(paths)
-        if old is not None:
-            error = model_mismatch(old, cfg, paths.root)
-            if error:
-                raise error
+    if cfg.resume and _is_run_config(paths.config):
+        error = model_mismatch(saved_config(paths), cfg, paths.root)
+        if error:
+            raise error
 
 
 def clear_old_run(cfg, paths):
@@ -115,11 +186,21 @@ def clear_old_run(cfg, paths):
     if not cfg.overwrite:
         return
     for name in RUN_FILES:
-        path = os.path.join(paths.root, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
-            os.remove(path)
+        if os.path.lexists(os.path.join(paths.root, name)):  # _check_kinds: a file
+            os.remove(os.path.join(paths.root, name))
+    for name, ours in RUN_FOLDERS.items():
+        folder = os.path.join(paths.root, name)
+        if not os.path.isdir(folder):
+            continue
+        for entry in os.listdir(folder):
+            if ours is None or ours.match(entry):
+                path = os.path.join(folder, entry)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+        if not os.listdir(folder):
+            os.rmdir(folder)
 
 
 def write_config(cfg, paths):

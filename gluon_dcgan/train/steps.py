@@ -13,6 +13,10 @@ Differences from d2l's versions, all leaving the parameters' values the same:
   they already computed (D(x), D(G(z)) before and after the D step), also as
   device arrays: the diagnostics cost no forward pass and no sync.
 Each argument that is a list holds one slice per device (split_and_load).
+
+Argument order: update_D and update_G keep the chapter's signatures (net_D before
+net_G, as d2l's ``update_D(X, Z, net_D, net_G, loss, trainer_D)``) so a reader
+recognises them; everywhere else in the package net_G comes before net_D.
 """
 from mxnet import autograd, gluon, init, np, npx
 
@@ -22,10 +26,12 @@ def make_loss():
     return gluon.loss.SigmoidBCELoss()
 
 
-def initialize(net_D, net_G, ctxs):
+def initialize(net_G, net_D, ctxs):
     """The chapter's init: N(0, 0.02) weights, BatchNorm gamma/beta keep 1/0."""
-    net_D.initialize(init=init.Normal(0.02), force_reinit=True, ctx=ctxs)
+    # Shapes are inferred, so the weights are drawn at the first forward pass (net_G's
+    # first), whatever the order of these calls.
     net_G.initialize(init=init.Normal(0.02), force_reinit=True, ctx=ctxs)
+    net_D.initialize(init=init.Normal(0.02), force_reinit=True, ctx=ctxs)
 
 
 def hybridize(*nets):
@@ -34,8 +40,8 @@ def hybridize(*nets):
         net.hybridize(static_alloc=True, static_shape=True)
 
 
-def make_trainers(net_D, net_G, lr, beta1, kvstore=None):
-    """Two Adam trainers with the chapter's hyper-parameters.
+def make_trainers(net_G, net_D, lr, beta1, kvstore=None):
+    """(trainer_G, trainer_D): two Adam trainers with the chapter's hyper-parameters.
 
     With a dist kvstore, Adam runs on the parameter servers (MXNet's default,
     update_on_kvstore): with worker-side updates MXNet 1.9.1's dist_sync let the
@@ -50,7 +56,7 @@ def make_trainers(net_D, net_G, lr, beta1, kvstore=None):
         kv_G = {'kvstore': KeyOffsetKVStore(kvstore, len(net_D.collect_params().keys()))}
     trainer_D = gluon.Trainer(net_D.collect_params(), 'adam', trainer_hp, **kv_D)
     trainer_G = gluon.Trainer(net_G.collect_params(), 'adam', trainer_hp, **kv_G)
-    return trainer_D, trainer_G
+    return trainer_G, trainer_D
 
 
 def _labels(value, like):

@@ -1,0 +1,43 @@
+"""What happens after each epoch on the chief worker: checkpoint, pictures, metrics.
+
+The training loop knows nothing of these: ``train`` calls an ``EpochEnd`` once per
+finished epoch, and its ``save_checkpoint`` when a signal stops an epoch midway.
+"""
+import os
+
+from ..images import grid, save_png, to_pixels
+from ..seeds import Stream, noise
+from . import checkpoint, report
+
+
+class EpochEnd:
+    """The chief's per-epoch callback: checkpoint, sample grid, training figure, metrics."""
+
+    def __init__(self, cfg, paths, gan, fixed_noise, history, log, best=None):
+        self.cfg, self.paths, self.gan, self.fixed_noise = cfg, paths, gan, fixed_noise
+        self.log, self.best = log, best
+        os.makedirs(paths.samples, exist_ok=True)
+        self.figure = report.TrainingFigure(cfg.epochs, paths.training, with_fid=bool(best))
+        for row in history:  # a resumed run's figure covers the whole run
+            self.figure.add(row['epoch'], row['loss_D'], row['loss_G'], fid=row.get('fid'),
+                            save=False, D=row)
+
+    def save_checkpoint(self, state):
+        """Checkpoint the nets, both Adam states and `state`; returns its path."""
+        return checkpoint.save(self.paths.checkpoints, self.gan, self.fixed_noise, state)
+
+    def __call__(self, epoch, state):
+        row = state['history'][-1]
+        if self.best and self.best.due(epoch):
+            row['fid'] = self.best.score(epoch)  # recorded before the checkpoint is written
+        path = self.save_checkpoint(state)
+        if 'fid' in row and self.best.keep_if_best(epoch, row['fid'], path):
+            self.log(f"epoch {epoch}: FID {row['fid']:.2f}, the best so far: kept in "
+                     f"checkpoints/best and export/best")
+        fixed = to_pixels(self.gan.generate(self.fixed_noise))
+        save_png(grid(fixed, cols=7),
+                        os.path.join(self.paths.samples, f'epoch_{epoch:03d}.png'))
+        fresh = self.gan.generate(
+            noise(self.cfg.seed, Stream.SAMPLES, epoch, shape=(21, self.cfg.latent_dim, 1, 1)))
+        self.figure.add(epoch, row['loss_D'], row['loss_G'], fresh, fid=row.get('fid'), D=row)
+        report.write_metrics(state['history'], self.paths.metrics)
