@@ -8,7 +8,7 @@ import sys
 
 from .config import parse_train_args
 from .errors import UserError
-from .runtime import configure_process
+from .runtime import check_environment, configure_process
 
 COMMANDS = ('generate', 'export', 'evaluate', 'ablate-activation', 'analyze-categories')
 # What gluon_dcgan.launch gives each worker besides DMLC_ROLE.
@@ -105,6 +105,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _terminated)  # training installs its own, checkpointing one
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        check_environment()
         _check_dmlc_role(argv)
         return _dispatch(argv)
     except UserError as exc:

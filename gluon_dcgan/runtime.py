@@ -61,6 +61,33 @@ def configure_process():
     preload_cuda_libraries()
 
 
+ENGINES = ('ThreadedEnginePerDevice', 'ThreadedEngine', 'NaiveEngine')
+THREAD_VARIABLES = ('MXNET_CPU_WORKER_NTHREADS', 'MXNET_CPU_PRIORITY_NTHREADS',
+                    'MXNET_GPU_WORKER_NTHREADS', 'MXNET_OMP_MAX_THREADS')
+
+
+def check_environment():
+    """Refuse settings MXNet would die or hang on, before it is imported.
+
+    MXNet aborts in C++ on OMP_NUM_THREADS=abc, hangs on MXNET_CPU_WORKER_NTHREADS=-1,
+    and an unknown MXNET_ENGINE_TYPE surfaces later as a misleading error.
+    """
+    from .errors import UserError
+    omp = os.environ.get('OMP_NUM_THREADS')
+    if omp is not None and not all(p.strip().isdigit() for p in omp.split(',')):
+        raise UserError(f'OMP_NUM_THREADS={omp!r} is not a number of threads: set it to a '
+                        f'whole number such as 2, or unset it')
+    for name in THREAD_VARIABLES:
+        value = os.environ.get(name)
+        if value is not None and not (value.strip().isdigit() and int(value) > 0):
+            raise UserError(f'{name}={value!r} is not a positive number of threads: set it '
+                            f'to a whole number such as 1, or unset it')
+    engine = os.environ.get('MXNET_ENGINE_TYPE')
+    if engine is not None and engine not in ENGINES:
+        raise UserError(f'MXNET_ENGINE_TYPE={engine!r} is not an MXNet engine: use one of '
+                        f'{", ".join(ENGINES)}, or unset it')
+
+
 def avoid_onednn_single_channel_bug(channels):
     """Turn oneDNN off for 1-channel images; call before importing mxnet.
 

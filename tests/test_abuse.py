@@ -204,3 +204,14 @@ def test_resume_replaces_an_export_older_than_the_last_checkpoint(run_copy):
     assert proc.returncode == 0, proc.stderr
     assert 'nothing to do' not in proc.stderr
     assert json.loads(manifest.read_text())['epochs_trained'] == 1
+
+
+# ---- environment variables MXNet would abort or hang on ---------------------------
+
+@pytest.mark.parametrize('name, value', [('OMP_NUM_THREADS', 'abc'),
+                                         ('MXNET_ENGINE_TYPE', 'Bogus'),
+                                         ('MXNET_CPU_WORKER_NTHREADS', '-1')])
+def test_a_bad_mxnet_environment_is_one_line(tmp_path, name, value):
+    proc = run_cli(RUN + ['--out-dir', str(tmp_path / 'run')], env={name: value}, timeout=120)
+    assert_one_line_error(proc, contains=f'{name}={value!r}')
+    assert not (tmp_path / 'run').exists()
