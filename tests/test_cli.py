@@ -2,9 +2,12 @@
 import json
 
 import numpy as onp
+import pytest
 from PIL import Image
 
 from conftest import FINAL_LINE, TINY, assert_one_line_error, run_cli
+
+pytestmark = pytest.mark.cli
 
 
 def test_run_writes_every_output(tiny_run):
@@ -43,7 +46,7 @@ def test_generate_round_trip_is_repeatable_and_matches_the_trained_net(tiny_run,
     from gluon_dcgan import generate
     from gluon_dcgan.model import build_net_G
     ckpt = sorted((out / 'checkpoints').iterdir())[-1]
-    net_G = build_net_G()
+    net_G = build_net_G(json.loads((out / 'config.json').read_text())['n_G'])
     net_G.load_parameters(str(ckpt / 'net_G.params'), ctx=mx.cpu())
     Z = generate.latent_noise(5, 100, seed=3)
     ours = net_G(np.array(Z)).asnumpy()
@@ -80,3 +83,26 @@ def test_help_documents_every_flag():
         if field.name == 'image_size':
             continue  # fixed by the architecture, not a flag
         assert flag in proc.stdout, flag
+
+
+# The refusals tested in process (conftest.main_in_process) against the real command:
+# a flag argparse refuses, refusals after MXNet is imported (training and a tool), and
+# one before it (a command's own checks).
+SAME_IN_PROCESS = [
+    ['--data', 'synthetic', '--epochs', '0'],
+    ['--data', 'synthetic', '--limit', '32', '--batch-size', '64', '--ctx', 'cpu'],
+    ['generate', '--export', 'no-such-folder', '--output', 'g.png'],
+    ['generate', '--export', '.', '--output', 'g.png', '--steps', '4'],
+]
+
+
+@pytest.mark.parametrize('args', SAME_IN_PROCESS)
+def test_main_in_process_answers_as_the_real_command(args, tmp_path, monkeypatch,
+                                                     main_in_process):
+    args = args + (['--out-dir', str(tmp_path / 'out')] if args[0] != 'generate' else [])
+    real = run_cli(args, cwd=str(tmp_path))
+    assert_one_line_error(real)
+    monkeypatch.chdir(tmp_path)
+    ours = main_in_process(args)
+    assert (ours.returncode, ours.stdout, ours.stderr) == \
+        (real.returncode, real.stdout, real.stderr)

@@ -1,6 +1,7 @@
 """Scale-out on CPU: two contexts in one process (dist_sync clusters: test_launch.py)."""
 import mxnet as mx
 import numpy as onp
+import pytest
 from mxnet import autograd, gluon, np
 
 from conftest import FINAL_LINE, run_cli
@@ -16,6 +17,7 @@ def _nets(ctxs, seed=3):
     return net_G, net_D
 
 
+@pytest.mark.unit
 def test_two_contexts_keep_identical_parameters():
     ctxs = [mx.cpu(0), mx.cpu(1)]
     net_G, net_D = _nets(ctxs)
@@ -38,6 +40,7 @@ def test_two_contexts_keep_identical_parameters():
             assert onp.array_equal(a, b), p.name
 
 
+@pytest.mark.unit
 def test_summed_gradients_match_one_context():
     """Per-example gradient terms add up across devices.
 
@@ -61,6 +64,7 @@ def test_summed_gradients_match_one_context():
     assert onp.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.cli
 def test_cli_on_two_cpu_contexts(tmp_path):
     proc = run_cli(['--data', 'synthetic', '--ctx', 'cpu:0,1', '--epochs', '1', '--limit', '64',
                     '--batch-size', '32', '--n-G', '16', '--n-D', '16', '--no-progress',
