@@ -121,9 +121,12 @@ def run_cli(args, cwd=None, env=None, timeout=600, **kwargs):
 @contextlib.contextmanager
 def _process_state_restored():
     """Undo what cli.main leaves in its process: environment, signal handlers, unraisable
-    hook, and the run-folder locks it took (the kernel drops those when a command exits)."""
-    from gluon_dcgan.train import rundir
+    hook, figures, and what lives as long as a command's process: the run-folder locks it
+    took (the kernel drops them) and the checkpoints it knows intact (a test may damage
+    them next, as a user may between two commands)."""
+    from gluon_dcgan.train import checkpoint, rundir
     environ, hook, locks = dict(os.environ), sys.unraisablehook, set(rundir._held)
+    intact = set(checkpoint._intact)
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
@@ -133,17 +136,21 @@ def _process_state_restored():
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
         sys.unraisablehook = hook
+        if 'matplotlib.pyplot' in sys.modules:  # the run's figures (d2l.Animator keeps one open)
+            sys.modules['matplotlib.pyplot'].close('all')
         for path in set(rundir._held) - locks:
             os.close(rundir._held.pop(path))
+        checkpoint._intact.intersection_update(intact)
 
 
 @pytest.fixture
 def main_in_process(capfd):
     """cli.main(ARGS) in this process: returns what run_cli returns (code, stdout, stderr).
 
-    For the many refusals that end before training: the same code path as `python
-    run.py ARGS`, without a new interpreter importing MXNet (about 1.5 s of CPU each).
-    test_cli.py checks that the real command prints the same and exits the same.
+    The same code path as `python run.py ARGS` without a new interpreter importing MXNet
+    and d2l (1.5 to 2.5 s of CPU each): for the many refusals, and for runs whose point is
+    the library's behaviour (resume, fallback, divergence). test_cli.py checks that the
+    real command prints the same and exits the same; the cli tests run it for real.
     """
     from gluon_dcgan import cli
 

@@ -73,7 +73,7 @@ class _Payload:
 
 
 @pytest.mark.cli
-def test_a_crafted_checkpoint_runs_no_code(run_copy, tmp_path):
+def test_a_crafted_checkpoint_runs_no_code(run_copy, tmp_path, main_in_process):
     marker = tmp_path / 'code-ran'
     newest, older = (run_copy / 'checkpoints' / n for n in reversed(_checkpoints(run_copy)))
     payload = pickle.dumps(_Payload(marker))
@@ -83,7 +83,7 @@ def test_a_crafted_checkpoint_runs_no_code(run_copy, tmp_path):
     onp.save(older / 'fixed_noise.npy', onp.array([_Payload(marker)], dtype=object),
              allow_pickle=True)
     _rehash(older)
-    proc = run_cli(RUN + ['--epochs', '3', '--out-dir', str(run_copy), '--resume'])
+    proc = main_in_process(RUN + ['--epochs', '3', '--out-dir', str(run_copy), '--resume'])
     assert proc.returncode == 0, proc.stderr
     assert not marker.exists()
     assert f'checkpoint {newest} is damaged (' in proc.stderr
@@ -149,9 +149,9 @@ def test_adam_state_round_trip_continues_exactly(tmp_path):
 
 
 @pytest.mark.cli
-def test_resume_with_a_new_lr_uses_it_and_says_so(run_copy):
-    proc = run_cli(RUN + ['--epochs', '3', '--lr', '0.001', '--beta1', '0.6', '--out-dir',
-                          str(run_copy), '--resume'])
+def test_resume_with_a_new_lr_uses_it_and_says_so(run_copy, main_in_process):
+    proc = main_in_process(RUN + ['--epochs', '3', '--lr', '0.001', '--beta1', '0.6',
+                                  '--out-dir', str(run_copy), '--resume'])
     assert proc.returncode == 0, proc.stderr
     assert ('resuming with new Adam settings from here on: --lr 0.005 -> 0.001, '
             '--beta1 0.5 -> 0.6') in proc.stderr
@@ -186,16 +186,17 @@ def test_mid_epoch_resume_refuses_a_new_batch_size_or_seed(run_copy, flag, value
 
 
 @pytest.mark.cli
-def test_a_new_batch_size_is_allowed_at_an_epoch_boundary(run_copy):
-    proc = run_cli(RUN + ['--epochs', '3', '--batch-size', '8', '--out-dir', str(run_copy),
-                          '--resume'])
+def test_a_new_batch_size_is_allowed_at_an_epoch_boundary(run_copy, main_in_process):
+    proc = main_in_process(RUN + ['--epochs', '3', '--batch-size', '8', '--out-dir',
+                                  str(run_copy), '--resume'])
     assert proc.returncode == 0, proc.stderr
     assert 'training epochs 3-3 on 64 images, 8 batches per epoch' in proc.stderr
 
 
 @pytest.mark.cli
-def test_resume_on_an_empty_folder_says_it_starts_a_new_run(tmp_path):
-    proc = run_cli(RUN + ['--epochs', '1', '--out-dir', str(tmp_path / 'new'), '--resume'])
+def test_resume_on_an_empty_folder_says_it_starts_a_new_run(tmp_path, main_in_process):
+    proc = main_in_process(RUN + ['--epochs', '1', '--out-dir', str(tmp_path / 'new'),
+                                  '--resume'])
     assert proc.returncode == 0, proc.stderr
     assert 'holds no run yet; --resume starts a new one' in proc.stderr
 
@@ -229,9 +230,9 @@ def test_overwrite_keeps_the_old_run_when_a_later_check_fails(run_copy, tmp_path
 
 
 @pytest.mark.cli
-def test_overwrite_replaces_only_what_a_run_wrote(run_copy):
+def test_overwrite_replaces_only_what_a_run_wrote(run_copy, main_in_process):
     (run_copy / 'notes.txt').write_text('mine')
-    proc = run_cli(RUN + ['--epochs', '1', '--out-dir', str(run_copy), '--overwrite'])
+    proc = main_in_process(RUN + ['--epochs', '1', '--out-dir', str(run_copy), '--overwrite'])
     assert proc.returncode == 0, proc.stderr
     assert (run_copy / 'notes.txt').read_text() == 'mine'
     assert _checkpoints(run_copy) == ['ckpt-E0001-B000000']
@@ -287,17 +288,18 @@ def test_export_generator_leaves_nothing_when_interrupted(tmp_path):
 
 
 @pytest.mark.slow
-def test_pruning_keeps_intact_checkpoints_and_sets_damaged_ones_aside(tmp_path):
+def test_pruning_keeps_intact_checkpoints_and_sets_damaged_ones_aside(tmp_path, main_in_process):
     out = tmp_path / 'run'
-    assert run_cli(RUN + ['--epochs', '1', '--out-dir', str(out)]).returncode == 0
+    assert main_in_process(RUN + ['--epochs', '1', '--out-dir', str(out)]).returncode == 0
     first = out / 'checkpoints' / 'ckpt-E0001-B000000'
     shutil.copytree(first, tmp_path / 'saved')
-    assert run_cli(RUN + ['--epochs', '3', '--out-dir', str(out), '--resume']).returncode == 0
+    proc = main_in_process(RUN + ['--epochs', '3', '--out-dir', str(out), '--resume'])
+    assert proc.returncode == 0, proc.stderr
     shutil.copytree(tmp_path / 'saved', first)
     for name in ('ckpt-E0002-B000000', 'ckpt-E0003-B000000'):  # damaged, newer than E0001
         params = out / 'checkpoints' / name / 'net_G.params'
         params.write_bytes(params.read_bytes()[:1000])
-    proc = run_cli(RUN + ['--epochs', '2', '--out-dir', str(out), '--resume'])
+    proc = main_in_process(RUN + ['--epochs', '2', '--out-dir', str(out), '--resume'])
     assert proc.returncode == 0, proc.stderr
     assert 'resuming from ' + str(first) in proc.stderr
     assert _checkpoints(out) == ['ckpt-E0001-B000000', 'ckpt-E0002-B000000']
@@ -390,7 +392,8 @@ def test_two_devices_agree_and_the_export_is_verified(tmp_path):
     proc = run_cli(['--data', 'synthetic', '--ctx', 'cpu:0,1', '--epochs', '1', '--limit', '128',
                     '--batch-size', '64', '--no-progress', '--out-dir', str(out)])
     assert proc.returncode == 0, proc.stderr
-    assert FINAL_LINE.match(proc.stdout.strip().splitlines()[-1])
+    last = proc.stdout.strip().splitlines()[-1]
+    assert FINAL_LINE.match(last) and last.endswith('on [cpu(0), cpu(1)]'), last
     manifest = json.loads((out / 'export' / 'manifest.json').read_text())
     assert (out / 'export' / 'generator.onnx').exists()
     assert manifest['onnx']['verified_max_abs_diff'] <= 1e-4

@@ -99,15 +99,15 @@ def test_a_signal_during_the_export_is_reported_truthfully_and_resume_finishes(t
 
 
 @pytest.mark.cli
-def test_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path):
+def test_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path, main_in_process):
     out = tmp_path / 'run'
     run = RUN[:RUN.index('--epochs')] + ['--epochs', '2'] + RUN[RUN.index('--epochs') + 2:]
-    assert run_cli(run + ['--out-dir', str(out)]).returncode == 0
+    assert main_in_process(run + ['--out-dir', str(out)]).returncode == 0
     newest = out / 'checkpoints' / _checkpoints(out)[-1]
     data = (newest / 'net_G.params').read_bytes()
     (newest / 'net_G.params').write_bytes(data[:len(data) // 2])  # truncated
-    proc = run_cli(run[:-2] + ['--seed', '11', '--epochs', '3', '--out-dir', str(out),
-                               '--resume'])
+    proc = main_in_process(run[:-2] + ['--seed', '11', '--epochs', '3', '--out-dir', str(out),
+                                       '--resume'])
     assert proc.returncode == 0, proc.stderr
     assert str(newest) in proc.stderr and 'damaged' in proc.stderr
     assert 'ckpt-E0001-B000000' in proc.stderr  # resumed from the previous one
@@ -152,10 +152,10 @@ def _last_line_error(proc, code, contains):
 
 
 @pytest.mark.cli
-def test_diverging_run_exits_3_with_one_line_and_no_export(tmp_path):
+def test_diverging_run_exits_3_with_one_line_and_no_export(tmp_path, main_in_process):
     out = tmp_path / 'run'
-    proc = run_cli(RUN[:RUN.index('--epochs')] + ['--epochs', '3', '--lr', '1e38'] +
-                   RUN[RUN.index('--epochs') + 2:] + ['--out-dir', str(out)])
+    proc = main_in_process(RUN[:RUN.index('--epochs')] + ['--epochs', '3', '--lr', '1e38'] +
+                           RUN[RUN.index('--epochs') + 2:] + ['--out-dir', str(out)])
     line = _last_line_error(proc, code=3, contains='training diverged')
     assert 'epoch 1, batch' in line
     assert not _checkpoints(out) and 'no checkpoint was saved yet' in line  # not "kept"
@@ -163,10 +163,11 @@ def test_diverging_run_exits_3_with_one_line_and_no_export(tmp_path):
 
 
 @pytest.mark.cli
-def test_diverging_after_a_checkpoint_names_the_checkpoint_kept(tmp_path):
+def test_diverging_after_a_checkpoint_names_the_checkpoint_kept(tmp_path, main_in_process):
     out = tmp_path / 'run'
-    assert run_cli(RUN + ['--epochs', '1', '--out-dir', str(out)]).returncode == 0
-    proc = run_cli(RUN + ['--epochs', '2', '--lr', '1e38', '--out-dir', str(out), '--resume'])
+    assert main_in_process(RUN + ['--epochs', '1', '--out-dir', str(out)]).returncode == 0
+    proc = main_in_process(RUN + ['--epochs', '2', '--lr', '1e38', '--out-dir', str(out),
+                                  '--resume'])
     line = _last_line_error(proc, code=3, contains='training diverged')
     assert 'epoch 2, batch' in line and 'ckpt-E0001-B000000 is kept' in line
     assert _checkpoints(out) == ['ckpt-E0001-B000000']

@@ -1,10 +1,10 @@
-"""Scale-out on CPU: two contexts in one process (dist_sync clusters: test_launch.py)."""
+"""Scale-out on CPU: two contexts in one process (dist_sync clusters: test_launch.py; the CLI
+on two contexts: test_hardening.py)."""
 import mxnet as mx
 import numpy as onp
 import pytest
 from mxnet import autograd, gluon, np
 
-from conftest import FINAL_LINE, run_cli
 from gluon_dcgan.model import build_net_D, build_net_G
 from gluon_dcgan.train import steps
 
@@ -62,13 +62,3 @@ def test_summed_gradients_match_one_context():
         grads.append(sum(g.asnumpy() for g in weight.list_grad()))
     assert onp.abs(grads[0]).max() > 0
     assert onp.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
-
-
-@pytest.mark.cli
-def test_cli_on_two_cpu_contexts(tmp_path):
-    proc = run_cli(['--data', 'synthetic', '--ctx', 'cpu:0,1', '--epochs', '1', '--limit', '64',
-                    '--batch-size', '32', '--n-G', '16', '--n-D', '16', '--no-progress',
-                    '--out-dir', str(tmp_path / 'd')])
-    assert proc.returncode == 0, proc.stderr
-    last = proc.stdout.strip().splitlines()[-1]
-    assert FINAL_LINE.match(last) and last.endswith('on [cpu(0), cpu(1)]'), last
