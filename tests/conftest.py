@@ -23,13 +23,18 @@ from gluon_dcgan.runtime import configure_process, use_np
 # install that `make setup` makes (or from the current folder under `python -m pytest`).
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# One OpenMP thread for the tests' tiny nets, here and in every CLI they start (unless the
+# caller chose): with two, each small op waits at a barrier for the second thread, and on
+# a busy machine a 256-batch epoch of 4 images took 62 s instead of 5.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
 configure_process()
 use_np()
 
 FINAL_LINE = re.compile(r'^loss_D \d+\.\d{3}, loss_G \d+\.\d{3}, \d+\.\d examples/sec on '
                         r'(cpu\(0\)|\[cpu\(\d\)(, cpu\(\d\))+\])$')
-# n_G/n_D 16: a 64-wide net_G has 3.6 M weights, whose ONNX export alone takes about 13 s
-# of CPU (pure-Python protobuf); tests of a run's files do not depend on the width.
+# n_G/n_D 16: a 64-wide net_G has 3.6 M weights, whose export takes about 10 s of CPU
+# (1 s at 16: the ONNX file goes through pure-Python protobuf); tests of a run's files do
+# not depend on the width.
 TINY = ['--data', 'synthetic', '--limit', '64', '--batch-size', '32', '--epochs', '2',
         '--n-G', '16', '--n-D', '16', '--ctx', 'cpu', '--no-progress']
 
