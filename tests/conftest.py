@@ -1,6 +1,17 @@
-"""Shared test set-up: CPU, numpy semantics, and helpers to run the real CLI."""
+"""Shared test set-up: CPU, numpy semantics, the test layers, and helpers to run the real CLI.
+
+Layers (pyproject.toml registers them; `make test` runs all, `make test-fast` the first):
+  unit  in process, seconds at most, never starts a process (checked below); a test in a
+        file whose tests are all unit may leave the mark out, conftest adds it
+  cli   the real command line in a subprocess, end to end
+  slow  long work: clusters, signals in long runs, Inception, classifiers, repeated training
+A file with any cli or slow test marks every one of its tests, so that no test in it falls
+into `make test-fast` by default.
+"""
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -12,13 +23,96 @@ from gluon_dcgan.runtime import configure_process, use_np
 # install that `make setup` makes (or from the current folder under `python -m pytest`).
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# One OpenMP thread for the tests' tiny nets, here and in every CLI they start (unless the
+# caller chose): with two, each small op waits at a barrier for the second thread, and on
+# a busy machine a 256-batch epoch of 4 images took 62 s instead of 5.
+os.environ.setdefault('OMP_NUM_THREADS', '1')
 configure_process()
 use_np()
 
 FINAL_LINE = re.compile(r'^loss_D \d+\.\d{3}, loss_G \d+\.\d{3}, \d+\.\d examples/sec on '
                         r'(cpu\(0\)|\[cpu\(\d\)(, cpu\(\d\))+\])$')
+# n_G/n_D 16: a 64-wide net_G has 3.6 M weights, whose export takes about 10 s of CPU
+# (1 s at 16: the ONNX file goes through pure-Python protobuf); tests of a run's files do
+# not depend on the width.
 TINY = ['--data', 'synthetic', '--limit', '64', '--batch-size', '32', '--epochs', '2',
-        '--ctx', 'cpu', '--no-progress']
+        '--n-G', '16', '--n-D', '16', '--ctx', 'cpu', '--no-progress']
+
+
+LAYERS = ('unit', 'cli', 'slow')
+
+
+def _layers(item):
+    return {mark.name for mark in item.iter_markers() if mark.name in LAYERS}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: the default mark must be there
+def pytest_collection_modifyitems(config, items):
+    """Give every test exactly one layer: refuse two, refuse none in a cli/slow file."""
+    layered_files = {item.path for item in items if _layers(item) - {'unit'}}
+    problems = []
+    for item in items:
+        layers = _layers(item)
+        if len(layers) > 1:
+            problems.append(f'{item.nodeid} is marked {sorted(layers)}: give it one layer')
+        elif not layers and item.path in layered_files:
+            problems.append(f'{item.nodeid} has no layer, in a file with cli or slow tests: '
+                            f'mark it unit, cli or slow')
+        elif not layers:
+            item.add_marker(pytest.mark.unit)
+    if problems:
+        raise pytest.UsageError('\n'.join(problems))
+
+
+# The unit test now running (set for the whole test: set-up, call, tear-down), if any;
+# the fixtures being set up; and the fixtures whose set-up started a process.
+_running_unit = []
+_fixtures_in_setup = []
+_process_fixtures = set()
+_popen_init = subprocess.Popen.__init__
+
+
+def _checked_popen_init(self, *args, **kwargs):
+    """subprocess.Popen, refused while a unit test runs: a test that starts one is cli or slow."""
+    if _running_unit:
+        pytest.fail(f'{_running_unit[0]} is a unit test but starts a process '
+                    f'({(args or [kwargs.get("args")])[0]!r}): mark it cli or slow',
+                    pytrace=False)
+    _process_fixtures.update(_fixtures_in_setup)
+    _popen_init(self, *args, **kwargs)
+
+
+subprocess.Popen.__init__ = _checked_popen_init
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    _fixtures_in_setup.append(fixturedef.argname)
+    try:
+        yield
+    finally:
+        _fixtures_in_setup.pop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Mark a unit test as running, from set-up to tear-down (a fixture may start the CLI)."""
+    unit = 'unit' in _layers(item)
+    if unit:
+        _running_unit.append(item.nodeid)
+    try:
+        yield
+    finally:
+        if unit:
+            _running_unit.pop()
+
+
+def pytest_runtest_setup(item):
+    """A unit test may not use a fixture that an earlier test set up by starting a process."""
+    used = sorted(_process_fixtures & set(item.fixturenames))
+    if 'unit' in _layers(item) and used:
+        pytest.fail(f'{item.nodeid} is a unit test but uses {", ".join(used)}, which starts '
+                    f'a process: mark it cli or slow', pytrace=False)
 
 
 def run_cli(args, cwd=None, env=None, timeout=600, **kwargs):
@@ -27,6 +121,56 @@ def run_cli(args, cwd=None, env=None, timeout=600, **kwargs):
     return subprocess.run([sys.executable, os.path.join(ROOT, 'run.py')] + list(args),
                           cwd=cwd or ROOT, env=full_env, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
+
+
+@contextlib.contextmanager
+def _process_state_restored():
+    """Undo what cli.main leaves in its process: environment, signal handlers, unraisable
+    hook, figures, and what lives as long as a command's process: the run-folder locks it
+    took (the kernel drops them) and the checkpoints it knows intact (a test may damage
+    them next, as a user may between two commands)."""
+    from gluon_dcgan.train import checkpoint, rundir
+    environ, hook, locks = dict(os.environ), sys.unraisablehook, set(rundir._held)
+    intact = set(checkpoint._intact)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        sys.unraisablehook = hook
+        if 'matplotlib.pyplot' in sys.modules:  # the run's figures (d2l.Animator keeps one open)
+            sys.modules['matplotlib.pyplot'].close('all')
+        for path in set(rundir._held) - locks:
+            os.close(rundir._held.pop(path))
+        checkpoint._intact.intersection_update(intact)
+
+
+@pytest.fixture
+def main_in_process(capfd):
+    """cli.main(ARGS) in this process: returns what run_cli returns (code, stdout, stderr).
+
+    The same code path as `python run.py ARGS` without a new interpreter importing MXNet
+    and d2l (1.5 to 2.5 s of CPU each): for the many refusals, and for runs whose point is
+    the library's behaviour (resume, fallback, divergence). test_cli.py checks that the
+    real command prints the same and exits the same; the cli tests run it for real.
+    """
+    from gluon_dcgan import cli
+
+    def call(args, env=None):
+        args = [str(a) for a in args]
+        capfd.readouterr()  # what the test printed before is not the command's
+        with _process_state_restored():
+            os.environ.update(env or {})
+            try:
+                code = cli.main(args)
+            except SystemExit as exc:  # argparse: --help, or a flag it refuses
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(['run.py'] + args, code, out, err)
+    return call
 
 
 def assert_one_line_error(proc, code=2, contains=None):

@@ -64,6 +64,7 @@ def _assert_same(pair, tol=1e-5):
         assert onp.abs(a - b).max() <= tol * scale, (onp.abs(a - b).max(), scale)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('hybridize', [False, True])
 @pytest.mark.parametrize('cin, cout, size', [(3, 20, 16), (16, 8, 4), (64, 3, 8), (7, 5, 5)])
 def test_subpixel_equals_conv2d_transpose_in_fp32(cin, cout, size, hybridize):
@@ -73,6 +74,7 @@ def test_subpixel_equals_conv2d_transpose_in_fp32(cin, cout, size, hybridize):
     _assert_same(pair)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('hybridize', [False, True])
 @pytest.mark.parametrize('cin, cout', [(100, 512), (3, 20), (10, 1)])
 def test_matmul_equals_first_conv2d_transpose_in_fp32(cin, cout, hybridize):
@@ -82,12 +84,14 @@ def test_matmul_equals_first_conv2d_transpose_in_fp32(cin, cout, hybridize):
     _assert_same(pair)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('hybridize', [False, True])
 def test_conv2d_wrapper_equals_conv2d_in_fp32(hybridize):
     _assert_same(_pair(nn.Conv2D(8, 4, 2, 1, use_bias=False),
                        BF16Conv2D(8, 4, 2, 1, dtype='float32'), (2, 3, 16, 16), hybridize))
 
 
+@pytest.mark.unit
 def test_bf16_nets_keep_the_chapter_parameters():
     """Same structural names and shapes (checkpoints), and the twin shares net_G's arrays."""
     net_G, net_D = build_net_G(n_G=8), build_net_D(n_D=8)
@@ -104,16 +108,18 @@ def test_bf16_nets_keep_the_chapter_parameters():
     assert list(net_G.collect_params()) == list(twin.collect_params())
 
 
-def test_bf16_refused_without_avx512_bf16_or_on_a_gpu(tmp_path):
+@pytest.mark.unit
+def test_bf16_refused_without_avx512_bf16_or_on_a_gpu(tmp_path, main_in_process):
     fake = tmp_path / 'cpuinfo'
     fake.write_text('processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n')
     assert 'avx512_bf16' in bf16_problem('cpu', str(fake))
     assert 'GPU' in bf16_problem('gpu', str(fake))
     out = tmp_path / 'out'
-    proc = run_cli(SMALL + ['--dtype', 'bfloat16', '--ctx', 'gpu', '--out-dir', str(out)])
+    proc = main_in_process(SMALL + ['--dtype', 'bfloat16', '--ctx', 'gpu', '--out-dir',
+                                    str(out)])
     assert_one_line_error(proc, contains='--dtype bfloat16 runs on the CPU only')
     assert not out.exists()
-    proc = run_cli(SMALL + ['--dtype', 'float16', '--out-dir', str(out)])
+    proc = main_in_process(SMALL + ['--dtype', 'float16', '--out-dir', str(out)])
     assert_one_line_error(proc, contains='--dtype')
     assert not out.exists()
 
@@ -139,6 +145,7 @@ def _one_step(dtype):
     return float(loss_D[0]), float(loss_G[0]), grads
 
 
+@pytest.mark.unit
 @needs_bf16
 def test_bf16_step_stays_near_the_fp32_step():
     """One D and one G step of the chapter's nets (batch 32), bf16 against fp32.
@@ -162,6 +169,7 @@ def test_bf16_step_stays_near_the_fp32_step():
         assert cos >= (GRAD_COS_G if key.startswith('G.') else GRAD_COS_D), (key, cos)
 
 
+@pytest.mark.unit
 @needs_bf16
 def test_bf16_layers_are_close_to_fp32():
     """Each bf16 layer against its fp32 re-expression: bf16 rounding only (~1%)."""
@@ -175,6 +183,7 @@ def test_bf16_layers_are_close_to_fp32():
             assert onp.linalg.norm(a - b) <= 2e-2 * onp.linalg.norm(a)
 
 
+@pytest.mark.cli
 @needs_bf16
 def test_resume_with_the_other_dtype_and_export_stays_fp32(tmp_path):
     out = tmp_path / 'out'

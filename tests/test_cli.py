@@ -2,9 +2,12 @@
 import json
 
 import numpy as onp
+import pytest
 from PIL import Image
 
 from conftest import FINAL_LINE, TINY, assert_one_line_error, run_cli
+
+pytestmark = pytest.mark.cli
 
 
 def test_run_writes_every_output(tiny_run):
@@ -28,12 +31,13 @@ def test_run_writes_every_output(tiny_run):
     assert Image.open(out / 'real_samples.png').size[0] > 100
 
 
-def test_generate_round_trip_is_repeatable_and_matches_the_trained_net(tiny_run, tmp_path):
+def test_generate_round_trip_is_repeatable_and_matches_the_trained_net(tiny_run, tmp_path,
+                                                                       main_in_process):
     out, _ = tiny_run
     a, b = tmp_path / 'a.png', tmp_path / 'b.png'
-    for path in (a, b):
-        proc = run_cli(['generate', '--export', str(out / 'export'), '--num', '21',
-                        '--seed', '3', '--output', str(path)])
+    for path, run in ((a, run_cli), (b, main_in_process)):  # the real command, then cli.main
+        proc = run(['generate', '--export', str(out / 'export'), '--num', '21',
+                    '--seed', '3', '--output', str(path)])
         assert proc.returncode == 0, proc.stderr
     assert a.read_bytes() == b.read_bytes()
     assert Image.open(a).size == (5 * 66 + 2, 5 * 66 + 2)  # 21 images in a 5x5 grid
@@ -44,7 +48,7 @@ def test_generate_round_trip_is_repeatable_and_matches_the_trained_net(tiny_run,
     from gluon_dcgan.export import load
     from gluon_dcgan.model import build_net_G
     ckpt = sorted((out / 'checkpoints').iterdir())[-1]
-    net_G = build_net_G()
+    net_G = build_net_G(json.loads((out / 'config.json').read_text())['n_G'])
     net_G.load_parameters(str(ckpt / 'net_G.params'), ctx=mx.cpu())
     Z = latent.latent_noise(5, 100, seed=3)
     ours = net_G(np.array(Z)).asnumpy()
@@ -52,13 +56,14 @@ def test_generate_round_trip_is_repeatable_and_matches_the_trained_net(tiny_run,
     assert onp.abs(ours - exported).max() < 1e-5
 
 
-def test_same_seed_same_losses(tmp_path):
-    outs = []
-    for name in ('a', 'b'):
-        proc = run_cli(TINY + ['--epochs', '1', '--seed', '5', '--out-dir', str(tmp_path / name)])
-        assert proc.returncode == 0, proc.stderr
-        outs.append([json.loads(l) for l in (tmp_path / name / 'metrics.jsonl').read_text()
-                     .splitlines()])
+def test_same_seed_same_losses(tiny_run, tmp_path):
+    # A second run with the session's run's seed (the default, 0): its one epoch is the
+    # session's run's first epoch, to the last bit.
+    outs = [[json.loads(l) for l in (tiny_run[0] / 'metrics.jsonl').read_text().splitlines()]]
+    proc = run_cli(TINY + ['--epochs', '1', '--seed', '0', '--out-dir', str(tmp_path / 'b')])
+    assert proc.returncode == 0, proc.stderr
+    outs.append([json.loads(l) for l in (tmp_path / 'b' / 'metrics.jsonl').read_text()
+                 .splitlines()])
     assert outs[0][0]['loss_D'] == outs[1][0]['loss_D']
     assert outs[0][0]['loss_G'] == outs[1][0]['loss_G']
 
@@ -81,3 +86,26 @@ def test_help_documents_every_flag():
         if field.name == 'image_size':
             continue  # fixed by the architecture, not a flag
         assert flag in proc.stdout, flag
+
+
+# The refusals tested in process (conftest.main_in_process) against the real command:
+# a flag argparse refuses, refusals after MXNet is imported (training and a tool), and
+# one before it (a command's own checks).
+SAME_IN_PROCESS = [
+    ['--data', 'synthetic', '--epochs', '0'],
+    ['--data', 'synthetic', '--limit', '32', '--batch-size', '64', '--ctx', 'cpu'],
+    ['generate', '--export', 'no-such-folder', '--output', 'g.png'],
+    ['generate', '--export', '.', '--output', 'g.png', '--steps', '4'],
+]
+
+
+@pytest.mark.parametrize('args', SAME_IN_PROCESS)
+def test_main_in_process_answers_as_the_real_command(args, tmp_path, monkeypatch,
+                                                     main_in_process):
+    args = args + (['--out-dir', str(tmp_path / 'out')] if args[0] != 'generate' else [])
+    real = run_cli(args, cwd=str(tmp_path))
+    assert_one_line_error(real)
+    monkeypatch.chdir(tmp_path)
+    ours = main_in_process(args)
+    assert (ours.returncode, ours.stdout, ours.stderr) == \
+        (real.returncode, real.stdout, real.stderr)

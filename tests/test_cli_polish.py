@@ -10,12 +10,14 @@ from gluon_dcgan import __version__
 from gluon_dcgan.cli import COMMANDS
 
 
+@pytest.mark.cli
 def test_version_prints_the_package_version():
     proc = run_cli(['--version'])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f'gluon_dcgan {__version__}' == 'gluon_dcgan 0.1.0'
 
 
+@pytest.mark.cli
 def test_training_help_groups_the_flags():
     proc = run_cli(['--help'])
     assert proc.returncode == 0
@@ -26,6 +28,7 @@ def test_training_help_groups_the_flags():
     assert '--ctx' in section and '--kvstore' in section
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('word', ['genrate', 'train', 'outputs'])
 def test_an_unknown_command_lists_the_commands(word, tmp_path):
     proc = run_cli([word, '--epochs', '1', '--out-dir', str(tmp_path / 'out')])
@@ -34,6 +37,7 @@ def test_an_unknown_command_lists_the_commands(word, tmp_path):
     assert not list(tmp_path.iterdir())  # nothing was trained or written
 
 
+@pytest.mark.cli
 def test_a_near_miss_gets_a_suggestion():
     line = assert_one_line_error(run_cli(['genrate']), contains='did you mean generate?')
     assert 'generate' in line
@@ -45,6 +49,7 @@ def _long_flags(help_text):
     return {f for line in invocations for f in re.findall(r'--[A-Za-z][\w-]*', line)}
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('command', [
     None, 'generate', 'export', 'evaluate',
     'ablate-activation', 'analyze-categories'])
@@ -57,6 +62,7 @@ def test_every_multi_word_flag_has_its_snake_case_twin(command):
     assert not missing, missing
 
 
+@pytest.mark.cli
 def test_snake_case_flags_parse_like_kebab_case(tmp_path):
     proc = run_cli(['generate', '--export', str(tmp_path), '--output', str(tmp_path / 'g.png'),
                     '--interpolate', '2', '--steps', '1'])
@@ -82,6 +88,7 @@ def _png_folder(folder, count):
     return paths
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('progress, terminal', [(True, True), (False, True), (True, False)])
 def test_decode_draws_one_bar_only_when_asked_and_on_a_terminal(tmp_path, monkeypatch,
                                                                progress, terminal):
@@ -98,6 +105,7 @@ def test_decode_draws_one_bar_only_when_asked_and_on_a_terminal(tmp_path, monkey
         assert drawn == ''
 
 
+@pytest.mark.unit
 def test_a_download_is_announced_before_it_starts(tmp_path, monkeypatch):
     from d2l import mxnet as d2l
     from gluon_dcgan.data import hub
@@ -111,6 +119,7 @@ def test_a_download_is_announced_before_it_starts(tmp_path, monkeypatch):
                      f'{tmp_path} ...']
 
 
+@pytest.mark.unit
 def test_a_fashion_mnist_download_is_announced(tmp_path, monkeypatch):
     from gluon_dcgan.data.fashion_mnist import load_fashion_mnist
     from gluon_dcgan.errors import UserError
@@ -123,6 +132,7 @@ def test_a_fashion_mnist_download_is_announced(tmp_path, monkeypatch):
                      f'{tmp_path / "fashion-mnist"} ...']
 
 
+@pytest.mark.unit
 def test_progress_notes_stay_off_the_pipe(monkeypatch):
     from gluon_dcgan.data.hub import progress_note
     for err, enabled, shown in ((_Terminal(), True, True), (_Terminal(), False, False),

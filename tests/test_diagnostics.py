@@ -55,6 +55,7 @@ def _run_on_a_terminal(args):
     return proc.returncode, stdout, b''.join(chunks).decode(errors='replace')
 
 
+@pytest.mark.cli
 def test_D_outputs_are_recorded_shown_and_react(tmp_path):
     out = tmp_path / 'run'
     code, stdout, terminal = _run_on_a_terminal(SHORT + ['--out-dir', str(out)])
@@ -81,6 +82,7 @@ def _checkpoints(out):
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+@pytest.mark.slow
 def test_a_run_resumed_mid_epoch_records_the_same_metrics(tmp_path):
     # 256 short batches: the epoch the signal must land in lasts seconds on any machine.
     args = ['--data', 'synthetic', '--limit', '1024', '--batch-size', '4', '--epochs', '1',
@@ -119,6 +121,7 @@ def _device(d, g, outs):
     return [np.array(d)], [np.array(g)], 4, [[np.array(o)] for o in outs]
 
 
+@pytest.mark.unit
 def test_partial_sums_round_trip_through_json():
     from gluon_dcgan.train.loop import EpochSums
     batches = [(2.0, 3.0, (3.0, 1.0, 0.5)), (1.0, 2.5, (2.5, 1.5, 1.0)),
@@ -140,6 +143,7 @@ def test_partial_sums_round_trip_through_json():
     assert later.means()['D_x'] == pytest.approx(3.5 / 4)
 
 
+@pytest.mark.unit
 def test_the_third_panel_plots_D_in_0_1_and_skips_old_rows(tmp_path):
     from gluon_dcgan.train.report import TrainingFigure
     path = tmp_path / 'training.png'
@@ -173,6 +177,7 @@ def _env_without_backend():
     return env
 
 
+@pytest.mark.cli
 def test_the_library_leaves_matplotlibs_backend_alone(tmp_path):
     proc = subprocess.run([sys.executable, '-c', _KEEPS_BACKEND, str(tmp_path)],
                           env=_env_without_backend(), capture_output=True, text=True,
@@ -193,6 +198,7 @@ print(os.environ.get('MPLBACKEND'))
 """
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('preset, expected', [(None, 'Agg'), ('svg', 'svg')])
 def test_the_cli_defaults_the_backend_to_Agg(preset, expected):
     env = _env_without_backend()

@@ -1,10 +1,14 @@
-"""Every bad input a user can give: one line on stderr, exit 2, no traceback, nothing left."""
+"""Every bad input a user can give: one line on stderr, exit 2, no traceback, nothing left.
+
+The refusals run cli.main in this process (conftest.main_in_process, checked against
+the real command in test_cli.py): each would otherwise start Python and MXNet again.
+"""
 import os
 import shutil
 
 import pytest
 
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error
 
 BASE = ['--data', 'synthetic', '--limit', '32', '--batch-size', '16', '--epochs', '1',
         '--no-progress', '--ctx', 'cpu']
@@ -52,13 +56,19 @@ CASES = {
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('name', sorted(CASES))
-def test_bad_training_input(name, tmp_path):
+def test_bad_training_input(name, tmp_path, monkeypatch, main_in_process):
     make_args, expected = CASES[name]
+    if name == 'pokemon offline':  # offline for sure, and no traffic beyond 127.0.0.0/8
+        from d2l import mxnet as d2l
+        from gluon_dcgan.data import hub
+        monkeypatch.setitem(d2l.DATA_HUB, 'pokemon', ('http://127.0.0.1:9/pokemon.zip',
+                                                      hub.POKEMON_SHA1))
     args = make_args(tmp_path)
     if '--out-dir' not in args:
         args += ['--out-dir', str(tmp_path / 'out')]
-    proc = run_cli(args)
+    proc = main_in_process(args)
     assert_one_line_error(proc, contains=expected)
     out = tmp_path / 'out'
     assert not (out / 'export').exists() and not (out / 'metrics.jsonl').exists()
@@ -72,35 +82,43 @@ def export_copy(tiny_run, tmp_path):
     return dst
 
 
-def _generate(export, tmp_path):
-    return run_cli(['generate', '--export', str(export), '--num', '4',
-                    '--output', str(tmp_path / 'g.png')])
+def _generate(main, export, tmp_path):
+    return main(['generate', '--export', str(export), '--num', '4',
+                 '--output', str(tmp_path / 'g.png')])
 
 
-def test_generate_missing_export(tmp_path):
-    assert_one_line_error(_generate(tmp_path / 'none', tmp_path), contains='does not exist')
+@pytest.mark.unit
+def test_generate_missing_export(tmp_path, main_in_process):
+    assert_one_line_error(_generate(main_in_process, tmp_path / 'none', tmp_path),
+                          contains='does not exist')
     assert not (tmp_path / 'g.png').exists()
 
 
-def test_generate_partial_export(export_copy, tmp_path):
+# These read a copy of the session's trained run (conftest.tiny_run): cli.
+@pytest.mark.cli
+def test_generate_partial_export(export_copy, tmp_path, main_in_process):
     (export_copy / 'generator-0000.params').unlink()
-    assert_one_line_error(_generate(export_copy, tmp_path), contains='partial')
+    assert_one_line_error(_generate(main_in_process, export_copy, tmp_path), contains='partial')
     assert not (tmp_path / 'g.png').exists()
 
 
-def test_generate_export_without_manifest(export_copy, tmp_path):
+@pytest.mark.cli
+def test_generate_export_without_manifest(export_copy, tmp_path, main_in_process):
     (export_copy / 'manifest.json').unlink()
-    assert_one_line_error(_generate(export_copy, tmp_path), contains='not a complete export')
+    assert_one_line_error(_generate(main_in_process, export_copy, tmp_path),
+                          contains='not a complete export')
 
 
-def test_generate_mismatched_export(export_copy, tmp_path):
+@pytest.mark.cli
+def test_generate_mismatched_export(export_copy, tmp_path, main_in_process):
     params = export_copy / 'generator-0000.params'
     params.write_bytes(params.read_bytes()[:-100] + b'\0' * 100)
-    assert_one_line_error(_generate(export_copy, tmp_path), contains='SHA-256')
+    assert_one_line_error(_generate(main_in_process, export_copy, tmp_path), contains='SHA-256')
     assert not (tmp_path / 'g.png').exists()
 
 
-def test_generate_bad_output(export_copy, tmp_path):
-    proc = run_cli(['generate', '--export', str(export_copy), '--output',
-                    str(tmp_path / 'no' / 'dir' / 'g.png')])
+@pytest.mark.cli
+def test_generate_bad_output(export_copy, tmp_path, main_in_process):
+    proc = main_in_process(['generate', '--export', str(export_copy), '--output',
+                            str(tmp_path / 'no' / 'dir' / 'g.png')])
     assert_one_line_error(proc, contains='does not exist')

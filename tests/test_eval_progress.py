@@ -7,7 +7,6 @@ import io
 import numpy as onp
 import pytest
 
-from conftest import run_cli
 from gluon_dcgan import classifier, fid
 
 
@@ -35,6 +34,7 @@ def images(n):
     return onp.random.default_rng(0).integers(0, 256, size=(n, 8, 8, 3), dtype=onp.uint8)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('stderr, progress, drawn', [(Terminal, True, True),
                                                      (Terminal, False, False),
                                                      (Pipe, True, False)])
@@ -49,6 +49,7 @@ def test_feature_extraction_bar(monkeypatch, stderr, progress, drawn):
     assert drawn or err.getvalue() == ''
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('stderr, progress, drawn', [(Terminal, True, True),
                                                      (Terminal, False, False),
                                                      (Pipe, True, False)])
@@ -66,7 +67,8 @@ def test_classifier_training_bar(monkeypatch, stderr, progress, drawn):
     assert drawn or shown == ''
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('command', ['evaluate', 'analyze-categories'])
-def test_no_progress_is_a_flag(command):
-    proc = run_cli([command, '--help'])
+def test_no_progress_is_a_flag(command, main_in_process):
+    proc = main_in_process([command, '--help'])
     assert proc.returncode == 0 and '--no-progress' in proc.stdout

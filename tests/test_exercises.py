@@ -2,11 +2,13 @@
 import json
 
 import numpy as onp
+import pytest
 
 from conftest import run_cli
 from gluon_dcgan.tools.ablate_activation import COLUMNS, dead_unit_share, mean_pairwise_distance
 
 
+@pytest.mark.unit
 def test_dead_unit_share_on_a_hand_built_case():
     a = onp.full((2, 4, 3, 3), -1.0)      # block 1: 4 channels
     a[1, 0, 2, 2] = 0.5                    # channel 0 fires once: alive
@@ -16,11 +18,13 @@ def test_dead_unit_share_on_a_hand_built_case():
     assert dead_unit_share([a, b]) == 2 / 6  # channels 2 and 3 of block 1
 
 
+@pytest.mark.unit
 def test_mean_pairwise_distance():
     x = onp.array([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
     assert abs(mean_pairwise_distance(x) - (5 + 0 + 5) / 3) < 1e-12
 
 
+@pytest.mark.slow
 def test_ablate_activation_end_to_end(tmp_path):
     out = tmp_path / 'A'
     proc = run_cli(['ablate-activation', '--data', 'synthetic', '--epochs', '2', '--limit', '64',

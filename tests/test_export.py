@@ -2,10 +2,12 @@
 import json
 
 import numpy as onp
+import pytest
 
 from conftest import assert_one_line_error, run_cli
 
 
+@pytest.mark.cli
 def test_export_has_onnx_and_a_full_manifest(tiny_run):
     out, _ = tiny_run
     export = out / 'export'
@@ -22,6 +24,7 @@ def test_export_has_onnx_and_a_full_manifest(tiny_run):
     assert manifest['versions']['mxnet'] == '1.9.1'
 
 
+@pytest.mark.cli
 def test_onnx_has_a_dynamic_batch_and_no_weight_inputs(tiny_run):
     import onnx
     out, _ = tiny_run
@@ -31,6 +34,7 @@ def test_onnx_has_a_dynamic_batch_and_no_weight_inputs(tiny_run):
     assert not dim0.HasField('dim_value')  # symbolic: any batch size
 
 
+@pytest.mark.cli
 def test_generate_onnx_runs_without_mxnet_and_matches(tiny_run, tmp_path):
     out, _ = tiny_run
     blocker = tmp_path / 'block' / 'mxnet'
@@ -53,6 +57,7 @@ def test_generate_onnx_runs_without_mxnet_and_matches(tiny_run, tmp_path):
     assert onp.abs(onnx_out - mx_out).max() <= 1e-4
 
 
+@pytest.mark.cli
 def test_reexport_from_checkpoint(tiny_run, tmp_path):
     out, _ = tiny_run
     proc = run_cli(['export', '--run', str(out), '--out', str(tmp_path / 'again')])
@@ -65,5 +70,7 @@ def test_reexport_from_checkpoint(tiny_run, tmp_path):
     assert onp.abs(a - b).max() < 1e-6
 
 
-def test_export_of_a_non_run_is_one_line(tmp_path):
-    assert_one_line_error(run_cli(['export', '--run', str(tmp_path)]), contains='not a run')
+@pytest.mark.unit
+def test_export_of_a_non_run_is_one_line(tmp_path, main_in_process):
+    assert_one_line_error(main_in_process(['export', '--run', str(tmp_path)]),
+                          contains='not a run')

@@ -51,6 +51,7 @@ def fashion_root(tmp_path_factory):
     return data_root, {'PYTHONPATH': str(patch_dir)}
 
 
+@pytest.mark.unit
 def test_loader_reads_real_format_files(fashion_root, monkeypatch):
     from mxnet.gluon.data.vision import datasets
     data_root, _ = fashion_root
@@ -65,17 +66,20 @@ def test_loader_reads_real_format_files(fashion_root, monkeypatch):
     assert images[9, 47, 32, 0] > 200 and images[0, 47, 32, 0] < 100
 
 
-def test_offline_fashion_mnist_is_one_line(tmp_path):
-    proc = run_cli(['--data', 'fashion-mnist', '--channels', '1', '--data-root',
-                    str(tmp_path), '--out-dir', str(tmp_path / 'o'), '--epochs', '1'])
+@pytest.mark.unit
+def test_offline_fashion_mnist_is_one_line(tmp_path, main_in_process):
+    proc = main_in_process(['--data', 'fashion-mnist', '--channels', '1', '--data-root',
+                            str(tmp_path), '--out-dir', str(tmp_path / 'o'), '--epochs', '1'])
     assert_one_line_error(proc, contains='Fashion-MNIST')
 
 
-def test_fashion_needs_one_channel(tmp_path):
-    proc = run_cli(['--data', 'fashion-mnist', '--out-dir', str(tmp_path / 'o')])
+@pytest.mark.unit
+def test_fashion_needs_one_channel(tmp_path, main_in_process):
+    proc = main_in_process(['--data', 'fashion-mnist', '--out-dir', str(tmp_path / 'o')])
     assert_one_line_error(proc, contains='--channels 1')
 
 
+@pytest.mark.slow
 def test_train_and_analyze_categories(fashion_root, tmp_path):
     data_root, env = fashion_root
     out = tmp_path / 'fm'

@@ -11,12 +11,14 @@ from conftest import TINY, assert_one_line_error, run_cli
 from gluon_dcgan import fid
 
 
+@pytest.mark.unit
 def test_identical_features_give_zero():
     f = onp.random.RandomState(0).normal(size=(500, 8))
     mu, sigma = fid.statistics(f)
     assert abs(fid.frechet_distance(mu, sigma, mu, sigma)) < 1e-6
 
 
+@pytest.mark.unit
 def test_two_gaussians_match_the_closed_form():
     mu1, mu2 = onp.array([0.0, 1.0, 2.0]), onp.array([1.0, 1.0, 0.0])
     s1, s2 = onp.array([1.0, 4.0, 9.0]), onp.array([4.0, 1.0, 1.0])
@@ -26,6 +28,7 @@ def test_two_gaussians_match_the_closed_form():
     assert expected == pytest.approx(5 + 1 + 1 + 4)
 
 
+@pytest.mark.unit
 def test_sample_statistics_converge_to_the_closed_form():
     rng = onp.random.RandomState(1)
     a = rng.normal(0, 1, size=(20000, 2))
@@ -48,6 +51,7 @@ def inception_params(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # builds and saves an Inception v3 (module fixture), then runs it
 def test_features_are_2048_per_image(inception_params):
     from gluon_dcgan.data.synthetic import make_sprites
     net = fid.load_inception(inception_params)
@@ -63,21 +67,6 @@ def evaluate_args(out, inception_params, data_root, *extra):
             '--inception-params', inception_params, '--data-root', str(data_root)] + list(extra)
 
 
-def test_evaluate_prints_fid_and_kid(tiny_run, inception_params, tmp_path):
-    out, _ = tiny_run
-    proc = run_cli(evaluate_args(out, inception_params, tmp_path))
-    assert proc.returncode == 0, proc.stderr
-    match = EVALUATE_LINE.match(proc.stdout.strip().splitlines()[-1])
-    assert match, proc.stdout
-    score, kid, kid_std = (float(match.group(i)) for i in (1, 2, 3))
-    assert onp.isfinite(score) and score > 0
-    assert onp.isfinite(kid) and onp.isfinite(kid_std) and kid_std >= 0
-    assert match.group(4) == '8' and match.group(5) == '8'
-    # stderr is a pipe here: no progress bar is drawn, even without --no-progress.
-    assert '\r' not in proc.stderr and 'image/s' not in proc.stderr
-    assert len(list((tmp_path / 'fid-stats').glob('real-*.npz'))) == 1
-
-
 def count_feature_passes(monkeypatch):
     """Record (desc, image count) of every fid.inception_features call in this process."""
     calls = []
@@ -90,27 +79,36 @@ def count_feature_passes(monkeypatch):
     return calls
 
 
-def test_a_second_evaluation_reuses_the_cached_real_features(tiny_run, inception_params,
-                                                             tmp_path, monkeypatch, capsys):
-    from gluon_dcgan.tools import evaluate
+@pytest.mark.slow
+def test_evaluate_prints_fid_and_kid_then_reuses_the_cached_real_features(
+        tiny_run, inception_params, tmp_path, monkeypatch, capsys):
     out, _ = tiny_run
-    argv = evaluate_args(out, inception_params, tmp_path, '--ctx', 'cpu:0')[1:]
-    calls = count_feature_passes(monkeypatch)
-    assert evaluate.main(argv) == 0
-    first = capsys.readouterr()
-    assert calls == [('real images', 8), ('generated images', 8)]
+    proc = run_cli(evaluate_args(out, inception_params, tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    match = EVALUATE_LINE.match(proc.stdout.strip().splitlines()[-1])
+    assert match, proc.stdout
+    score, kid, kid_std = (float(match.group(i)) for i in (1, 2, 3))
+    assert onp.isfinite(score) and score > 0
+    assert onp.isfinite(kid) and onp.isfinite(kid_std) and kid_std >= 0
+    assert match.group(4) == '8' and match.group(5) == '8'
+    # stderr is a pipe here: no progress bar is drawn, even without --no-progress.
+    assert '\r' not in proc.stderr and 'image/s' not in proc.stderr
+    assert 'saved to' in proc.stderr
     [cache] = (tmp_path / 'fid-stats').glob('real-*.npz')
-    assert 'saved to' in first.err
-    del calls[:]
+    with onp.load(cache) as saved:  # the 8 real images' features
+        assert saved['features'].shape == (8, 2048) and saved['sigma'].shape == (2048, 2048)
+    # A second evaluation, in this process to count the Inception passes.
+    from gluon_dcgan.tools import evaluate
+    calls = count_feature_passes(monkeypatch)
+    argv = evaluate_args(out, inception_params, tmp_path, '--ctx', 'cpu:0')[1:]
     assert evaluate.main(argv) == 0
     second = capsys.readouterr()
     assert calls == [('generated images', 8)]  # the real images were not run again
     assert 'cached in' in second.err
-    assert second.out == first.out  # the same scores from the cached statistics
-    with onp.load(cache) as saved:
-        assert saved['features'].shape == (8, 2048) and saved['sigma'].shape == (2048, 2048)
+    assert second.out == proc.stdout  # the same scores from the cached statistics
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('damage', ['garbage', 'truncated', 'wrong shape', 'pickled'])
 def test_a_damaged_cache_file_is_recomputed(tmp_path, monkeypatch, damage):
     # fid.real_statistics alone, with stand-in features: the cache logic without Inception.
@@ -144,6 +142,7 @@ def test_a_damaged_cache_file_is_recomputed(tmp_path, monkeypatch, damage):
     assert len(calls) == 2 and 'cached in' in logged[-1]
 
 
+@pytest.mark.unit
 def test_the_cache_key_follows_the_images_and_the_weights(tmp_path):
     images = onp.zeros((4, 8, 8, 3), onp.uint8)
     w1, w2 = tmp_path / 'w1', tmp_path / 'w2'
@@ -158,18 +157,23 @@ def test_the_cache_key_follows_the_images_and_the_weights(tmp_path):
     assert fid.real_stats_key(images[:3], str(w1)) != key
 
 
+# The refusals run cli.main in this process (conftest.main_in_process); they read the
+# session's trained run (conftest.tiny_run), so they are cli tests.
+@pytest.mark.cli
 @pytest.mark.parametrize('content', [b'\x00garbage' * 100, b''])
-def test_evaluate_with_a_wrong_weights_file_is_one_line(tiny_run, tmp_path, content):
+def test_evaluate_with_a_wrong_weights_file_is_one_line(tiny_run, tmp_path, content,
+                                                        main_in_process):
     out, _ = tiny_run
     bad = tmp_path / 'bad.params'
     bad.write_bytes(content)
-    proc = run_cli(evaluate_args(out, str(bad), tmp_path))
+    proc = main_in_process(evaluate_args(out, str(bad), tmp_path))
     line = assert_one_line_error(proc, contains='is not a model zoo inception_v3')
     assert 'Invalid NDArray file format' in line
     assert 'File "' not in line and 'Check failed' not in line
 
 
-def test_evaluate_with_another_nets_weights_is_one_line(tiny_run, tmp_path):
+@pytest.mark.cli
+def test_evaluate_with_another_nets_weights_is_one_line(tiny_run, tmp_path, main_in_process):
     out, _ = tiny_run
     other = tmp_path / 'dense.params'
     with mx.util.np_array(False), mx.util.np_shape(False):
@@ -177,21 +181,23 @@ def test_evaluate_with_another_nets_weights_is_one_line(tiny_run, tmp_path):
         dense.initialize()
         dense(mx.nd.zeros((1, 2)))
         dense.save_parameters(str(other))
-    proc = run_cli(evaluate_args(out, str(other), tmp_path))
+    proc = main_in_process(evaluate_args(out, str(other), tmp_path))
     line = assert_one_line_error(proc, contains='is missing in file')
     assert 'which contains' not in line and 'https://' not in line
 
 
-def test_evaluate_refuses_a_bad_ctx(tiny_run, inception_params, tmp_path):
+@pytest.mark.cli
+def test_evaluate_refuses_a_bad_ctx(tiny_run, inception_params, tmp_path, main_in_process):
     out, _ = tiny_run
-    proc = run_cli(evaluate_args(out, inception_params, tmp_path, '--ctx', 'tpu'))
+    proc = main_in_process(evaluate_args(out, inception_params, tmp_path, '--ctx', 'tpu'))
     assert_one_line_error(proc, contains='--ctx')
     assert not (tmp_path / 'fid-stats').exists()
 
 
+@pytest.mark.slow
 def test_fid_every_keeps_the_best(tmp_path, inception_params):
     out = tmp_path / 'run'
-    proc = run_cli(TINY + ['--fid-every', '1', '--fid-num', '16', '--inception-params',
+    proc = run_cli(TINY + ['--fid-every', '1', '--fid-num', '8', '--inception-params',
                            inception_params, '--out-dir', str(out)])
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
@@ -202,8 +208,9 @@ def test_fid_every_keeps_the_best(tmp_path, inception_params):
     assert (out / 'export' / 'generator.onnx').exists()
 
 
-def test_fid_every_without_weights_is_refused_up_front(tmp_path):
-    proc = run_cli(TINY + ['--fid-every', '1', '--data-root', str(tmp_path / 'empty'),
+@pytest.mark.unit
+def test_fid_every_without_weights_is_refused_up_front(tmp_path, main_in_process):
+    proc = main_in_process(TINY + ['--fid-every', '1', '--data-root', str(tmp_path / 'empty'),
                            '--out-dir', str(tmp_path / 'o')])
     assert_one_line_error(proc, contains='--inception-params')
     assert not (tmp_path / 'o' / 'metrics.jsonl').exists()

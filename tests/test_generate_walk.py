@@ -15,6 +15,7 @@ def _angle(u, v):
     return onp.arccos(onp.clip(u @ v / onp.linalg.norm(u) / onp.linalg.norm(v), -1, 1))
 
 
+@pytest.mark.unit
 def test_slerp_ends_are_exact_and_steps_are_equal_angles():
     z = latent.latent_noise(2, 100, seed=7)
     path = latent.slerp(z[0], z[1], onp.linspace(0, 1, 9))
@@ -26,6 +27,7 @@ def test_slerp_ends_are_exact_and_steps_are_equal_angles():
     assert onp.allclose(norms, onp.linspace(norms[0], norms[-1], 9), rtol=1e-5)
 
 
+@pytest.mark.unit
 def test_slerp_keeps_the_norm_of_equal_norm_ends_and_lerp_does_not():
     a, b = onp.random.RandomState(1).normal(size=(2, 100))
     b *= onp.linalg.norm(a) / onp.linalg.norm(b)
@@ -35,12 +37,14 @@ def test_slerp_keeps_the_norm_of_equal_norm_ends_and_lerp_does_not():
     assert onp.linalg.norm((a + b) / 2) < 0.8 * onp.linalg.norm(a)
 
 
+@pytest.mark.unit
 def test_slerp_of_parallel_ends_is_the_straight_line():
     a = onp.arange(1, 5, dtype=onp.float64)
     path = latent.slerp(a, 3 * a, [0, 0.5, 1])
     assert onp.allclose(path, [a, 2 * a, 3 * a])
 
 
+@pytest.mark.unit
 def test_latent_walk_rows_come_walk_by_walk():
     Z = latent.latent_walk(3, 5, 10, seed=2)
     ends = latent.latent_noise(6, 10, seed=2)
@@ -50,17 +54,19 @@ def test_latent_walk_rows_come_walk_by_walk():
         assert onp.array_equal(Z[5 * k + 4], ends[2 * k + 1])
 
 
-def _walk(export, output, *extra):
-    proc = run_cli(['generate', '--export', str(export), '--interpolate', '4', '--steps', '8',
-                    '--seed', '5', '--output', str(output)] + list(extra))
+def _walk(export, output, run=run_cli):
+    proc = run(['generate', '--export', str(export), '--interpolate', '4', '--steps', '8',
+                '--seed', '5', '--output', str(output)])
     assert proc.returncode == 0, proc.stderr
     return output.read_bytes(), output.with_suffix('.gif').read_bytes()
 
 
-def test_walk_grid_gif_and_determinism(tiny_run, tmp_path):
+@pytest.mark.cli
+def test_walk_grid_gif_and_determinism(tiny_run, tmp_path, main_in_process):
     export = tiny_run[0] / 'export'
     first = _walk(export, tmp_path / 'a.png')
-    assert first == _walk(export, tmp_path / 'b.png')  # same seed: same bytes, PNG and GIF
+    # same seed: same bytes, PNG and GIF (again in this process: conftest.main_in_process)
+    assert first == _walk(export, tmp_path / 'b.png', main_in_process)
     png = Image.open(tmp_path / 'a.png')
     assert png.size == (8 * (TILE + PAD) + PAD, 4 * (TILE + PAD) + PAD)  # 8 columns, 4 rows
     gif = Image.open(tmp_path / 'a.gif')
@@ -68,6 +74,7 @@ def test_walk_grid_gif_and_determinism(tiny_run, tmp_path):
     assert gif.size == (2 * (TILE + PAD) + PAD,) * 2  # each frame: the 4 walks, 2x2
 
 
+@pytest.mark.cli
 def test_walk_from_onnx_without_mxnet_matches_mxnet(tiny_run, tmp_path):
     export = tiny_run[0] / 'export'
     blocker = tmp_path / 'block' / 'mxnet'
@@ -85,6 +92,7 @@ def test_walk_from_onnx_without_mxnet_matches_mxnet(tiny_run, tmp_path):
     assert onp.abs(onnx_out - mx_out).max() <= 1e-4
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('flags, contains', [
     (['--interpolate', '2', '--steps', '1'], 'must be >= 2'),
     (['--interpolate', '0'], 'must be >= 1'),
@@ -92,8 +100,8 @@ def test_walk_from_onnx_without_mxnet_matches_mxnet(tiny_run, tmp_path):
     (['--interpolate', '2', '--num', '4'], 'pick one'),
     (['--interpolate', '100', '--steps', '101'], 'lower either'),
 ])
-def test_bad_walk_flags_are_one_line(tmp_path, flags, contains):
-    proc = run_cli(['generate', '--export', str(tmp_path), '--output',
-                    str(tmp_path / 'w.png')] + flags)
+def test_bad_walk_flags_are_one_line(tmp_path, flags, contains, main_in_process):
+    proc = main_in_process(['generate', '--export', str(tmp_path), '--output',
+                            str(tmp_path / 'w.png')] + flags)
     assert_one_line_error(proc, contains=contains)
     assert not list(tmp_path.iterdir())

@@ -72,7 +72,8 @@ class _Payload:
         return (os.system, (f'touch {self.marker}',))
 
 
-def test_a_crafted_checkpoint_runs_no_code(run_copy, tmp_path):
+@pytest.mark.cli
+def test_a_crafted_checkpoint_runs_no_code(run_copy, tmp_path, main_in_process):
     marker = tmp_path / 'code-ran'
     newest, older = (run_copy / 'checkpoints' / n for n in reversed(_checkpoints(run_copy)))
     payload = pickle.dumps(_Payload(marker))
@@ -82,7 +83,7 @@ def test_a_crafted_checkpoint_runs_no_code(run_copy, tmp_path):
     onp.save(older / 'fixed_noise.npy', onp.array([_Payload(marker)], dtype=object),
              allow_pickle=True)
     _rehash(older)
-    proc = run_cli(RUN + ['--epochs', '3', '--out-dir', str(run_copy), '--resume'])
+    proc = main_in_process(RUN + ['--epochs', '3', '--out-dir', str(run_copy), '--resume'])
     assert proc.returncode == 0, proc.stderr
     assert not marker.exists()
     assert f'checkpoint {newest} is damaged (' in proc.stderr
@@ -94,6 +95,7 @@ def test_a_crafted_checkpoint_runs_no_code(run_copy, tmp_path):
     assert [r['epoch'] for r in rows] == [1, 2, 3]
 
 
+@pytest.mark.unit
 def test_no_pickle_on_any_load_path():
     import gluon_dcgan
     root = os.path.dirname(gluon_dcgan.__file__)
@@ -105,6 +107,7 @@ def test_no_pickle_on_any_load_path():
                     assert bad not in text, (name, bad)
 
 
+@pytest.mark.unit
 def test_adam_state_round_trip_continues_exactly(tmp_path):
     import mxnet as mx
     from mxnet import np
@@ -145,9 +148,10 @@ def test_adam_state_round_trip_continues_exactly(tmp_path):
             assert onp.array_equal(p.data().asnumpy(), q.data().asnumpy()), k
 
 
-def test_resume_with_a_new_lr_uses_it_and_says_so(run_copy):
-    proc = run_cli(RUN + ['--epochs', '3', '--lr', '0.001', '--beta1', '0.6', '--out-dir',
-                          str(run_copy), '--resume'])
+@pytest.mark.cli
+def test_resume_with_a_new_lr_uses_it_and_says_so(run_copy, main_in_process):
+    proc = main_in_process(RUN + ['--epochs', '3', '--lr', '0.001', '--beta1', '0.6',
+                                  '--out-dir', str(run_copy), '--resume'])
     assert proc.returncode == 0, proc.stderr
     assert ('resuming with new Adam settings from here on: --lr 0.005 -> 0.001, '
             '--beta1 0.5 -> 0.6') in proc.stderr
@@ -168,26 +172,31 @@ def _mid_epoch_copy(out):
     _rehash(dst)
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('flag, value, text', [('--batch-size', '8', '--batch-size 16 -> 8'),
                                                ('--seed', '12', '--seed 11 -> 12')])
-def test_mid_epoch_resume_refuses_a_new_batch_size_or_seed(run_copy, flag, value, text):
+def test_mid_epoch_resume_refuses_a_new_batch_size_or_seed(run_copy, flag, value, text,
+                                                          main_in_process):
     _mid_epoch_copy(run_copy)
     before = _snapshot(run_copy)
     args = RUN + ['--epochs', '3', '--out-dir', str(run_copy), '--resume', flag, value]
-    line = assert_one_line_error(run_cli(args), contains='in the middle of epoch 3')
+    line = assert_one_line_error(main_in_process(args), contains='in the middle of epoch 3')
     assert text in line
     assert _snapshot(run_copy) == before
 
 
-def test_a_new_batch_size_is_allowed_at_an_epoch_boundary(run_copy):
-    proc = run_cli(RUN + ['--epochs', '3', '--batch-size', '8', '--out-dir', str(run_copy),
-                          '--resume'])
+@pytest.mark.cli
+def test_a_new_batch_size_is_allowed_at_an_epoch_boundary(run_copy, main_in_process):
+    proc = main_in_process(RUN + ['--epochs', '3', '--batch-size', '8', '--out-dir',
+                                  str(run_copy), '--resume'])
     assert proc.returncode == 0, proc.stderr
     assert 'training epochs 3-3 on 64 images, 8 batches per epoch' in proc.stderr
 
 
-def test_resume_on_an_empty_folder_says_it_starts_a_new_run(tmp_path):
-    proc = run_cli(RUN + ['--epochs', '1', '--out-dir', str(tmp_path / 'new'), '--resume'])
+@pytest.mark.cli
+def test_resume_on_an_empty_folder_says_it_starts_a_new_run(tmp_path, main_in_process):
+    proc = main_in_process(RUN + ['--epochs', '1', '--out-dir', str(tmp_path / 'new'),
+                                  '--resume'])
     assert proc.returncode == 0, proc.stderr
     assert 'holds no run yet; --resume starts a new one' in proc.stderr
 
@@ -208,43 +217,49 @@ OVERWRITE_FAILURES = {
 }
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('case', sorted(OVERWRITE_FAILURES))
-def test_overwrite_keeps_the_old_run_when_a_later_check_fails(run_copy, tmp_path, case):
+def test_overwrite_keeps_the_old_run_when_a_later_check_fails(run_copy, tmp_path, case,
+                                                              main_in_process):
     extra, text = OVERWRITE_FAILURES[case]
     before = _snapshot(run_copy)
-    proc = run_cli(RUN + ['--epochs', '1', '--out-dir', str(run_copy), '--overwrite'] +
-                   extra(tmp_path))
+    proc = main_in_process(RUN + ['--epochs', '1', '--out-dir', str(run_copy), '--overwrite'] +
+                           extra(tmp_path))
     assert_one_line_error(proc, contains=text)
     assert _snapshot(run_copy) == before
 
 
-def test_overwrite_replaces_only_what_a_run_wrote(run_copy):
+@pytest.mark.cli
+def test_overwrite_replaces_only_what_a_run_wrote(run_copy, main_in_process):
     (run_copy / 'notes.txt').write_text('mine')
-    proc = run_cli(RUN + ['--epochs', '1', '--out-dir', str(run_copy), '--overwrite'])
+    proc = main_in_process(RUN + ['--epochs', '1', '--out-dir', str(run_copy), '--overwrite'])
     assert proc.returncode == 0, proc.stderr
     assert (run_copy / 'notes.txt').read_text() == 'mine'
     assert _checkpoints(run_copy) == ['ckpt-E0001-B000000']
     assert len((run_copy / 'metrics.jsonl').read_text().splitlines()) == 1
 
 
-def test_export_refuses_the_run_folder_a_foreign_folder_and_a_file(run_copy, tmp_path):
+@pytest.mark.cli
+def test_export_refuses_the_run_folder_a_foreign_folder_and_a_file(run_copy, tmp_path,
+                                                                   main_in_process):
     before = _snapshot(run_copy)
-    line = assert_one_line_error(run_cli(['export', '--run', str(run_copy), '--out',
-                                          str(run_copy)]), contains='is a run folder')
+    line = assert_one_line_error(main_in_process(['export', '--run', str(run_copy), '--out',
+                                                  str(run_copy)]), contains='is a run folder')
     assert str(run_copy / 'export') in line
     mine = tmp_path / 'mine'
     mine.mkdir()
     (mine / 'notes.txt').write_text('keep me')
-    assert_one_line_error(run_cli(['export', '--run', str(run_copy), '--out', str(mine)]),
+    assert_one_line_error(main_in_process(['export', '--run', str(run_copy), '--out', str(mine)]),
                           contains='not part of an export (notes.txt)')
     assert (mine / 'notes.txt').read_text() == 'keep me'
     (tmp_path / 'afile').write_text('x')
-    assert_one_line_error(run_cli(['export', '--run', str(run_copy), '--out',
-                                   str(tmp_path / 'afile')]), contains='is a file')
+    assert_one_line_error(main_in_process(['export', '--run', str(run_copy), '--out',
+                                           str(tmp_path / 'afile')]), contains='is a file')
     assert (tmp_path / 'afile').read_text() == 'x'
     assert _snapshot(run_copy) == before
 
 
+@pytest.mark.cli
 def test_export_replaces_an_export_and_keeps_its_sub_exports(run_copy, tmp_path):
     target = tmp_path / 'exp'
     shutil.copytree(run_copy / 'export', target)
@@ -256,6 +271,7 @@ def test_export_replaces_an_export_and_keeps_its_sub_exports(run_copy, tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith('.exp.partial')]
 
 
+@pytest.mark.unit
 def test_export_generator_leaves_nothing_when_interrupted(tmp_path):
     import mxnet as mx
     from gluon_dcgan.export.mxnet_export import export_generator
@@ -271,17 +287,19 @@ def test_export_generator_leaves_nothing_when_interrupted(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_pruning_keeps_intact_checkpoints_and_sets_damaged_ones_aside(tmp_path):
+@pytest.mark.slow
+def test_pruning_keeps_intact_checkpoints_and_sets_damaged_ones_aside(tmp_path, main_in_process):
     out = tmp_path / 'run'
-    assert run_cli(RUN + ['--epochs', '1', '--out-dir', str(out)]).returncode == 0
+    assert main_in_process(RUN + ['--epochs', '1', '--out-dir', str(out)]).returncode == 0
     first = out / 'checkpoints' / 'ckpt-E0001-B000000'
     shutil.copytree(first, tmp_path / 'saved')
-    assert run_cli(RUN + ['--epochs', '3', '--out-dir', str(out), '--resume']).returncode == 0
+    proc = main_in_process(RUN + ['--epochs', '3', '--out-dir', str(out), '--resume'])
+    assert proc.returncode == 0, proc.stderr
     shutil.copytree(tmp_path / 'saved', first)
     for name in ('ckpt-E0002-B000000', 'ckpt-E0003-B000000'):  # damaged, newer than E0001
         params = out / 'checkpoints' / name / 'net_G.params'
         params.write_bytes(params.read_bytes()[:1000])
-    proc = run_cli(RUN + ['--epochs', '2', '--out-dir', str(out), '--resume'])
+    proc = main_in_process(RUN + ['--epochs', '2', '--out-dir', str(out), '--resume'])
     assert proc.returncode == 0, proc.stderr
     assert 'resuming from ' + str(first) in proc.stderr
     assert _checkpoints(out) == ['ckpt-E0001-B000000', 'ckpt-E0002-B000000']
@@ -290,6 +308,7 @@ def test_pruning_keeps_intact_checkpoints_and_sets_damaged_ones_aside(tmp_path):
     assert [r['epoch'] for r in rows] == [1, 2]
 
 
+@pytest.mark.unit
 def test_a_signal_at_the_end_of_an_epoch_names_resume(monkeypatch):
     from gluon_dcgan.config import Config
     from gluon_dcgan.train import fit
@@ -319,6 +338,7 @@ def _mounted_tmpfs(path, size):
         pytest.skip(f'cannot mount a tmpfs here: {done.stderr.strip()}')
 
 
+@pytest.mark.cli
 def test_a_full_disk_is_one_line_and_leaves_no_temporary_files(tmp_path):
     disk = tmp_path / 'small'
     _mounted_tmpfs(disk, '2m')
@@ -336,7 +356,8 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary_files(tmp_path):
         subprocess.run(['umount', '-l', str(disk)])
 
 
-def test_one_process_per_run_folder(tmp_path):
+@pytest.mark.cli
+def test_one_process_per_run_folder(tmp_path, main_in_process):
     out = tmp_path / 'run'
     # 50 epochs: it still holds the folder while the three refusals below run, on any
     # machine; it is stopped at the end.
@@ -348,7 +369,8 @@ def test_one_process_per_run_folder(tmp_path):
         for args in (RUN + ['--epochs', '1', '--out-dir', str(out)],
                      RUN + ['--epochs', '1', '--out-dir', str(out), '--resume'],
                      ['export', '--run', str(out)]):
-            line = assert_one_line_error(run_cli(args), contains='in use by another')
+            # This process is the second one: cli.main here is refused like a new one.
+            line = assert_one_line_error(main_in_process(args), contains='in use by another')
             assert f'(PID {first.pid})' in line
     finally:
         first.send(signal.SIGTERM)
@@ -356,6 +378,7 @@ def test_one_process_per_run_folder(tmp_path):
     assert code == 143, err
 
 
+@pytest.mark.unit
 def test_a_last_batch_smaller_than_the_device_count_is_dropped():
     from gluon_dcgan.data import loader
     order = onp.arange(33)
@@ -364,17 +387,20 @@ def test_a_last_batch_smaller_than_the_device_count_is_dropped():
     assert loader.num_batches(33, 16, min_size=2) == 2 and loader.num_batches(34, 16, 1, 2) == 3
 
 
+@pytest.mark.slow
 def test_two_devices_agree_and_the_export_is_verified(tmp_path):
     out = tmp_path / 'd'
     proc = run_cli(['--data', 'synthetic', '--ctx', 'cpu:0,1', '--epochs', '1', '--limit', '128',
                     '--batch-size', '64', '--no-progress', '--out-dir', str(out)])
     assert proc.returncode == 0, proc.stderr
-    assert FINAL_LINE.match(proc.stdout.strip().splitlines()[-1])
+    last = proc.stdout.strip().splitlines()[-1]
+    assert FINAL_LINE.match(last) and last.endswith('on [cpu(0), cpu(1)]'), last
     manifest = json.loads((out / 'export' / 'manifest.json').read_text())
     assert (out / 'export' / 'generator.onnx').exists()
     assert manifest['onnx']['verified_max_abs_diff'] <= 1e-4
 
 
+@pytest.mark.unit
 def test_every_device_holds_the_same_batchnorm_statistics_after_an_epoch():
     import mxnet as mx
     from gluon_dcgan.config import Config
@@ -392,25 +418,30 @@ def test_every_device_holds_the_same_batchnorm_statistics_after_an_epoch():
         assert not onp.array_equal(a, onp.zeros_like(a)) or 'mean' not in p.name
 
 
-def test_export_refuses_a_config_json_that_disagrees_with_the_checkpoint(run_copy):
+@pytest.mark.cli
+def test_export_refuses_a_config_json_that_disagrees_with_the_checkpoint(run_copy,
+                                                                         main_in_process):
     config = json.loads((run_copy / 'config.json').read_text())
     config['n_G'] = 32
     (run_copy / 'config.json').write_text(json.dumps(config))
-    line = assert_one_line_error(run_cli(['export', '--run', str(run_copy)]),
+    line = assert_one_line_error(main_in_process(['export', '--run', str(run_copy)]),
                                  contains='disagree')
     assert 'n_G 16 vs 32' in line
 
 
-def test_resume_without_config_json_checks_the_checkpoint_config(run_copy):
+@pytest.mark.cli
+def test_resume_without_config_json_checks_the_checkpoint_config(run_copy, main_in_process):
     (run_copy / 'config.json').unlink()
     args = RUN + ['--epochs', '3', '--out-dir', str(run_copy), '--resume']
-    line = assert_one_line_error(run_cli(args + ['--n-G', '32']), contains='different model')
+    line = assert_one_line_error(main_in_process(args + ['--n-G', '32']),
+                                 contains='different model')
     assert 'n_G 16 -> 32' in line
     proc = run_cli(args)
     assert proc.returncode == 0, proc.stderr
     assert (run_copy / 'config.json').exists() and 'ckpt-E0003-B000000' in _checkpoints(run_copy)
 
 
+@pytest.mark.cli
 def test_an_mxnet_shutdown_failure_adds_no_traceback_to_the_one_line(tmp_path):
     script = tmp_path / 'exit.py'
     script.write_text(

@@ -1,4 +1,9 @@
-"""Hostile and careless input to every command: one line on stderr, exit 2, nothing changed."""
+"""Hostile and careless input to every command: one line on stderr, exit 2, nothing changed.
+
+Most refusals run cli.main in this process (conftest.main_in_process, checked against
+the real command in test_cli.py); what depends on the process itself (a fake MXNet on
+PYTHONPATH, DMLC_ROLE before MXNet loads, signals, training) runs the real command.
+"""
 import json
 import os
 import shutil
@@ -41,17 +46,19 @@ def _save_webp(path):
     Image.fromarray(make_sprites(1, seed=5)[0]).save(path, format='WEBP')
 
 
-def test_webp_named_png_is_one_line(tmp_path):
+@pytest.mark.unit
+def test_webp_named_png_is_one_line(tmp_path, main_in_process):
     root, cls = _image_folder(tmp_path)
     _save_webp(os.path.join(cls, 'zz.png'))
     before = _tree(root)
-    proc = run_cli(['--data', root, '--data-root', str(tmp_path / 'cache'),
-                    '--out-dir', str(tmp_path / 'out')] + TINY)
+    proc = main_in_process(['--data', root, '--data-root', str(tmp_path / 'cache'),
+                            '--out-dir', str(tmp_path / 'out')] + TINY)
     line = assert_one_line_error(proc, contains='sprites/zz.png')
     assert '--skip-bad-images' in line
     assert not (tmp_path / 'out' / 'metrics.jsonl').exists() and _tree(root) == before
 
 
+@pytest.mark.cli
 def test_odd_entries_are_skipped_and_training_goes_on(tmp_path):
     """A WebP named .png (--skip-bad-images), a named pipe, and names that are not UTF-8."""
     root, cls = _image_folder(tmp_path, count=30)
@@ -76,6 +83,7 @@ def _wait_for(path, proc, timeout=120):
         time.sleep(0.05)  # event-wait
 
 
+@pytest.mark.cli
 def test_sigterm_while_decoding_stops_at_once(tmp_path):
     from PIL import Image
     cls = tmp_path / 'imgs' / 'big'
@@ -128,17 +136,19 @@ TRAIN_CASES = {
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('name', sorted(TRAIN_CASES))
-def test_bad_training_flag(name, tmp_path):
+def test_bad_training_flag(name, tmp_path, main_in_process):
     extra, expected = TRAIN_CASES[name]
     extra = extra(tmp_path) if callable(extra) else extra
-    proc = run_cli(SYNTHETIC + ['--out-dir', str(tmp_path / 'out')] + extra)
+    proc = main_in_process(SYNTHETIC + ['--out-dir', str(tmp_path / 'out')] + extra)
     assert_one_line_error(proc, contains=expected)
     assert not (tmp_path / 'out').exists() or name == 'out-dir empty'
     if os.path.exists(tmp_path / 'afile'):
         assert (tmp_path / 'afile').read_text() == 'mine'
 
 
+@pytest.mark.unit
 def test_data_root_that_is_read_only_is_refused(tmp_path, monkeypatch):
     # Tests may run as root, for whom chmod does not stop writes: ask os.access instead.
     from gluon_dcgan import config
@@ -148,17 +158,19 @@ def test_data_root_that_is_read_only_is_refused(tmp_path, monkeypatch):
         config.check_data_root(str(tmp_path / 'new' / 'root'))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('command', ['generate', 'evaluate'])
 @pytest.mark.parametrize('seed', ['-1', str(2 ** 32)])
-def test_bad_seed_in_tools(command, seed, tmp_path):
-    proc = run_cli([command, '--export', str(tmp_path), '--seed', seed, '--output',
-                    str(tmp_path / 'g.png')] if command == 'generate' else
-                   [command, '--export', str(tmp_path), '--seed', seed])
+def test_bad_seed_in_tools(command, seed, tmp_path, main_in_process):
+    proc = main_in_process([command, '--export', str(tmp_path), '--seed', seed, '--output',
+                            str(tmp_path / 'g.png')] if command == 'generate' else
+                           [command, '--export', str(tmp_path), '--seed', seed])
     assert_one_line_error(proc, contains='--seed')
 
 
 # ---- environment -----------------------------------------------------------------------
 
+@pytest.mark.cli
 @pytest.mark.parametrize('role, args', [
     ('server', SYNTHETIC),
     ('worker', SYNTHETIC),
@@ -173,6 +185,7 @@ def test_stray_dmlc_role_is_refused_before_mxnet_loads(role, args, tmp_path):
     assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('args', [SYNTHETIC, SYNTHETIC[:-2] + ['--ctx', 'auto'],
                                   SYNTHETIC[:-2] + ['--ctx', 'gpu'],
                                   ['generate', '--export', 'x', '--output', 'g.png'],
@@ -195,13 +208,16 @@ def export_copy(tiny_run, tmp_path):
     return dst
 
 
-def test_generate_refuses_a_grid_above_the_limit(export_copy, tmp_path):
-    proc = run_cli(['generate', '--export', str(export_copy), '--num', '1000000',
-                    '--output', str(tmp_path / 'g.png')])
+# From here on, the tests read a copy of the session's trained run (conftest.tiny_run): cli.
+@pytest.mark.cli
+def test_generate_refuses_a_grid_above_the_limit(export_copy, tmp_path, main_in_process):
+    proc = main_in_process(['generate', '--export', str(export_copy), '--num', '1000000',
+                            '--output', str(tmp_path / 'g.png')])
     assert_one_line_error(proc, contains='must be <= 10000')
     assert not (tmp_path / 'g.png').exists()
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('onnx', [False, True])
 def test_generate_in_chunks_equals_one_pass(export_copy, tmp_path, onnx):
     from gluon_dcgan import latent
@@ -230,6 +246,7 @@ def _fake_mxnet_without_driver(tmp_path):
     return {'PYTHONPATH': str(tmp_path / 'fake')}
 
 
+@pytest.mark.cli
 def test_generate_onnx_never_imports_mxnet(export_copy, tmp_path):
     out = tmp_path / os.fsdecode(b'gen\xff \xc3\xbc.png')  # not UTF-8, then UTF-8
     proc = run_cli(['generate', '--onnx', '--export', str(export_copy), '--output', str(out)],
@@ -238,8 +255,10 @@ def test_generate_onnx_never_imports_mxnet(export_copy, tmp_path):
     assert out.exists()
 
 
-def test_generate_pointed_at_the_run_folder_says_so(tiny_run, tmp_path):
-    proc = run_cli(['generate', '--export', str(tiny_run[0]), '--output', str(tmp_path / 'g.png')])
+@pytest.mark.cli
+def test_generate_pointed_at_the_run_folder_says_so(tiny_run, tmp_path, main_in_process):
+    proc = main_in_process(['generate', '--export', str(tiny_run[0]), '--output',
+                            str(tmp_path / 'g.png')])
     assert_one_line_error(proc, contains=f'give --export {tiny_run[0] / "export"}')
 
 
@@ -267,7 +286,7 @@ def _swap_in_other_width(export):
     import mxnet as mx
     from gluon_dcgan.export.mxnet_export import export_generator
     from gluon_dcgan.model import build_net_G
-    net = build_net_G(16)
+    net = build_net_G(8)  # the trained run's net_G is 16 wide
     net.initialize(mx.init.Normal(0.02))
     other = export.parent / 'other'
     export_generator(net, str(other), 100, 3)
@@ -275,20 +294,23 @@ def _swap_in_other_width(export):
     _rehash(export)
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('damage', [_edit_latent_dim, _edit_output_shape, _swap_in_other_width])
 @pytest.mark.parametrize('onnx', [False, True])
-def test_export_whose_parts_disagree_is_one_line(export_copy, tmp_path, damage, onnx):
+def test_export_whose_parts_disagree_is_one_line(export_copy, tmp_path, damage, onnx,
+                                                 main_in_process):
     if onnx and damage is _swap_in_other_width:
         pytest.skip('the ONNX file holds its own weights')
     damage(export_copy)
-    proc = run_cli(['generate', '--export', str(export_copy), '--num', '4',
-                    '--output', str(tmp_path / 'g.png')] + (['--onnx'] if onnx else []))
+    proc = main_in_process(['generate', '--export', str(export_copy), '--num', '4',
+                            '--output', str(tmp_path / 'g.png')] + (['--onnx'] if onnx else []))
     assert_one_line_error(proc, contains='re-export')
     assert not (tmp_path / 'g.png').exists()
 
 
 # ---- the memory estimate ----------------------------------------------------------------
 
+@pytest.mark.unit
 @pytest.mark.parametrize('n_G, n_D, latent, channels', [(64, 64, 100, 3), (8, 16, 7, 1),
                                                         (24, 40, 100, 3)])
 def test_parameter_counts_match_the_built_nets(n_G, n_D, latent, channels):
@@ -306,6 +328,7 @@ def test_parameter_counts_match_the_built_nets(n_G, n_D, latent, channels):
         assert parameter_counts(64, 64, 100, 3) == (3576704, 2765696)
 
 
+@pytest.mark.unit
 def test_memory_estimate_passes_the_defaults_and_refuses_huge_nets(monkeypatch):
     from gluon_dcgan import memory
     from gluon_dcgan.errors import UserError
@@ -329,9 +352,11 @@ MANIFEST_DAMAGE = {
 }
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('name', sorted(MANIFEST_DAMAGE) + ['manifest is a folder',
                                                             'params is a folder'])
-def test_generate_with_a_damaged_manifest_is_one_line(export_copy, tmp_path, name):
+def test_generate_with_a_damaged_manifest_is_one_line(export_copy, tmp_path, name,
+                                                      main_in_process):
     path = export_copy / 'manifest.json'
     if name == 'manifest is a folder':
         path.unlink()
@@ -342,7 +367,7 @@ def test_generate_with_a_damaged_manifest_is_one_line(export_copy, tmp_path, nam
     else:
         damaged = MANIFEST_DAMAGE[name](json.loads(path.read_text()))
         path.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
-    proc = run_cli(['generate', '--export', str(export_copy), '--output',
-                    str(tmp_path / 'g.png')])
+    proc = main_in_process(['generate', '--export', str(export_copy), '--output',
+                            str(tmp_path / 'g.png')])
     assert_one_line_error(proc, contains='re-export')
     assert not (tmp_path / 'g.png').exists()

@@ -191,6 +191,7 @@ def sshd(tmp_path_factory):
         server.wait(10)
 
 
+@pytest.mark.slow
 def test_ssh_two_workers_train_to_the_end(sshd, tmp_path):
     out = tmp_path / 'S'
     proc, _ = launch(out, launcher_args=['--hostfile', str(sshd / 'hosts.txt'),
@@ -204,6 +205,7 @@ def test_ssh_two_workers_train_to_the_end(sshd, tmp_path):
     assert not run_processes(out, port)
 
 
+@pytest.mark.slow
 def test_ssh_worker_killed_leaves_no_process_on_any_host(sshd, tmp_path):
     out = tmp_path / 'K'
     proc, port = launch(out, extra=['--epochs', '50'],
@@ -212,6 +214,7 @@ def test_ssh_worker_killed_leaves_no_process_on_any_host(sshd, tmp_path):
     kill_a_worker_and_check_cleanup(proc, out, port)
 
 
+@pytest.mark.slow
 def test_loopback_dist_sync(tmp_path, uninterrupted):
     ref, stderr = uninterrupted
     assert stderr.count('64 of 128 images per epoch') == 2  # each worker saw half
@@ -244,6 +247,7 @@ def test_loopback_dist_sync(tmp_path, uninterrupted):
             assert onp.abs(resumed[k] - reference[k]).max() <= 1e-6, (net, k)
 
 
+@pytest.mark.slow
 def test_resuming_with_another_number_of_servers_is_refused(tmp_path, uninterrupted):
     out = tmp_path / 'R'
     shutil.copytree(uninterrupted[0], out, ignore=shutil.ignore_patterns('export'))
@@ -261,6 +265,7 @@ def test_resuming_with_another_number_of_servers_is_refused(tmp_path, uninterrup
     assert not run_processes(out, port)
 
 
+@pytest.mark.slow
 def test_launcher_stops_everything_when_a_worker_dies(tmp_path):
     out = tmp_path / 'F'
     proc, port = launch(out, extra=['--epochs', '50'])
@@ -289,6 +294,7 @@ def uninterrupted(tmp_path_factory):
     return out, stderr
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _unshare_permitted(), reason='unshare -n is not permitted here '
                     '(needs root or user namespaces, and iproute2)')
 def test_local_mode_trains_in_a_network_namespace_with_only_loopback(uninterrupted):
@@ -299,12 +305,14 @@ def test_local_mode_trains_in_a_network_namespace_with_only_loopback(uninterrupt
     assert [json.loads(r)['epoch'] for r in rows] == [1, 2]
 
 
+@pytest.mark.cli
 def test_help_works_from_any_folder(tmp_path):
     proc = subprocess.run(LAUNCH + ['--help'], cwd=tmp_path, capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=ROOT))
     assert proc.returncode == 0 and '--hostfile' in proc.stdout and not proc.stderr
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('args, says', [
     (['--workers', '2'], 'after --'),
     (['--workers', '2', '--'], 'after --'),
@@ -327,6 +335,7 @@ def test_launcher_errors_are_one_line_exit_2(tmp_path, args, says):
     assert line.startswith('error: ')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
 def test_ssh_signal_to_the_launcher_stops_every_process(sshd, tmp_path, signum):
     out = tmp_path / 'I'

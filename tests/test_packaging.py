@@ -43,6 +43,7 @@ def installed():
     pytest.skip('gluon-dcgan is not installed in this venv (run make setup)')
 
 
+@pytest.mark.unit
 def test_pyproject_metadata():
     project = pyproject()['project']
     assert project['name'] == 'gluon-dcgan'
@@ -55,6 +56,7 @@ def test_pyproject_metadata():
     assert not any(r.startswith('pytest') for r in project['dependencies'])
 
 
+@pytest.mark.unit
 def test_every_lock_entry_is_pinned_with_hashes():
     cpu, gpu, d2l = (pins(lock) for lock in LOCKS)
     assert cpu['mxnet'] == gpu['mxnet-cu112'] == '1.9.1'
@@ -65,6 +67,7 @@ def test_every_lock_entry_is_pinned_with_hashes():
         assert os.path.exists(os.path.join(REQ, lock.replace('.txt', '.in')))
 
 
+@pytest.mark.unit
 def test_the_locks_hold_d2ls_pins_and_the_project_dependencies():
     d2l_pins = {'numpy': '1.23.5', 'matplotlib': '3.7.2', 'matplotlib-inline': '0.1.6',
                 'pandas': '2.0.3', 'requests': '2.31.0', 'scipy': '1.10.1', 'jupyter': '1.0.0'}
@@ -77,10 +80,12 @@ def test_the_locks_hold_d2ls_pins_and_the_project_dependencies():
         assert [n for n in names if n not in locked and n != 'd2l'] == [], lock
 
 
+@pytest.mark.unit
 def test_the_installed_version_is_the_packages():
     assert installed().version == gluon_dcgan.__version__
 
 
+@pytest.mark.cli
 def test_pip_check_is_clean():
     installed()
     proc = subprocess.run([sys.executable, '-m', 'pip', 'check'], capture_output=True,
@@ -88,6 +93,7 @@ def test_pip_check_is_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('command', [['gluon-dcgan'], ['-m', 'gluon_dcgan']])
 def test_the_commands_work_from_another_folder(tmp_path, command):
     installed()
@@ -104,6 +110,7 @@ def test_the_commands_work_from_another_folder(tmp_path, command):
     assert_one_line_error(proc, contains='does not exist')
 
 
+@pytest.mark.cli
 def test_the_launcher_imports_from_another_folder(tmp_path):
     installed()
     proc = subprocess.run([sys.executable, '-m', 'gluon_dcgan.launch', '--help'], cwd=tmp_path,
@@ -119,6 +126,7 @@ def make(*args):
                           text=True, timeout=60)
 
 
+@pytest.mark.cli
 def test_make_stops_in_one_line_on_another_python(tmp_path):
     fake = tmp_path / 'python3.12'
     fake.write_text('#!/bin/sh\necho 3.12\n')
@@ -130,6 +138,7 @@ def test_make_stops_in_one_line_on_another_python(tmp_path):
     assert 'not found' in line
 
 
+@pytest.mark.cli
 def test_make_accepts_python_3_11():
     proc = make(f'PYTHON={sys.executable}', 'setup')
     assert proc.returncode == 0 and 'Stop' not in proc.stderr, proc.stderr

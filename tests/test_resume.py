@@ -5,7 +5,7 @@ import signal
 import numpy as onp
 import pytest
 
-from conftest import FINAL_LINE, assert_one_line_error, run_cli
+from conftest import FINAL_LINE, TINY, assert_one_line_error, run_cli
 from gluon_dcgan.train.fit import INTERRUPTED
 from live import LiveRun
 
@@ -30,6 +30,7 @@ def _checkpoints(out):
         if folder.exists() else []
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     ref = tmp_path / 'ref'
     assert run_cli(RUN + ['--out-dir', str(ref)]).returncode == 0
@@ -55,6 +56,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert [r['loss_G'] for r in rows] == [r['loss_G'] for r in ref_rows]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_mid_epoch_saves_a_checkpoint_and_resume_finishes(tmp_path, signum):
     out = tmp_path / 'run'
@@ -78,6 +80,7 @@ def test_a_signal_mid_epoch_saves_a_checkpoint_and_resume_finishes(tmp_path, sig
     assert (out / 'export' / 'generator.onnx').exists()
 
 
+@pytest.mark.slow
 def test_a_signal_during_the_export_is_reported_truthfully_and_resume_finishes(tmp_path):
     out = tmp_path / 'run'
     run = LiveRun(RUN + ['--epochs', '1', '--n-G', '64', '--out-dir', out])
@@ -95,15 +98,16 @@ def test_a_signal_during_the_export_is_reported_truthfully_and_resume_finishes(t
     assert (out / 'export' / 'generator.onnx').exists()
 
 
-def test_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path):
+@pytest.mark.cli
+def test_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path, main_in_process):
     out = tmp_path / 'run'
     run = RUN[:RUN.index('--epochs')] + ['--epochs', '2'] + RUN[RUN.index('--epochs') + 2:]
-    assert run_cli(run + ['--out-dir', str(out)]).returncode == 0
+    assert main_in_process(run + ['--out-dir', str(out)]).returncode == 0
     newest = out / 'checkpoints' / _checkpoints(out)[-1]
     data = (newest / 'net_G.params').read_bytes()
     (newest / 'net_G.params').write_bytes(data[:len(data) // 2])  # truncated
-    proc = run_cli(run[:-2] + ['--seed', '11', '--epochs', '3', '--out-dir', str(out),
-                               '--resume'])
+    proc = main_in_process(run[:-2] + ['--seed', '11', '--epochs', '3', '--out-dir', str(out),
+                                       '--resume'])
     assert proc.returncode == 0, proc.stderr
     assert str(newest) in proc.stderr and 'damaged' in proc.stderr
     assert 'ckpt-E0001-B000000' in proc.stderr  # resumed from the previous one
@@ -111,19 +115,20 @@ def test_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path):
     assert [r['epoch'] for r in rows] == [1, 2, 3]
 
 
-def test_refusals(tmp_path, tiny_run):
-    out, _ = tiny_run
-    proc = run_cli(['--data', 'synthetic', '--limit', '64', '--out-dir', str(out)])
+@pytest.mark.cli
+def test_refusals(tmp_path, tiny_run, main_in_process):
+    out, _ = tiny_run  # in this process (conftest.main_in_process): nothing trains
+    proc = main_in_process(['--data', 'synthetic', '--limit', '64', '--out-dir', str(out)])
     assert_one_line_error(proc, contains='already holds a run')
-    proc = run_cli(['--data', 'synthetic', '--limit', '64', '--latent-dim', '50',
-                    '--n-G', '32', '--out-dir', str(out), '--resume'])
+    proc = main_in_process(['--data', 'synthetic', '--limit', '64', '--latent-dim', '50',
+                            '--n-G', '32', '--out-dir', str(out), '--resume'])
     line = assert_one_line_error(proc, contains='different model')
     assert 'latent_dim' in line and 'n_G' in line
-    proc = run_cli(['--data', 'synthetic', '--limit', '64', '--batch-size', '32', '--epochs',
-                    '2', '--out-dir', str(out), '--resume'])
+    proc = main_in_process(TINY + ['--out-dir', str(out), '--resume'])  # its own settings
     assert proc.returncode == 0 and 'already finished' in proc.stderr
 
 
+@pytest.mark.unit
 def test_nan_loss_stops_with_epoch_and_batch():
     from mxnet import np
     from gluon_dcgan.train.loop import Diverged, EpochSums
@@ -146,20 +151,23 @@ def _last_line_error(proc, code, contains):
     return last
 
 
-def test_diverging_run_exits_3_with_one_line_and_no_export(tmp_path):
+@pytest.mark.cli
+def test_diverging_run_exits_3_with_one_line_and_no_export(tmp_path, main_in_process):
     out = tmp_path / 'run'
-    proc = run_cli(RUN[:RUN.index('--epochs')] + ['--epochs', '3', '--lr', '1e38'] +
-                   RUN[RUN.index('--epochs') + 2:] + ['--out-dir', str(out)])
+    proc = main_in_process(RUN[:RUN.index('--epochs')] + ['--epochs', '3', '--lr', '1e38'] +
+                           RUN[RUN.index('--epochs') + 2:] + ['--out-dir', str(out)])
     line = _last_line_error(proc, code=3, contains='training diverged')
     assert 'epoch 1, batch' in line
     assert not _checkpoints(out) and 'no checkpoint was saved yet' in line  # not "kept"
     assert not (out / 'export').exists()
 
 
-def test_diverging_after_a_checkpoint_names_the_checkpoint_kept(tmp_path):
+@pytest.mark.cli
+def test_diverging_after_a_checkpoint_names_the_checkpoint_kept(tmp_path, main_in_process):
     out = tmp_path / 'run'
-    assert run_cli(RUN + ['--epochs', '1', '--out-dir', str(out)]).returncode == 0
-    proc = run_cli(RUN + ['--epochs', '2', '--lr', '1e38', '--out-dir', str(out), '--resume'])
+    assert main_in_process(RUN + ['--epochs', '1', '--out-dir', str(out)]).returncode == 0
+    proc = main_in_process(RUN + ['--epochs', '2', '--lr', '1e38', '--out-dir', str(out),
+                                  '--resume'])
     line = _last_line_error(proc, code=3, contains='training diverged')
     assert 'epoch 2, batch' in line and 'ckpt-E0001-B000000 is kept' in line
     assert _checkpoints(out) == ['ckpt-E0001-B000000']

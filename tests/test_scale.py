@@ -1,9 +1,10 @@
-"""Scale-out on CPU: two contexts in one process (dist_sync clusters: test_launch.py)."""
+"""Scale-out on CPU: two contexts in one process (dist_sync clusters: test_launch.py; the CLI
+on two contexts: test_hardening.py)."""
 import mxnet as mx
 import numpy as onp
+import pytest
 from mxnet import autograd, gluon, np
 
-from conftest import FINAL_LINE, run_cli
 from gluon_dcgan.model import build_net_D, build_net_G
 from gluon_dcgan.train import steps
 
@@ -16,6 +17,7 @@ def _nets(ctxs, seed=3):
     return net_G, net_D
 
 
+@pytest.mark.unit
 def test_two_contexts_keep_identical_parameters():
     ctxs = [mx.cpu(0), mx.cpu(1)]
     net_G, net_D = _nets(ctxs)
@@ -38,6 +40,7 @@ def test_two_contexts_keep_identical_parameters():
             assert onp.array_equal(a, b), p.name
 
 
+@pytest.mark.unit
 def test_summed_gradients_match_one_context():
     """Per-example gradient terms add up across devices.
 
@@ -59,12 +62,3 @@ def test_summed_gradients_match_one_context():
         grads.append(sum(g.asnumpy() for g in weight.list_grad()))
     assert onp.abs(grads[0]).max() > 0
     assert onp.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
-
-
-def test_cli_on_two_cpu_contexts(tmp_path):
-    proc = run_cli(['--data', 'synthetic', '--ctx', 'cpu:0,1', '--epochs', '1', '--limit', '64',
-                    '--batch-size', '32', '--n-G', '16', '--n-D', '16', '--no-progress',
-                    '--out-dir', str(tmp_path / 'd')])
-    assert proc.returncode == 0, proc.stderr
-    last = proc.stdout.strip().splitlines()[-1]
-    assert FINAL_LINE.match(last) and last.endswith('on [cpu(0), cpu(1)]'), last
