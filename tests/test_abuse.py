@@ -11,6 +11,8 @@ import sys
 import pytest
 
 from conftest import assert_one_line_error, run_cli
+
+pytestmark = pytest.mark.cli  # the real command and runs of it, end to end
 from gluon_dcgan.errors import UserError
 from gluon_dcgan.export.mxnet_export import check_target
 from gluon_dcgan.train import rundir

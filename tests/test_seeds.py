@@ -10,6 +10,7 @@ from gluon_dcgan.seeds import Stream
 SHAPE = (4, 10, 1, 1)
 
 
+@pytest.mark.unit
 def test_same_inputs_give_the_same_draws():
     a = seeds.noise(7, Stream.NOISE, 2, 5, 0, shape=SHAPE)
     assert a.shape == SHAPE and a.dtype == onp.float32
@@ -18,6 +19,7 @@ def test_same_inputs_give_the_same_draws():
             == seeds.rng(7, Stream.SHUFFLE, 3).permutation(50)).all()
 
 
+@pytest.mark.unit
 def test_streams_are_independent():
     draws = [seeds.noise(7, s, shape=SHAPE) for s in Stream]
     for i, a in enumerate(draws):
@@ -28,6 +30,7 @@ def test_streams_are_independent():
             != seeds.noise(7, Stream.FID, 1, shape=SHAPE)).all()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('other', [
     (8, (2, 5, 0)),   # another seed
     (7, (3, 5, 0)),   # another epoch
@@ -41,6 +44,7 @@ def test_different_keys_draw_different_numbers(other):
     assert not onp.isclose(a, seeds.noise(seed, Stream.NOISE, *keys, shape=SHAPE)).any()
 
 
+@pytest.mark.unit
 def test_keys_are_not_packed_so_they_cannot_collide():
     # The old packing epoch * 1_000_003 + batch made (0, 1_000_003) equal (1, 0); and as
     # SeedSequence entropy, [seed, stream] equals [seed, stream, 0]. Neither collides here.
@@ -50,12 +54,14 @@ def test_keys_are_not_packed_so_they_cannot_collide():
             != seeds.noise(1, Stream.FIXED, 0, shape=SHAPE)).all()
 
 
+@pytest.mark.unit
 def test_noise_is_standard_normal_float32():
     z = seeds.noise(0, Stream.GENERATE, shape=(200_000,))
     assert z.dtype == onp.float32
     assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
 
 
+@pytest.mark.unit
 def test_latent_noise_is_the_generate_stream_and_longer_draws_extend_shorter_ones():
     z = latent.latent_noise(6, 10, 3)
     assert z.shape == (6, 10, 1, 1) and z.dtype == onp.float32
@@ -63,6 +69,7 @@ def test_latent_noise_is_the_generate_stream_and_longer_draws_extend_shorter_one
     assert (latent.latent_noise(2, 10, 3) == z[:2]).all()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('bad', [-1, 2 ** 32, 1.5, '3', True, None])
 def test_bad_seeds_and_keys_are_refused(bad):
     with pytest.raises(ValueError):
@@ -71,6 +78,7 @@ def test_bad_seeds_and_keys_are_refused(bad):
         seeds.rng(0, Stream.SHUFFLE, bad)
 
 
+@pytest.mark.unit
 def test_extreme_seeds_work_and_unknown_streams_are_refused():
     assert seeds.rng(0, Stream.FIXED) is not None
     assert seeds.rng(2 ** 32 - 1, Stream.FIXED) is not None
@@ -79,11 +87,13 @@ def test_extreme_seeds_work_and_unknown_streams_are_refused():
         seeds.rng(0, 99)
 
 
+@pytest.mark.unit
 def test_an_epoch_order_is_a_permutation_from_the_shuffle_stream():
     order = loader.shard_order(100, seed=3, epoch=2)
     assert (order == seeds.rng(3, Stream.SHUFFLE, 2).permutation(100)).all()
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('args', [['--seed', '-1'],
                                   ['generate', '--export', 'x', '--output', 'g.png',
                                    '--seed', '4294967296']])
