@@ -15,30 +15,52 @@ Nothing in a checkpoint is pickled, so loading one runs no code (see the
 README's Security note). A checkpoint is written under a temporary name,
 fsynced, then renamed, so a crash leaves the old checkpoint or the new one,
 never half of one. A damaged checkpoint is set aside as damaged-ckpt-..., never
-deleted, and does not count among the KEEP newest.
+deleted, and does not count among the KEEP newest. Only folders named exactly as
+checkpoint_name writes them are checkpoints: anything else in the folder (a user's
+ckpt-E0001-B000000.bak or ckpt-keep) is never resumed from, pruned or set aside.
 """
+import dataclasses
 import json
+import math
 import os
+import re
 import shutil
 
 import numpy as onp
 
+from ..config import MAX_EPOCHS, Config
 from ..errors import UserError
 from ..files import file_digest, fsync_path, remove_leftovers, temporary_folder
 from . import optimizer_state
-from .dist_server import load_server_states, save_server_states
+from .dist_server import load_server_states, read_states as read_server_states, \
+    save_server_states
 
 KEEP = 2  # the newest intact checkpoints kept; older ones are removed
 TMP_PREFIX = '.tmp-ckpt-'
 NETS = ('net_G.params', 'net_D.params')
 ADAM = ('adam_G.params', 'adam_G.json', 'adam_D.params', 'adam_D.json')
 FILES = NETS + ADAM + ('fixed_noise.npy', 'state.json')
+FIXED_SAMPLES = 21  # rows of fixed_noise.npy: the 3x7 grid of samples/epoch_NNN.png
+_NAME = re.compile(r'ckpt-E([0-9]+)-B([0-9]+)')
+# state.json's 'partial': the loss sums of a half-done epoch (EpochSums.partial in loop.py);
+# versions before the D(x) diagnostics wrote only the first five.
+PARTIAL = {'batch', 'sum_D', 'sum_G', 'examples', 'seconds'}
+PARTIAL_D = {'D_examples', 'sum_D_x', 'sum_D_G_z', 'sum_D_G_z2'}
 _intact = set()  # checkpoints this process wrote or verified: no need to hash them again
 
 
 def checkpoint_name(epoch, batch):
-    """Names sort in training order."""
+    """ckpt-E0001-B000000: at least 4 and 6 digits; wider numbers just grow the name."""
     return f'ckpt-E{epoch:04d}-B{batch:06d}'
+
+
+def parse_name(name):
+    """(epoch, batch) of a checkpoint folder name, or None if save() would not write that name."""
+    match = _NAME.fullmatch(name)
+    if not match:
+        return None
+    position = int(match[1]), int(match[2])
+    return position if checkpoint_name(*position) == name else None
 
 
 def save(folder, trainer, fixed_noise, state):
@@ -66,8 +88,12 @@ def save(folder, trainer, fixed_noise, state):
             json.dump(manifest, f, indent=1)
         for name in names + ['manifest.json']:
             fsync_path(os.path.join(tmp, name))
-        if os.path.exists(final):  # the same position saved again (e.g. SIGINT at an epoch end)
-            shutil.rmtree(final)
+        if os.path.lexists(final):  # the same position saved again (e.g. SIGINT at an epoch end)
+            if verify(final) is None:  # intact: this process wrote or verified it
+                shutil.rmtree(final)
+                _intact.discard(final)
+            else:  # a damaged one (resumed past with a warning) is kept for the user
+                set_aside(final)
         os.replace(tmp, final)
     fsync_path(folder)
     _intact.add(final)
@@ -82,6 +108,7 @@ def prune(folder):
         path = os.path.join(folder, name)
         if kept == KEEP:
             shutil.rmtree(path, ignore_errors=True)
+            _intact.discard(path)
         elif verify(path) is None:
             kept += 1
         else:
@@ -89,19 +116,94 @@ def prune(folder):
 
 
 def set_aside(path):
-    """Rename a damaged checkpoint to damaged-ckpt-...: out of the way, but not deleted."""
+    """Rename a damaged checkpoint to damaged-ckpt-... (-2, -3, ... if that is taken): out of
+    the way, but not deleted. Returns the new path."""
     parent, name = os.path.split(path)
-    target = os.path.join(parent, 'damaged-' + name)
-    if os.path.exists(target):
-        shutil.rmtree(target)  # an older copy of the same damaged checkpoint, set aside by us
+    target, copies = os.path.join(parent, 'damaged-' + name), 1
+    while os.path.lexists(target):  # one set aside before: keep it too
+        copies += 1
+        target = os.path.join(parent, f'damaged-{name}-{copies}')
     os.replace(path, target)
+    _intact.discard(path)
+    return target
 
 
 def list_checkpoints(folder):
-    """Checkpoint folder names, oldest first (temporary and damaged folders excluded)."""
+    """Checkpoint folder names, oldest first by (epoch, batch) as numbers.
+
+    Only folders named as checkpoint_name writes them count; temporary, damaged and
+    the user's own folders (ckpt-E0001-B000000.bak, ckpt-keep) are left out.
+    """
     if not os.path.isdir(folder):
         return []
-    return sorted(n for n in os.listdir(folder) if n.startswith('ckpt-'))
+    found = ((parse_name(n), n) for n in os.listdir(folder))
+    return [n for position, n in sorted((p, n) for p, n in found if p is not None)
+            if os.path.isdir(os.path.join(folder, n))]
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _count(value):
+    """A whole number >= 0 (JSON's true and false are not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _config_problem(config):
+    """Why a checkpoint's config cannot be a run's Config (a field of the wrong type), or None."""
+    if not isinstance(config, dict):
+        return 'its config is not a mapping'
+    for field in dataclasses.fields(Config):
+        value, kind = config.get(field.name, field.default), field.type
+        if value is None and field.default is None or field.name not in config:
+            continue
+        if not (_number(value) if kind is float else isinstance(value, kind) and
+                not (kind is int and isinstance(value, bool))):
+            return f'its config has {field.name} = {repr(value)[:40]}'
+    cfg = Config.from_dict(config)
+    return 'its config has a size below 1' if min(cfg.latent_dim, cfg.batch_size,
+                                                  cfg.limit or 1) < 1 else None
+
+
+def _position_problem(state, cfg):
+    """Why epoch, batch and the half-done epoch's sums are not a training position, or None."""
+    epoch, batch, partial = state['epoch'], state['batch'], state['partial']
+    if not (_count(epoch) and epoch <= MAX_EPOCHS and _count(batch)):
+        return f'epoch {repr(epoch)[:20]}, batch {repr(batch)[:20]} is no training position'
+    if batch and cfg.limit is not None and batch * cfg.batch_size >= cfg.limit:
+        return f'batch {batch} is past the end of an epoch of at most {cfg.limit} images'
+    if partial is None:
+        return 'the half-done epoch has no loss sums' if batch else None
+    if not (batch and isinstance(partial, dict) and PARTIAL <= set(partial) <= PARTIAL | PARTIAL_D
+            and all(_number(v) for v in partial.values()) and partial['batch'] == batch and
+            _count(partial['examples']) and partial['examples'] > 0 and partial['seconds'] > 0
+            and _count(partial.get('D_examples', 0))):
+        return 'the loss sums of the half-done epoch are malformed'
+    return None
+
+
+def _history_problem(history, epoch):
+    """Why `history` is not one row of numbers for each of the `epoch` epochs done, or None."""
+    if not isinstance(history, list) or len(history) != epoch:
+        return f'its history does not hold the {epoch} epoch(s) done'
+    for number, row in enumerate(history, 1):
+        if not (isinstance(row, dict) and {'epoch', 'loss_D', 'loss_G', 'examples_per_sec'} <=
+                set(row) and all(_number(v) for v in row.values()) and row['epoch'] == number
+                and _count(row['epoch'])):
+            return f'its history row {number} is malformed'
+    return None
+
+
+def state_problem(state):
+    """Why a state.json's content cannot be resumed from (types, ranges), or None."""
+    if not isinstance(state, dict) or not {'epoch', 'batch', 'config', 'history',
+                                           'partial'} <= set(state):
+        return 'state.json lacks the training position'
+    problem = _config_problem(state['config']) or _position_problem(
+        state, Config.from_dict(state['config'])) or _history_problem(state['history'],
+                                                                      state['epoch'])
+    return f'state.json: {problem}' if problem else None
 
 
 def _readable(path, manifest):
@@ -113,15 +215,21 @@ def _readable(path, manifest):
         for prefix in ('adam_G', 'adam_D'):
             if prefix + '.json' in manifest:
                 optimizer_state.read(os.path.join(path, prefix))
-        noise = onp.load(os.path.join(path, 'fixed_noise.npy'))  # allow_pickle stays False
-        if noise.dtype != onp.float32 or noise.ndim != 4:
-            return 'fixed_noise.npy is not a float32 noise batch'
+        for server in filter(None, (re.fullmatch(r'server-([0-9]+)\.json', n) for n in manifest)):
+            read_server_states(path, int(server[1]))  # dist_sync: what the servers will load
         state = load_state(path)
-        if not isinstance(state, dict) or not {'epoch', 'batch', 'config', 'history'} <= set(state):
-            return 'state.json lacks the training position'
-    except (ValueError, OSError, mx.base.MXNetError) as exc:
+        if state_problem(state) or parse_name(os.path.basename(path)) not in (
+                None, (state['epoch'], state['batch'])):  # a renamed copy: which is true?
+            return state_problem(state) or 'state.json is of another position than its folder'
+        shape = (FIXED_SAMPLES, Config.from_dict(state['config']).latent_dim, 1, 1)
+        noise = onp.load(os.path.join(path, 'fixed_noise.npy'))  # allow_pickle stays False
+        if noise.dtype != onp.float32 or noise.shape != shape or not onp.isfinite(noise).all():
+            return f'fixed_noise.npy is not float32 noise of shape {shape}'
+    except (ValueError, OSError, EOFError, RecursionError, mx.base.MXNetError) as exc:
         return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else \
             type(exc).__name__
+    except (KeyError, TypeError, AttributeError):  # from read_server_states on odd JSON
+        return 'a parameter server\'s Adam state is malformed'
     return None
 
 
