@@ -15,13 +15,11 @@ Nothing in a checkpoint is pickled, so loading one runs no code (see the
 README's Security note). A checkpoint is written under a temporary name,
 fsynced, then renamed, so a crash leaves the old checkpoint or the new one,
 never half of one. A damaged checkpoint is set aside as damaged-ckpt-..., never
-deleted, and does not count among the KEEP newest. Only folders named exactly as
-checkpoint_name writes them are checkpoints: anything else in the folder (a user's
-ckpt-E0001-B000000.bak or ckpt-keep) is never resumed from, pruned or set aside.
+deleted, and does not count among the KEEP newest. Other names than checkpoint_name's
+(a user's ckpt-E0001-B000000.bak) are no checkpoints: never resumed from, pruned or set aside.
 """
 import dataclasses
 import json
-import math
 import os
 import re
 import shutil
@@ -42,8 +40,7 @@ ADAM = ('adam_G.params', 'adam_G.json', 'adam_D.params', 'adam_D.json')
 FILES = NETS + ADAM + ('fixed_noise.npy', 'state.json')
 FIXED_SAMPLES = 21  # rows of fixed_noise.npy: the 3x7 grid of samples/epoch_NNN.png
 _NAME = re.compile(r'ckpt-E([0-9]+)-B([0-9]+)')
-# state.json's 'partial': the loss sums of a half-done epoch (EpochSums.partial in loop.py);
-# versions before the D(x) diagnostics wrote only the first five.
+# state.json's 'partial' (EpochSums.partial in loop.py); old versions wrote only the first five.
 PARTIAL = {'batch', 'sum_D', 'sum_G', 'examples', 'seconds'}
 PARTIAL_D = {'D_examples', 'sum_D_x', 'sum_D_G_z', 'sum_D_G_z2'}
 _intact = set()  # checkpoints this process wrote or verified: no need to hash them again
@@ -91,7 +88,6 @@ def save(folder, trainer, fixed_noise, state):
         if os.path.lexists(final):  # the same position saved again (e.g. SIGINT at an epoch end)
             if verify(final) is None:  # intact: this process wrote or verified it
                 shutil.rmtree(final)
-                _intact.discard(final)
             else:  # a damaged one (resumed past with a warning) is kept for the user
                 set_aside(final)
         os.replace(tmp, final)
@@ -124,16 +120,11 @@ def set_aside(path):
         copies += 1
         target = os.path.join(parent, f'damaged-{name}-{copies}')
     os.replace(path, target)
-    _intact.discard(path)
     return target
 
 
 def list_checkpoints(folder):
-    """Checkpoint folder names, oldest first by (epoch, batch) as numbers.
-
-    Only folders named as checkpoint_name writes them count; temporary, damaged and
-    the user's own folders (ckpt-E0001-B000000.bak, ckpt-keep) are left out.
-    """
+    """Checkpoint folder names (checkpoint_name's only), oldest first by (epoch, batch)."""
     if not os.path.isdir(folder):
         return []
     found = ((parse_name(n), n) for n in os.listdir(folder))
@@ -155,8 +146,9 @@ def _config_problem(config):
     if not isinstance(config, dict):
         return 'its config is not a mapping'
     for field in dataclasses.fields(Config):
-        value, kind = config.get(field.name, field.default), field.type
-        if value is None and field.default is None or field.name not in config:
+        value, kind = config.get(field.name), field.type
+        if field.name not in config or value is None and field.default is None or \
+                not isinstance(kind, type):
             continue
         if not (_number(value) if kind is float else isinstance(value, kind) and
                 not (kind is int and isinstance(value, bool))):
@@ -206,6 +198,16 @@ def state_problem(state):
     return f'state.json: {problem}' if problem else None
 
 
+def _servers_problem(path, manifest):
+    """Why the dist_sync servers' Adam states (server-R.*) are malformed, or None."""
+    try:
+        for server in filter(None, (re.fullmatch(r'server-([0-9]+)\.json', n) for n in manifest)):
+            read_server_states(path, int(server[1]))
+    except (KeyError, TypeError, AttributeError):  # ValueError and MXNetError: see _readable
+        return "a parameter server's Adam state is malformed"
+    return None
+
+
 def _readable(path, manifest):
     """None if every file of the checkpoint parses as the data it should be, else why not."""
     import mxnet as mx
@@ -215,21 +217,18 @@ def _readable(path, manifest):
         for prefix in ('adam_G', 'adam_D'):
             if prefix + '.json' in manifest:
                 optimizer_state.read(os.path.join(path, prefix))
-        for server in filter(None, (re.fullmatch(r'server-([0-9]+)\.json', n) for n in manifest)):
-            read_server_states(path, int(server[1]))  # dist_sync: what the servers will load
         state = load_state(path)
-        if state_problem(state) or parse_name(os.path.basename(path)) not in (
-                None, (state['epoch'], state['batch'])):  # a renamed copy: which is true?
-            return state_problem(state) or 'state.json is of another position than its folder'
+        if _servers_problem(path, manifest) or state_problem(state):
+            return _servers_problem(path, manifest) or state_problem(state)
+        if parse_name(os.path.basename(path)) not in (None, (state['epoch'], state['batch'])):
+            return 'state.json is of another position than its folder name'  # a renamed copy
         shape = (FIXED_SAMPLES, Config.from_dict(state['config']).latent_dim, 1, 1)
         noise = onp.load(os.path.join(path, 'fixed_noise.npy'))  # allow_pickle stays False
         if noise.dtype != onp.float32 or noise.shape != shape or not onp.isfinite(noise).all():
-            return f'fixed_noise.npy is not float32 noise of shape {shape}'
+            return f'fixed_noise.npy is not finite float32 noise of shape {shape}'
     except (ValueError, OSError, EOFError, RecursionError, mx.base.MXNetError) as exc:
         return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else \
             type(exc).__name__
-    except (KeyError, TypeError, AttributeError):  # from read_server_states on odd JSON
-        return 'a parameter server\'s Adam state is malformed'
     return None
 
 
