@@ -91,7 +91,8 @@ def test_names_parse_exactly_and_order_by_number(tmp_path):
     for epoch, batch in ((0, 1), (9999, 0), (10001, 999999), (10 ** 6, 10 ** 7)):
         assert parse_name(checkpoint_name(epoch, batch)) == (epoch, batch)
     for name in ('ckpt-E0001-B000000.bak', 'ckpt-keep', 'ckpt-E1-B0', 'ckpt-E00001-B000000',
-                 'ckpt-E0001-B00000', ' ckpt-E0001-B000000', 'ckpt-E\u0661\u0662\u0663\u0664-B000000',
+                 'ckpt-E0001-B00000', ' ckpt-E0001-B000000',
+                 'ckpt-E\u0661\u0662\u0663\u0664-B000000',  # Arabic-Indic digits
                  'damaged-ckpt-E0001-B000000', 'ckpt-E0001-B000000\n'):
         assert parse_name(name) is None, name
     names = ['ckpt-E10001-B000000', 'ckpt-E9999-B000001', 'ckpt-E0002-B1000000',
