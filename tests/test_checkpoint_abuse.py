@@ -269,7 +269,16 @@ MALFORMED = {
                       'does not hold Adam moments'),
     'moments unnamed': (lambda c: _edit_moments(c, lambda a: list(a.values())),
                         'does not hold Adam moments'),
+    'server counters': (_server_counters, 'server-0.json is malformed'),
 }
+
+
+def _server_counters(ckpt):
+    """A dist_sync server's counters with a key that is no number (the servers do int(key))."""
+    (ckpt / 'server-0.json').write_text(json.dumps(
+        {'num_update': 1, 'layout': {'w': 2}, 'update_counts': {'0': {}}}))
+    manifest = json.loads((ckpt / 'manifest.json').read_text())
+    (ckpt / 'manifest.json').write_text(json.dumps(dict(manifest, **{'server-0.json': ''})))
 
 
 def _edit_moments(ckpt, change):

@@ -30,8 +30,7 @@ from ..config import MAX_EPOCHS, Config
 from ..errors import UserError
 from ..files import file_digest, fsync_path, remove_leftovers, temporary_folder
 from . import optimizer_state
-from .dist_server import load_server_states, read_states as read_server_states, \
-    save_server_states
+from .dist_server import load_server_states, save_server_states
 
 KEEP = 2  # the newest intact checkpoints kept; older ones are removed
 TMP_PREFIX = '.tmp-ckpt-'
@@ -39,7 +38,7 @@ NETS = ('net_G.params', 'net_D.params')
 ADAM = ('adam_G.params', 'adam_G.json', 'adam_D.params', 'adam_D.json')
 FILES = NETS + ADAM + ('fixed_noise.npy', 'state.json')
 FIXED_SAMPLES = 21  # rows of fixed_noise.npy: the 3x7 grid of samples/epoch_NNN.png
-_NAME = re.compile(r'ckpt-E([0-9]+)-B([0-9]+)')
+_NAME, _DIGITS = re.compile(r'ckpt-E([0-9]+)-B([0-9]+)'), re.compile('[0-9]+').fullmatch
 # state.json's 'partial' (EpochSums.partial in loop.py); old versions wrote only the first five.
 PARTIAL = {'batch', 'sum_D', 'sum_G', 'examples', 'seconds'}
 PARTIAL_D = {'D_examples', 'sum_D_x', 'sum_D_G_z', 'sum_D_G_z2'}
@@ -112,8 +111,7 @@ def prune(folder):
 
 
 def set_aside(path):
-    """Rename a damaged checkpoint to damaged-ckpt-... (-2, -3, ... if that is taken): out of
-    the way, but not deleted. Returns the new path."""
+    """Move a damaged checkpoint to damaged-ckpt-... (-2, -3, ... if taken); returns that path."""
     parent, name = os.path.split(path)
     target, copies = os.path.join(parent, 'damaged-' + name), 1
     while os.path.lexists(target):  # one set aside before: keep it too
@@ -199,12 +197,16 @@ def state_problem(state):
 
 
 def _servers_problem(path, manifest):
-    """Why the dist_sync servers' Adam states (server-R.*) are malformed, or None."""
-    try:
-        for server in filter(None, (re.fullmatch(r'server-([0-9]+)\.json', n) for n in manifest)):
-            read_server_states(path, int(server[1]))
-    except (KeyError, TypeError, AttributeError):  # ValueError and MXNetError: see _readable
-        return "a parameter server's Adam state is malformed"
+    """Why a dist_sync server's counters (server-R.json, read by the servers) are malformed."""
+    def counts(d):  # {the text of a whole number: a whole number}
+        return isinstance(d, dict) and all(_DIGITS(k) and _count(n) for k, n in d.items())
+    for name in (n for n in manifest if re.fullmatch(r'server-[0-9]+\.json', n)):
+        with open(os.path.join(path, name)) as f:
+            info = json.load(f)
+        if not (isinstance(info, dict) and _count(info.get('num_update')) and counts(
+                info.get('layout')) and isinstance(info.get('update_counts'), dict) and all(
+                _DIGITS(d) and counts(c) for d, c in info['update_counts'].items())):
+            return f'{name} is malformed'
     return None
 
 
