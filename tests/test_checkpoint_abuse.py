@@ -269,7 +269,7 @@ MALFORMED = {
                       'does not hold Adam moments'),
     'moments unnamed': (lambda c: _edit_moments(c, lambda a: list(a.values())),
                         'does not hold Adam moments'),
-    'server counters': (_server_counters, 'server-0.json is malformed'),
+    'server counters': (lambda c: _server_counters(c), 'server-0.json is malformed'),
 }
 
 
