@@ -15,14 +15,18 @@ Nothing in a checkpoint is pickled, so loading one runs no code (see the
 README's Security note). A checkpoint is written under a temporary name,
 fsynced, then renamed, so a crash leaves the old checkpoint or the new one,
 never half of one. A damaged checkpoint is set aside as damaged-ckpt-..., never
-deleted, and does not count among the KEEP newest.
+deleted, and does not count among the KEEP newest. Other names than checkpoint_name's
+(a user's ckpt-E0001-B000000.bak) are no checkpoints: never resumed from, pruned or set aside.
 """
+import dataclasses
 import json
 import os
+import re
 import shutil
 
 import numpy as onp
 
+from ..config import MAX_EPOCHS, Config
 from ..errors import UserError, first_line
 from ..files import file_digest, fsync_path, remove_leftovers, temporary_folder
 from . import optimizer_state
@@ -33,12 +37,26 @@ TMP_PREFIX = '.tmp-ckpt-'
 NETS = ('net_G.params', 'net_D.params')
 ADAM = ('adam_G.params', 'adam_G.json', 'adam_D.params', 'adam_D.json')
 FILES = NETS + ADAM + ('fixed_noise.npy', 'state.json')
+FIXED_SAMPLES = 21  # rows of fixed_noise.npy: the 3x7 grid of samples/epoch_NNN.png
+_NAME, _DIGITS = re.compile(r'ckpt-E([0-9]+)-B([0-9]+)'), re.compile('[0-9]+').fullmatch
+# state.json's 'partial' (EpochSums.partial in loop.py); old versions wrote only the first five.
+PARTIAL = {'batch', 'sum_D', 'sum_G', 'examples', 'seconds'}
+PARTIAL_D = {'D_examples', 'sum_D_x', 'sum_D_G_z', 'sum_D_G_z2'}
 _intact = set()  # checkpoints this process wrote or verified: no need to hash them again
 
 
 def checkpoint_name(epoch, batch):
-    """Names sort in training order."""
+    """ckpt-E0001-B000000: at least 4 and 6 digits; wider numbers just grow the name."""
     return f'ckpt-E{epoch:04d}-B{batch:06d}'
+
+
+def parse_name(name):
+    """(epoch, batch) of a checkpoint folder name, or None if save() would not write that name."""
+    match = _NAME.fullmatch(name)
+    if not match:
+        return None
+    position = int(match[1]), int(match[2])
+    return position if checkpoint_name(*position) == name else None
 
 
 def save(folder, gan, fixed_noise, state):
@@ -66,8 +84,11 @@ def save(folder, gan, fixed_noise, state):
             json.dump(manifest, f, indent=1)
         for name in names + ['manifest.json']:
             fsync_path(os.path.join(tmp, name))
-        if os.path.exists(final):  # the same position saved again (e.g. SIGINT at an epoch end)
-            shutil.rmtree(final)
+        if os.path.lexists(final):  # the same position saved again (e.g. SIGINT at an epoch end)
+            if verify(final) is None:  # intact: this process wrote or verified it
+                shutil.rmtree(final)
+            else:  # a damaged one (resumed past with a warning) is kept for the user
+                set_aside(final)
         os.replace(tmp, final)
     fsync_path(folder)
     _intact.add(final)
@@ -82,6 +103,7 @@ def prune(folder):
         path = os.path.join(folder, name)
         if kept == KEEP:
             shutil.rmtree(path, ignore_errors=True)
+            _intact.discard(path)
         elif verify(path) is None:
             kept += 1
         else:
@@ -89,19 +111,103 @@ def prune(folder):
 
 
 def set_aside(path):
-    """Rename a damaged checkpoint to damaged-ckpt-...: out of the way, but not deleted."""
+    """Move a damaged checkpoint to damaged-ckpt-... (-2, -3, ... if taken); returns that path."""
     parent, name = os.path.split(path)
-    target = os.path.join(parent, 'damaged-' + name)
-    if os.path.exists(target):
-        shutil.rmtree(target)  # an older copy of the same damaged checkpoint, set aside by us
+    target, copies = os.path.join(parent, 'damaged-' + name), 1
+    while os.path.lexists(target):  # one set aside before: keep it too
+        copies += 1
+        target = os.path.join(parent, f'damaged-{name}-{copies}')
     os.replace(path, target)
+    return target
 
 
 def list_checkpoints(folder):
-    """Checkpoint folder names, oldest first (temporary and damaged folders excluded)."""
+    """Checkpoint folder names (checkpoint_name's only), oldest first by (epoch, batch)."""
     if not os.path.isdir(folder):
         return []
-    return sorted(n for n in os.listdir(folder) if n.startswith('ckpt-'))
+    found = ((parse_name(n), n) for n in os.listdir(folder))
+    return [n for position, n in sorted((p, n) for p, n in found if p is not None)
+            if os.path.isdir(os.path.join(folder, n))]
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _count(value):
+    """A whole number >= 0 (JSON's true and false are not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _config_problem(config):
+    """Why a checkpoint's config cannot be a run's Config (a field of the wrong type), or None."""
+    if not isinstance(config, dict):
+        return 'its config is not a mapping'
+    for field in dataclasses.fields(Config):
+        value, kind = config.get(field.name), field.type
+        if field.name not in config or value is None and field.default is None or \
+                not isinstance(kind, type):
+            continue
+        if not (_number(value) if kind is float else isinstance(value, kind) and
+                not (kind is int and isinstance(value, bool))):
+            return f'its config has {field.name} = {repr(value)[:40]}'
+    cfg = Config.from_dict(config)
+    return 'its config has a size below 1' if min(cfg.latent_dim, cfg.batch_size,
+                                                  cfg.limit or 1) < 1 else None
+
+
+def _position_problem(state, cfg):
+    """Why epoch, batch and the half-done epoch's sums are not a training position, or None."""
+    epoch, batch, partial = state['epoch'], state['batch'], state['partial']
+    if not (_count(epoch) and epoch <= MAX_EPOCHS and _count(batch)):
+        return f'epoch {repr(epoch)[:20]}, batch {repr(batch)[:20]} is no training position'
+    if batch and cfg.limit is not None and batch * cfg.batch_size >= cfg.limit:
+        return f'batch {batch} is past the end of an epoch of at most {cfg.limit} images'
+    if partial is None:
+        return 'the half-done epoch has no loss sums' if batch else None
+    if not (batch and isinstance(partial, dict) and PARTIAL <= set(partial) <= PARTIAL | PARTIAL_D
+            and all(_number(v) for v in partial.values()) and partial['batch'] == batch and
+            _count(partial['examples']) and partial['examples'] > 0 and partial['seconds'] > 0
+            and _count(partial.get('D_examples', 0))):
+        return 'the loss sums of the half-done epoch are malformed'
+    return None
+
+
+def _history_problem(history, epoch):
+    """Why `history` is not one row of numbers for each of the `epoch` epochs done, or None."""
+    if not isinstance(history, list) or len(history) != epoch:
+        return f'its history does not hold the {epoch} epoch(s) done'
+    for number, row in enumerate(history, 1):
+        if not (isinstance(row, dict) and {'epoch', 'loss_D', 'loss_G', 'examples_per_sec'} <=
+                set(row) and all(_number(v) for v in row.values()) and row['epoch'] == number
+                and _count(row['epoch'])):
+            return f'its history row {number} is malformed'
+    return None
+
+
+def state_problem(state):
+    """Why a state.json's content cannot be resumed from (types, ranges), or None."""
+    if not isinstance(state, dict) or not {'epoch', 'batch', 'config', 'history',
+                                           'partial'} <= set(state):
+        return 'state.json lacks the training position'
+    problem = _config_problem(state['config']) or _position_problem(
+        state, Config.from_dict(state['config'])) or _history_problem(state['history'],
+                                                                      state['epoch'])
+    return f'state.json: {problem}' if problem else None
+
+
+def _servers_problem(path, manifest):
+    """Why a dist_sync server's counters (server-R.json, read by the servers) are malformed."""
+    def counts(d):  # {the text of a whole number: a whole number}
+        return isinstance(d, dict) and all(_DIGITS(k) and _count(n) for k, n in d.items())
+    for name in (n for n in manifest if re.fullmatch(r'server-[0-9]+\.json', n)):
+        with open(os.path.join(path, name)) as f:
+            info = json.load(f)
+        if not (isinstance(info, dict) and _count(info.get('num_update')) and counts(
+                info.get('layout')) and isinstance(info.get('update_counts'), dict) and all(
+                _DIGITS(d) and counts(c) for d, c in info['update_counts'].items())):
+            return f'{name} is malformed'
+    return None
 
 
 def _readable(path, manifest):
@@ -113,13 +219,16 @@ def _readable(path, manifest):
         for prefix in ('adam_G', 'adam_D'):
             if prefix + '.json' in manifest:
                 optimizer_state.read(os.path.join(path, prefix))
-        noise = onp.load(os.path.join(path, 'fixed_noise.npy'))  # allow_pickle stays False
-        if noise.dtype != onp.float32 or noise.ndim != 4:
-            return 'fixed_noise.npy is not a float32 noise batch'
         state = load_state(path)
-        if not isinstance(state, dict) or not {'epoch', 'batch', 'config', 'history'} <= set(state):
-            return 'state.json lacks the training position'
-    except (ValueError, OSError, mx.base.MXNetError) as exc:
+        if _servers_problem(path, manifest) or state_problem(state):
+            return _servers_problem(path, manifest) or state_problem(state)
+        if parse_name(os.path.basename(path)) not in (None, (state['epoch'], state['batch'])):
+            return 'state.json is of another position than its folder name'  # a renamed copy
+        shape = (FIXED_SAMPLES, Config.from_dict(state['config']).latent_dim, 1, 1)
+        noise = onp.load(os.path.join(path, 'fixed_noise.npy'))  # allow_pickle stays False
+        if noise.dtype != onp.float32 or noise.shape != shape or not onp.isfinite(noise).all():
+            return f'fixed_noise.npy is not finite float32 noise of shape {shape}'
+    except (ValueError, OSError, EOFError, RecursionError, mx.base.MXNetError) as exc:
         return first_line(exc)
     return None
 

@@ -13,10 +13,18 @@ Files, for a checkpoint prefix P:
     P.json     step counters per device and the hyper-parameters (informative)
 """
 import json
+import re
+
+import numpy as onp
 
 from ..errors import UserError
 
 FORMAT = 'gluon_dcgan adam state v1'
+
+
+def _count(value):
+    """A whole number >= 0 (JSON's true and false are not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def on_servers(trainer):
@@ -91,16 +99,21 @@ def read(prefix):
     if not isinstance(meta, dict) or meta.get('format') != FORMAT:
         raise ValueError(f'{prefix}.json is not a {FORMAT!r} file')
     counts = meta.get('update_counts')
-    if not isinstance(counts, dict) or not isinstance(meta.get('num_update'), int) or not all(
-            isinstance(c, dict) and all(isinstance(n, int) for n in c.values())
-            for c in counts.values()):
+    # Device numbers (JSON keys are text) and step counts: whole numbers >= 0, as load needs.
+    if not isinstance(counts, dict) or not _count(meta.get('num_update')) or not all(
+            re.fullmatch('[0-9]+', dev) and isinstance(c, dict) and all(map(_count, c.values()))
+            for dev, c in counts.items()):
         raise ValueError(f'{prefix}.json has malformed step counters')
     try:
         arrays = mx.nd.load(prefix + '.params')
     except mx.base.MXNetError:
         raise ValueError(f'{prefix}.params is not an MXNet array file') from None
-    if not isinstance(arrays, dict):
-        raise ValueError(f'{prefix}.params holds no named arrays')
+    names = {n.rpartition('.')[0] for n in arrays} if isinstance(arrays, dict) else None
+    # Adam keeps a float32 mean and var of one shape per parameter (weights stay float32).
+    if names is None or set(arrays) != {f'{n}.{m}' for n in names for m in ('mean', 'var')} \
+            or any(arrays[f'{n}.mean'].shape != arrays[f'{n}.var'].shape for n in names) \
+            or any(a.dtype != onp.float32 for a in arrays.values()):
+        raise ValueError(f'{prefix}.params does not hold Adam moments')
     return arrays, meta
 
 

@@ -21,8 +21,17 @@ from . import checkpoint
 # and in each folder the entries whose names match (a user's other files there stay).
 RUN_FILES = ('config.json', 'metrics.jsonl', 'real_samples.png', 'leaky_relu.png',
              'training.png', 'progress.gif')
-RUN_FOLDERS = {'samples': re.compile(r'epoch_\d+\.png$'),
-               'checkpoints': re.compile(r'(damaged-)?ckpt-E\d+-B\d+$|\.tmp-ckpt-|best$'),
+_DAMAGED = re.compile(r'damaged-(.*?)(-\d+)?$')
+
+
+def _ours_in_checkpoints(name):
+    damaged = _DAMAGED.fullmatch(name)
+    return bool(checkpoint.parse_name(damaged[1] if damaged else name) or name == 'best' or
+                name.startswith(checkpoint.TMP_PREFIX))
+
+
+RUN_FOLDERS = {'samples': re.compile(r'epoch_\d+\.png$').match,
+               'checkpoints': _ours_in_checkpoints,
                'export': None}  # an export: check_target vouches for every entry
 LOCK = '.lock'
 _held = {}  # real path of a run folder -> its open lock file: held as long as the process
@@ -193,7 +202,7 @@ def clear_old_run(cfg, paths):
         if not os.path.isdir(folder):
             continue
         for entry in os.listdir(folder):
-            if ours is None or ours.match(entry):
+            if ours is None or ours(entry):
                 path = os.path.join(folder, entry)
                 if os.path.isdir(path) and not os.path.islink(path):
                     shutil.rmtree(path)
