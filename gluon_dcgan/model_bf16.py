@@ -72,8 +72,9 @@ def subpixel_weight(F, weight, channels):
     return F.npx.reshape(blocks, (-5, -2, -6, 2, 2))              # (4*out, in, 2, 2)
 
 
-def interleave(F, y, channels):
-    """(B, 4C, H+1, W+1) fp32 parity blocks -> (B, C, 2H, 2W): depth_to_space, then the crop.
+def interleave(F, y, channels, keep=None):
+    """(B, 4C, H+1, W+1) fp32 parity blocks -> (B, keep, 2H, 2W): depth_to_space, the crop,
+    and the first `keep` (default all C) channels.
 
     Two 4-d transposes that oneDNN runs (MXNet's depth_to_space is a generic
     per-element kernel, and any generic kernel on bf16 data is far slower still).
@@ -82,7 +83,7 @@ def interleave(F, y, channels):
     v = _transpose(F, F.npx.reshape(v, (-2, -2, -5, -2)), (0, 2, 3, 1))  # (2B, C*H, W, 2)
     v = _transpose(F, F.npx.reshape(v, (-6, -1, 2, -2, -5)), (0, 2, 1, 3))  # (B, C*H, 2, 2W)
     v = F.npx.reshape(F.npx.reshape(v, (-2, -6, channels, -1, -2, -2)), (-2, -2, -5, -2))
-    return F.npx.slice(v, begin=(None, None, 1, 1), end=(None, None, -1, -1))
+    return F.npx.slice(v, begin=(None, None, 1, 1), end=(None, keep, -1, -1))
 
 
 class _ReExpressed:
@@ -118,16 +119,30 @@ class SubPixelConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
         super().__init__(channels, kernel_size=4, strides=2, padding=1, use_bias=False, **kwargs)
         self._setup(dtype, True)
         self._in_axis = 0  # weight (in, out, 4, 4)
+        # oneDNN's bf16 convolution kernels want a multiple of 16 filters; with fewer
+        # (the last layer: 4 x 3 = 12) it falls back to a gemm convolution that ran
+        # 2x slower than the fp32 Conv2DTranspose. Zero filters pad C to a multiple
+        # of 4 and their outputs are dropped with the crop.
+        self._padded = -(-channels // 4) * 4
+
+    def _pad_filters(self, F, weight):
+        extra = self._padded - self._channels
+        if not extra:
+            return weight
+        zeros = F.npx.slice(F.np.zeros_like(weight), begin=(None, 0, None, None),
+                            end=(None, extra, None, None))       # (in, extra, 4, 4)
+        return F.np.concatenate([weight, zeros], axis=1)
 
     def hybrid_forward(self, F, x, weight):
-        w = self._in(F, subpixel_weight(F, weight, self._channels))
+        c = self._padded
+        w = self._in(F, subpixel_weight(F, self._pad_filters(F, weight), c))
         y = F.npx.convolution(self._in(F, x), w, kernel=(2, 2), pad=(1, 1),
-                              num_filter=4 * self._channels, no_bias=True)  # (B, 4C, H+1, W+1)
+                              num_filter=4 * c, no_bias=True)  # (B, 4c, H+1, W+1)
         # The layout work runs in oneDNN on fp32 only, and its reshapes need a plain
         # layout (reshaping oneDNN's blocked conv output fails to create a reorder):
         # amp_cast gives one, and in fp32 (tests) a generic elementwise op does.
         y = y + 0 if self._compute == 'float32' else cast(F, y, 'float32')
-        y = interleave(F, y, self._channels)                             # (B, C, 2H, 2W)
+        y = interleave(F, y, c, keep=self._channels)                    # (B, C, 2H, 2W)
         return self.act(y) if self.act is not None else y
 
 

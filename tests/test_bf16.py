@@ -168,6 +168,8 @@ def test_bf16_layers_are_close_to_fp32():
     """Each bf16 layer against its fp32 re-expression: bf16 rounding only (~1%)."""
     fp32_out = {'float32_output': True}
     for make, shape in ((lambda d: SubPixelConv2DTranspose(16, d), (4, 32, 8, 8)),
+                        # 3 channels: padded with zero filters to 4 (16 filters)
+                        (lambda d: SubPixelConv2DTranspose(3, d), (4, 64, 8, 8)),
                         (lambda d: MatmulConv2DTranspose(64, 4, d, **fp32_out), (4, 100, 1, 1)),
                         (lambda d: BF16Conv2D(32, 4, 2, 1, d, **fp32_out), (4, 16, 16, 16))):
         (y0, gx0, gw0), (y1, gx1, gw1) = _pair(make('float32'), make('bfloat16'), shape, True)
