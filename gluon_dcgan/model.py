@@ -30,14 +30,14 @@ def _conv_transpose(channels, kernel_size, strides, padding, dtype, params, acti
     if dtype == 'float32':
         return nn.Conv2DTranspose(channels, kernel_size, strides, padding, use_bias=False,
                                   activation=activation, params=params)
+    # Before a BatchNorm (no activation here) the output stays bf16, in oneDNN's blocked
+    # layout, where its BatchNorm is fast; the last layer's tanh output is fp32.
     if (kernel_size, strides, padding) == (4, 2, 1):
-        return model_bf16.SubPixelConv2DTranspose(channels, dtype, activation=activation,
-                                                  params=params)
+        return model_bf16.SubPixelConv2DTranspose(channels, dtype, activation is not None,
+                                                  activation=activation, params=params)
     if (strides, padding) == (1, 0) and activation is None:
-        # fp32 output: BatchNorm runs fastest on fp32 here (oneDNN's bf16 one on plain
-        # layouts is slow)
         return model_bf16.MatmulConv2DTranspose(channels, kernel_size, dtype,
-                                                float32_output=True, params=params)
+                                                float32_output=False, params=params)
     raise ValueError(f'no bfloat16 form for Conv2DTranspose(k{kernel_size}, s{strides}, '
                      f'p{padding}); the chapter uses (4, 2, 1) and, on 1x1 inputs, (4, 1, 0)')
 

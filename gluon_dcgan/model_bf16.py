@@ -73,16 +73,38 @@ def subpixel_weight(F, weight, channels):
 
 
 def interleave(F, y, channels):
-    """(B, 4C, H+1, W+1) fp32 parity blocks -> (B, C, 2H, 2W): depth_to_space, then the crop.
+    """(B, 4C, H+1, W+1) fp32 parity blocks -> (B, C, 2H+2, 2W+2): depth_to_space.
 
     Two 4-d transposes that oneDNN runs (MXNet's depth_to_space is a generic
     per-element kernel, and any generic kernel on bf16 data is far slower still).
+    The chapter layer's output is this without its border pixels (see ``crop``).
     """
     v = F.npx.reshape(F.npx.reshape(y, (-2, -6, 2, -1, -2, -2)), (-5, -6, 2, -1, -2, -2))
     v = _transpose(F, F.npx.reshape(v, (-2, -2, -5, -2)), (0, 2, 3, 1))  # (2B, C*H, W, 2)
     v = _transpose(F, F.npx.reshape(v, (-6, -1, 2, -2, -5)), (0, 2, 1, 3))  # (B, C*H, 2, 2W)
-    v = F.npx.reshape(F.npx.reshape(v, (-2, -6, channels, -1, -2, -2)), (-2, -2, -5, -2))
-    return F.npx.slice(v, begin=(None, None, 1, 1), end=(None, None, -1, -1))
+    return F.npx.reshape(F.npx.reshape(v, (-2, -6, channels, -1, -2, -2)), (-2, -2, -5, -2))
+
+
+def crop(F, y, keep=None):
+    """Drop the one-pixel border and keep the first `keep` channels (default all)."""
+    return F.npx.slice(y, begin=(None, None, 1, 1), end=(None, keep, -1, -1))
+
+
+def to_blocked(F, x, channels, dtype):
+    """(B, C, H, W) in a plain layout -> the same values in `dtype` and oneDNN's blocked layout.
+
+    oneDNN's BatchNorm on a plain layout is a slow generic kernel (5x its blocked
+    one for fp32 at (256, 64, 32, 32), measured), and oneDNN keeps the layout it
+    is given. A depthwise 1x1 convolution with weight 1 copies its input into the
+    blocked layout oneDNN's convolutions choose. The weight is a constant, so no
+    weight gradient is computed. (A 3x3 one-hot kernel would crop too, but MXNet
+    fails to create its bf16 backward primitive.)
+    """
+    ones = F.np.ones((channels, 1, 1, 1))
+    if dtype != 'float32':
+        x, ones = cast(F, x, dtype), cast(F, ones, dtype)
+    return F.npx.convolution(x, ones, kernel=(1, 1), num_filter=channels,
+                             num_group=channels, no_bias=True)
 
 
 class _ReExpressed:
@@ -111,28 +133,51 @@ class SubPixelConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
     """The chapter's Conv2DTranspose(k4, s2, p1, no bias) as one 2x2 Convolution.
 
     Same parameter (name, shape, layout) as nn.Conv2DTranspose. Input fp32 or
-    bf16; the convolution runs in `dtype`; output fp32.
+    bf16; the convolution runs in `dtype`. Output fp32 in a plain layout, or
+    (`float32_output=False`, for a BatchNorm) `dtype` in oneDNN's blocked layout.
     """
 
-    def __init__(self, channels, dtype='bfloat16', **kwargs):
+    def __init__(self, channels, dtype='bfloat16', float32_output=True, **kwargs):
         super().__init__(channels, kernel_size=4, strides=2, padding=1, use_bias=False, **kwargs)
-        self._setup(dtype, True)
+        self._setup(dtype, float32_output)
         self._in_axis = 0  # weight (in, out, 4, 4)
+        # oneDNN's bf16 convolution kernels want a multiple of 16 filters; with fewer
+        # (the last layer: 4 x 3 = 12) it falls back to a gemm convolution that ran
+        # 2x slower than the fp32 Conv2DTranspose. Zero filters pad C to a multiple
+        # of 4 and their outputs are dropped with the crop.
+        self._padded = -(-channels // 4) * 4
+
+    def _pad_filters(self, F, weight):
+        extra = self._padded - self._channels
+        if not extra:
+            return weight
+        zeros = F.npx.slice(F.np.zeros_like(weight), begin=(None, 0, None, None),
+                            end=(None, extra, None, None))       # (in, extra, 4, 4)
+        return F.np.concatenate([weight, zeros], axis=1)
 
     def hybrid_forward(self, F, x, weight):
-        w = self._in(F, subpixel_weight(F, weight, self._channels))
+        c = self._padded
+        w = self._in(F, subpixel_weight(F, self._pad_filters(F, weight), c))
         y = F.npx.convolution(self._in(F, x), w, kernel=(2, 2), pad=(1, 1),
-                              num_filter=4 * self._channels, no_bias=True)  # (B, 4C, H+1, W+1)
+                              num_filter=4 * c, no_bias=True)  # (B, 4c, H+1, W+1)
         # The layout work runs in oneDNN on fp32 only, and its reshapes need a plain
         # layout (reshaping oneDNN's blocked conv output fails to create a reorder):
         # amp_cast gives one, and in fp32 (tests) a generic elementwise op does.
         y = y + 0 if self._compute == 'float32' else cast(F, y, 'float32')
-        y = interleave(F, y, self._channels)                             # (B, C, 2H, 2W)
+        y = crop(F, interleave(F, y, c), keep=self._channels)          # (B, C, 2H, 2W)
+        if not self._float32_output:
+            # fp32 (tests): a generic op first, whose gradient has a plain layout (the
+            # reshapes' backward cannot take the blocked one); bf16: amp_cast's has.
+            y = to_blocked(F, y + 0 if self._compute == 'float32' else y, self._channels,
+                           self._compute)
         return self.act(y) if self.act is not None else y
 
 
 class MatmulConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
-    """The chapter's first Conv2DTranspose (1x1 -> kxk, stride 1, padding 0) as FullyConnected."""
+    """The chapter's first Conv2DTranspose (1x1 -> kxk, stride 1, padding 0) as FullyConnected.
+
+    Output fp32 in a plain layout, or `dtype` in oneDNN's blocked layout (for a BatchNorm).
+    """
 
     def __init__(self, channels, kernel_size=4, dtype='bfloat16', float32_output=False, **kwargs):
         super().__init__(channels, kernel_size, strides=1, padding=0, use_bias=False, **kwargs)
@@ -144,7 +189,9 @@ class MatmulConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
         w = _transpose(F, F.npx.reshape(weight, (-2, -1)), (1, 0))  # (out*k*k, in)
         y = F.npx.fully_connected(self._in(F, x), self._in(F, w),
                                   num_hidden=self._channels * k * k, no_bias=True)
-        return self._out(F, F.npx.reshape(y, (-2, self._channels, k, k)))  # (B, out, k, k)
+        y = F.npx.reshape(y, (-2, self._channels, k, k))                  # (B, out, k, k)
+        return self._out(F, y) if self._float32_output else \
+            to_blocked(F, y, self._channels, self._compute)
 
 
 class BF16Conv2D(_ReExpressed, nn.Conv2D):

@@ -14,7 +14,8 @@ from mxnet.gluon import nn
 
 from conftest import assert_one_line_error, run_cli
 from gluon_dcgan.model import build_net_D, build_net_G
-from gluon_dcgan.model_bf16 import BF16Conv2D, MatmulConv2DTranspose, SubPixelConv2DTranspose
+from gluon_dcgan.model_bf16 import (BF16Conv2D, MatmulConv2DTranspose,
+                                     SubPixelConv2DTranspose, cast)
 from gluon_dcgan.runtime import bf16_problem, cpu_supports_bf16
 
 needs_bf16 = pytest.mark.skipif(
@@ -45,7 +46,9 @@ def _pair(chapter, re_expressed, x_shape, hybridize):
         xg.attach_grad()
         with autograd.record():
             y = layer(xg)
-        y.backward(head)
+        bf16_out = y.dtype != onp.float32  # a layer's bf16 output (float32_output=False)
+        y.backward(cast(mx.nd, head, 'bfloat16') if bf16_out else head)
+        y = cast(mx.nd, y, 'float32') if bf16_out else y
         out.append((y.asnumpy(), xg.grad.asnumpy(), layer.weight.grad().asnumpy()))
     return out
 
@@ -65,21 +68,26 @@ def _assert_same(pair, tol=1e-5):
 
 
 @pytest.mark.unit
+# float32_output=False: the crop (and the layout change) by a depthwise convolution
+@pytest.mark.parametrize('float32_output', [True, False])
 @pytest.mark.parametrize('hybridize', [False, True])
 @pytest.mark.parametrize('cin, cout, size', [(3, 20, 16), (16, 8, 4), (64, 3, 8), (7, 5, 5)])
-def test_subpixel_equals_conv2d_transpose_in_fp32(cin, cout, size, hybridize):
+def test_subpixel_equals_conv2d_transpose_in_fp32(cin, cout, size, hybridize, float32_output):
     pair = _pair(nn.Conv2DTranspose(cout, 4, 2, 1, use_bias=False),
-                 SubPixelConv2DTranspose(cout, dtype='float32'), (2, cin, size, size), hybridize)
+                 SubPixelConv2DTranspose(cout, dtype='float32', float32_output=float32_output),
+                 (2, cin, size, size), hybridize)
     assert pair[1][0].shape == (2, cout, 2 * size, 2 * size)
     _assert_same(pair)
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize('float32_output', [True, False])
 @pytest.mark.parametrize('hybridize', [False, True])
 @pytest.mark.parametrize('cin, cout', [(100, 512), (3, 20), (10, 1)])
-def test_matmul_equals_first_conv2d_transpose_in_fp32(cin, cout, hybridize):
+def test_matmul_equals_first_conv2d_transpose_in_fp32(cin, cout, hybridize, float32_output):
     pair = _pair(nn.Conv2DTranspose(cout, 4, 1, 0, use_bias=False),
-                 MatmulConv2DTranspose(cout, 4, dtype='float32'), (3, cin, 1, 1), hybridize)
+                 MatmulConv2DTranspose(cout, 4, dtype='float32', float32_output=float32_output),
+                 (3, cin, 1, 1), hybridize)
     assert pair[1][0].shape == (3, cout, 4, 4)
     _assert_same(pair)
 
@@ -175,7 +183,11 @@ def test_bf16_layers_are_close_to_fp32():
     """Each bf16 layer against its fp32 re-expression: bf16 rounding only (~1%)."""
     fp32_out = {'float32_output': True}
     for make, shape in ((lambda d: SubPixelConv2DTranspose(16, d), (4, 32, 8, 8)),
+                        # 3 channels: padded with zero filters to 4 (16 filters)
+                        (lambda d: SubPixelConv2DTranspose(3, d), (4, 64, 8, 8)),
+                        (lambda d: SubPixelConv2DTranspose(16, d, False), (4, 32, 8, 8)),
                         (lambda d: MatmulConv2DTranspose(64, 4, d, **fp32_out), (4, 100, 1, 1)),
+                        (lambda d: MatmulConv2DTranspose(64, 4, d), (4, 100, 1, 1)),
                         (lambda d: BF16Conv2D(32, 4, 2, 1, d, **fp32_out), (4, 16, 16, 16))):
         (y0, gx0, gw0), (y1, gx1, gw1) = _pair(make('float32'), make('bfloat16'), shape, True)
         for a, b in ((y0, y1), (gx0, gx1), (gw0, gw1)):
