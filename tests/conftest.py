@@ -173,6 +173,14 @@ def main_in_process(capfd):
     return call
 
 
+def finished_run(tmp_path_factory, args):
+    """A run finished by the real command with `args` (and an --out-dir it is given)."""
+    out = tmp_path_factory.mktemp('base') / 'run'
+    proc = run_cli(list(args) + ['--out-dir', str(out)])
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
 def assert_one_line_error(proc, code=2, contains=None):
     """A user error: the exit code, one line on stderr, no traceback."""
     err = proc.stderr.strip()

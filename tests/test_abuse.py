@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, finished_run, run_cli
 
 pytestmark = pytest.mark.cli  # the real command and runs of it, end to end
 from gluon_dcgan.errors import UserError
@@ -35,10 +35,7 @@ def _tree(folder):
 
 @pytest.fixture(scope='module')
 def finished(tmp_path_factory):
-    out = tmp_path_factory.mktemp('abuse') / 'run'
-    proc = run_cli(RUN + ['--out-dir', str(out)])
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return finished_run(tmp_path_factory, RUN)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import shutil
 import numpy as onp
 import pytest
 
-from conftest import run_cli
+from conftest import finished_run, run_cli
 
 pytestmark = pytest.mark.cli  # real runs of the command
 
@@ -57,10 +57,7 @@ def _resume(run, epochs):
 @pytest.fixture(scope='module')
 def two_epochs(tmp_path_factory):
     """A finished 2-epoch run (checkpoints E0001 and E0002); tests work on copies."""
-    out = tmp_path_factory.mktemp('base') / 'run'
-    proc = run_cli(RUN + ['--epochs', '2', '--out-dir', str(out)])
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return finished_run(tmp_path_factory, RUN + ['--epochs', '2'])
 
 
 @pytest.fixture

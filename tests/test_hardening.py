@@ -15,7 +15,7 @@ import types
 import numpy as onp
 import pytest
 
-from conftest import FINAL_LINE, assert_one_line_error, run_cli
+from conftest import FINAL_LINE, assert_one_line_error, finished_run, run_cli
 from live import LiveRun
 
 RUN = ['--data', 'synthetic', '--limit', '64', '--batch-size', '16', '--n-G', '16', '--n-D',
@@ -41,10 +41,7 @@ def _checkpoints(out):
 @pytest.fixture(scope='module')
 def two_epochs(tmp_path_factory):
     """A finished 2-epoch run (checkpoints E0001 and E0002); tests work on copies."""
-    out = tmp_path_factory.mktemp('base') / 'run'
-    proc = run_cli(RUN + ['--epochs', '2', '--out-dir', str(out)])
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return finished_run(tmp_path_factory, RUN + ['--epochs', '2'])
 
 
 @pytest.fixture
