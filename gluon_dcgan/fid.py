@@ -143,7 +143,9 @@ def load_inception(params_file=None, root=None, ctx=None):
 def check_weights_available(params_file, root):
     """Fail before training if FID scoring could not get weights (downloads them if needed)."""
     if params_file and not os.path.isfile(params_file):
-        raise UserError(f'--inception-params {params_file!r} does not exist')
+        what = 'is a folder' if os.path.isdir(params_file) else 'does not exist'
+        raise UserError(f'--inception-params {params_file!r} {what}: give the path of an '
+                        f'InceptionV3 .params file')
     if not params_file and not _pretrained_file(root):
         load_inception(None, root)
 

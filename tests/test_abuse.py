@@ -214,3 +214,18 @@ def test_a_bad_mxnet_environment_is_one_line(tmp_path, name, value):
     proc = run_cli(RUN + ['--out-dir', str(tmp_path / 'run')], env={name: value}, timeout=120)
     assert_one_line_error(proc, contains=f'{name}={value!r}')
     assert not (tmp_path / 'run').exists()
+
+
+def test_generate_into_a_folder_named_like_a_png_is_one_line(finished, tmp_path):
+    (tmp_path / 'grid.png').mkdir()
+    line = assert_one_line_error(run_cli(['generate', '--export', str(finished / 'export'),
+                                          '--num', '4', '--output', str(tmp_path / 'grid.png')]),
+                                 contains='is a folder')
+    assert '.tmp' not in line and os.listdir(tmp_path / 'grid.png') == []
+
+
+def test_inception_params_that_is_a_folder_is_named_so(tmp_path):
+    assert_one_line_error(run_cli(RUN + ['--fid-every', '1', '--inception-params', str(tmp_path),
+                                         '--out-dir', str(tmp_path / 'run')]),
+                          contains='is a folder')
+    assert not (tmp_path / 'run').exists()

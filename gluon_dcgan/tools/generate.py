@@ -69,6 +69,9 @@ def _check_args(args):
     out_dir = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(out_dir):
         raise UserError(f'folder {out_dir!r} for --output does not exist: create it first')
+    for path in [args.output] + ([args.output[:-4] + '.gif'] if args.interpolate else []):
+        if os.path.isdir(path):  # checked now: the write would fail on its temporary name
+            raise UserError(f'{path!r} is a folder: give --output the name of a file')
 
 
 def _loaded_generator(args):
