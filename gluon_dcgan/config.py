@@ -19,6 +19,7 @@ DEFAULT_DATA_ROOT = os.path.join(
     os.environ.get('XDG_CACHE_HOME', os.path.join(os.path.expanduser('~'), '.cache')),
     'gluon_dcgan')
 # Changing any of these changes the model or the data, so a resume must not.
+BUILT_IN_DATA = ('pokemon', 'synthetic', 'fashion-mnist')  # --data names that are not paths
 MODEL_FIELDS = ('data', 'limit', 'latent_dim', 'n_G', 'n_D', 'channels', 'image_size',
                 'd_activation', 'alpha')
 # --data synthetic draws its sprites in memory: 16384 of them are 200 MB and about 5 s.
@@ -199,7 +200,7 @@ def config_from_args(args):
         raise UserError('--resume and --overwrite contradict each other: pick one')
     if cfg.data == 'fashion-mnist' and cfg.channels != 1:
         raise UserError('Fashion-MNIST is greyscale: add --channels 1')
-    if cfg.data not in ('pokemon', 'synthetic', 'fashion-mnist') and not os.path.isdir(cfg.data):
+    if cfg.data not in BUILT_IN_DATA and not os.path.isdir(cfg.data):
         what = 'is not a folder' if os.path.exists(cfg.data) else 'does not exist'
         raise UserError(f"--data {cfg.data!r} {what}: give pokemon, synthetic, fashion-mnist "
                         f"or a folder of images")

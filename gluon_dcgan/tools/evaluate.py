@@ -6,7 +6,7 @@ the images and the weights, so scoring a second export against them skips that p
 import os
 import sys
 
-from ..config import Config, add_data_flags
+from ..config import BUILT_IN_DATA, Config, add_data_flags
 from ..errors import UserError
 from ..flags import OneLineParser, flag, int_in
 
@@ -47,7 +47,7 @@ def _real_images(args, channels):
     cfg = Config(data=args.data, data_root=args.data_root, limit=args.limit, batch_size=1,
                  num_workers=args.num_workers, skip_bad_images=args.skip_bad_images,
                  channels=channels)
-    if cfg.data not in ('pokemon', 'synthetic', 'fashion-mnist') and not os.path.isdir(cfg.data):
+    if cfg.data not in BUILT_IN_DATA and not os.path.isdir(cfg.data):
         raise UserError(f'--data {cfg.data!r} does not exist: give pokemon, synthetic, '
                         f'fashion-mnist or a folder of images')
     real = load_images(cfg, log=_log)[:args.num]

@@ -43,8 +43,8 @@ class StopFlag:
     it. check() at each stage boundary raises it again.
     """
 
-    def __init__(self, raising=False, signum=None):
-        self.raising, self.signum = raising, signum
+    def __init__(self, raising=False):
+        self.raising, self.signum = raising, None
 
     def __enter__(self):
         self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}

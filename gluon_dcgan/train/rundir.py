@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 
-from ..config import MODEL_FIELDS, Config
+from ..config import BUILT_IN_DATA, MODEL_FIELDS, Config
 from ..errors import UserError
 from ..export.mxnet_export import check_target
 from ..files import written_atomically
@@ -159,7 +159,7 @@ def _check_kinds(paths):
 
 def _check_outside_data(cfg, paths):
     real_out, data = os.path.realpath(paths.root), cfg.data
-    if data in ('pokemon', 'synthetic', 'fashion-mnist') or not os.path.isdir(data):
+    if data in BUILT_IN_DATA or not os.path.isdir(data):
         return
     if os.path.commonpath([real_out, os.path.realpath(data)]) == os.path.realpath(data):
         raise UserError(f'--out-dir {paths.root} is inside the --data folder {data}: its '
@@ -171,20 +171,21 @@ def check_start(cfg, paths, log):
     """Apply the --resume/--overwrite rules; changes nothing on disk."""
     _check_outside_data(cfg, paths)
     _check_kinds(paths)
-    if os.path.exists(paths.config) and not _is_run_config(paths.config) and \
-            not checkpoint.list_checkpoints(paths.checkpoints):
+    run_config = _is_run_config(paths.config)
+    started = run_config or bool(checkpoint.list_checkpoints(paths.checkpoints))  # = holds_run()
+    if os.path.exists(paths.config) and not started:
         raise UserError(f'{paths.config} is not the config of a gluon_dcgan run, so '
                         f'{paths.root} holds files of your own: choose another --out-dir')
     # Training ends by replacing export/: refuse now, not after the last epoch.
     check_target(paths.export, advice='move them out of the run folder, then run again')
-    if not paths.holds_run():
+    if not started:
         if cfg.resume:
             log(f'note: {paths.root} holds no run yet; --resume starts a new one')
         return
     if not (cfg.resume or cfg.overwrite):
         raise UserError(f'{paths.root} already holds a run: add --resume to continue it, '
                         f'--overwrite to replace it, or choose another --out-dir')
-    if cfg.resume and _is_run_config(paths.config):
+    if cfg.resume and run_config:
         error = model_mismatch(saved_config(paths), cfg, paths.root)
         if error:
             raise error
