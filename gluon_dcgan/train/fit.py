@@ -252,8 +252,12 @@ def _diverged(run, exc):
     return UserError(f'{exc}; {tail}', exit_code=3)
 
 
-def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=sys.stdout):
-    """Train (or resume) the run described by `cfg`; return the exit code."""
+def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=None):
+    """Train (or resume) the run described by `cfg`; return the exit code.
+
+    `out` (default: sys.stdout as it is at the call, not at import) gets the final line.
+    """
+    out = sys.stdout if out is None else out
     # Outside the loop SIGINT and SIGTERM raise Interrupted (the loop itself uses a flag).
     with StopFlag(raising=True) as signals:
         run = Run(cfg, log)
