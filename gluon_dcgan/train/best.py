@@ -11,8 +11,10 @@ import numpy as onp
 
 from .. import fid
 from ..export.run_export import export_run
+from ..files import temporary_folder
 from ..images import to_pixels
 from ..seeds import Stream, rng
+from . import checkpoint
 
 
 class BestByFID:
@@ -51,13 +53,14 @@ class BestByFID:
         """Copy the epoch's checkpoint to checkpoints/best and export it, if it is the best."""
         if self.best is not None and score >= self.best:
             return False
-        tmp = self.folder + '.tmp'
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(checkpoint_path, tmp)
-        with open(os.path.join(tmp, 'score.json'), 'w') as f:
-            json.dump({'fid': score, 'epoch': epoch, 'fid_num': self.cfg.fid_num}, f)
-        shutil.rmtree(self.folder, ignore_errors=True)
-        os.replace(tmp, self.folder)
+        # Built under a checkpoint temp name: a run killed meanwhile leaves only what the
+        # next save (and --overwrite) knows to remove, and never a half-copied best.
+        with temporary_folder(self.paths.checkpoints, checkpoint.TMP_PREFIX) as tmp:
+            shutil.copytree(checkpoint_path, tmp, dirs_exist_ok=True)
+            with open(os.path.join(tmp, 'score.json'), 'w') as f:
+                json.dump({'fid': score, 'epoch': epoch, 'fid_num': self.cfg.fid_num}, f)
+            shutil.rmtree(self.folder, ignore_errors=True)
+            os.replace(tmp, self.folder)
         export_run(self.gan.net_G, self.cfg, os.path.join(self.paths.export, 'best'), self.ctx,
                    epoch)
         self.best = score
