@@ -79,7 +79,10 @@ def write_states(updater, folder, rank):
               for d, c in opt._all_index_update_counts.items()}
     params, meta = (os.path.join(folder, n) for n in _names(rank))
     mx.nd.save(params, arrays)
-    with open(meta + '.tmp', 'w') as f:  # the .json appears last: it says the rank is done
+    # The .json appears last: it says the rank is done. Renamed by hand, not with
+    # files.written_atomically: a server runs this file by its path (launch.SERVER), as a
+    # script outside the package, where the package's relative imports do not work.
+    with open(meta + '.tmp', 'w') as f:
         json.dump({'format': FORMAT, 'optimizer': type(opt).__name__, 'layout': layout,
                    'num_update': opt.num_update, 'update_counts': counts}, f)
     os.replace(meta + '.tmp', meta)
