@@ -22,9 +22,9 @@ def first_line(exc, limit=160):
     return (lines[0] if lines else type(exc).__name__)[:limit]
 
 
-def last_line(exc, limit=200):
-    """The last non-blank line of `exc`'s message, at most `limit` characters; for an
-    empty message, the exception's class name. MXNetError's text is a C++ traceback
-    whose last line holds the reason."""
+def last_line(exc, limit=200, empty=None):
+    """The last non-blank line of `exc`'s message (or of a text, such as a process's
+    stderr), at most `limit` characters; for an empty one, `empty` or else the class
+    name. MXNetError's text is a C++ traceback whose last line holds the reason."""
     lines = _lines(exc)
-    return (lines[-1] if lines else type(exc).__name__)[:limit]
+    return (lines[-1] if lines else empty or type(exc).__name__)[:limit]

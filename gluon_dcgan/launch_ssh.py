@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 
-from .errors import UserError
+from .errors import UserError, last_line
 
 HOST_LINE = re.compile(r'^(?:(?P<user>[^@\s:]+)@)?(?P<host>[^@\s:]+)(?::(?P<port>\d{1,5}))?$')
 PORT_CODE = 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'
@@ -27,7 +27,8 @@ class Host:
         proc = subprocess.run([ssh[0], '-G'] + ssh[1:] + target, capture_output=True, text=True)
         config = dict(l.split(None, 1) for l in proc.stdout.splitlines() if ' ' in l)
         if proc.returncode or 'hostname' not in config:
-            raise UserError(f'ssh -G {self.name} failed: {_last_line(proc.stderr)}')
+            reason = last_line(proc.stderr, empty='no message')
+            raise UserError(f'ssh -G {self.name} failed: {reason}')
         try:
             self.address = socket.getaddrinfo(config['hostname'], None, socket.AF_INET)[0][4][0]
         except socket.gaierror:
@@ -41,11 +42,6 @@ class Host:
     def run(self, command):
         """The ssh command line that runs `command` (a shell string) on this host."""
         return self.ssh + [command]
-
-
-def _last_line(text):
-    lines = [l for l in text.strip().splitlines() if l.strip()]
-    return lines[-1] if lines else 'no message'
 
 
 def read_hosts(path, ssh):
@@ -74,6 +70,7 @@ def remote_free_port(host):
         raise UserError(f'ssh {host.name} did not answer in 60 s; check ssh, or give --port') \
             from None
     if proc.returncode or not proc.stdout.strip().isdigit():
+        reason = last_line(proc.stderr, empty='no message')
         raise UserError(f'cannot choose the scheduler port on {host.name} over ssh '
-                        f'({_last_line(proc.stderr)}); check ssh, or give --port')
+                        f'({reason}); check ssh, or give --port')
     return int(proc.stdout.strip())

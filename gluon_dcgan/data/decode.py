@@ -8,6 +8,8 @@ import os
 import stat
 import threading
 
+from ..errors import last_line
+
 JPEG_SOI, JPEG_EOI, JPEG_SOS = b'\xff\xd8', b'\xff\xd9', 0xDA
 
 
@@ -35,12 +37,10 @@ def jpeg_truncated(data):
 
 
 def _reason(exc):
-    # MXNetError text is a C++ traceback; its last line holds the reason.
-    lines = [l.strip() for l in str(exc).strip().splitlines() if l.strip()]
-    last = lines[-1] if lines else type(exc).__name__
+    last = last_line(exc, 160)
     if 'Decoding failed' in last or 'Check failed' in last:
         return 'OpenCV cannot decode it: not a JPEG or PNG, or damaged'
-    return last[:160]
+    return last
 
 
 def read_regular(path):
