@@ -30,6 +30,8 @@ class Stream(enum.IntEnum):
     GENERATE = 7    # (): the latents of generate, evaluate and analyze-categories
     KID = 8         # (): KID's random subsets
     CLASSIFIER = 9  # (): the batch order of analyze-categories' classifier
+    SPRITES = 10    # (): the embedded synthetic sprites (--data synthetic)
+    ONNX_CHECK = 11  # (): the latents an ONNX export is checked on (a fixed seed, not the run's)
 
 
 def _word(value, what):

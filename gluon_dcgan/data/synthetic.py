@@ -6,6 +6,8 @@ always gives the same images, so demos and tests need no network.
 """
 import numpy as onp
 
+from .. import seeds
+
 DEFAULT_COUNT = 1024
 
 
@@ -13,7 +15,7 @@ def _sprite(rng, size):
     yy, xx = onp.mgrid[0:size, 0:size].astype(onp.float32)
     xx = onp.abs(xx - (size - 1) / 2)          # distance from the mirror axis
     body = onp.zeros((size, size), bool)
-    for _ in range(rng.randint(2, 5)):
+    for _ in range(rng.integers(2, 5)):
         cy, cx = rng.uniform(0.3, 0.7) * size, rng.uniform(0.0, 0.25) * size
         ry, rx = rng.uniform(0.1, 0.25) * size, rng.uniform(0.08, 0.22) * size
         body |= ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
@@ -40,7 +42,7 @@ def _sprite(rng, size):
 
 def make_sprites(count=DEFAULT_COUNT, seed=0, size=64):
     """(count, size, size, 3) uint8 RGB sprites, deterministic from `seed`."""
-    rng = onp.random.RandomState(seed)
+    rng = seeds.rng(seed, seeds.Stream.SPRITES)
     return onp.stack([_sprite(rng, size) for _ in range(count)])
 
 

@@ -11,6 +11,7 @@ import os
 import numpy as onp
 
 from ..errors import UserError
+from ..seeds import Stream, noise
 from .names import ONNX, PARAMS, SYMBOL
 
 MAX_ABS_DIFF = 1e-4
@@ -61,8 +62,7 @@ def onnx_writer(latent_dim, ctx=None):
                              onnx_file_path=path, dynamic=True,
                              dynamic_input_shapes=[(None, latent_dim, 1, 1)])
         _drop_initializers_from_inputs(path)
-        Z = onp.random.RandomState(CHECK_SEED).normal(
-            size=(CHECK_BATCH, latent_dim, 1, 1)).astype(onp.float32)
+        Z = noise(CHECK_SEED, Stream.ONNX_CHECK, shape=(CHECK_BATCH, latent_dim, 1, 1))
         reference = _exported_output(folder, Z, ctx)
         diff = onnx_max_abs_diff(path, Z, reference)
         if not diff <= MAX_ABS_DIFF:
@@ -71,7 +71,7 @@ def onnx_writer(latent_dim, ctx=None):
                             f'{MAX_ABS_DIFF:g}); it was not written')
         return {'onnx': {'file': ONNX, 'input': 'data', 'dynamic_batch': True,
                          'verified_max_abs_diff': diff, 'verified_on': f'{CHECK_BATCH} latent '
-                         f'vectors from RandomState({CHECK_SEED})'},
+                         f'vectors, seeds.noise({CHECK_SEED}, Stream.ONNX_CHECK)'},
                 'onnx_versions': {'onnx': onnx.__version__,
                                   'onnxruntime': onnxruntime.__version__}}
 
