@@ -295,12 +295,14 @@ def _swap_in_other_width(export):
 
 
 @pytest.mark.cli
-@pytest.mark.parametrize('damage', [_edit_latent_dim, _edit_output_shape, _swap_in_other_width])
-@pytest.mark.parametrize('onnx', [False, True])
+# Swapped-in MXNet weights say nothing of the ONNX file, which holds its own weights:
+# that pair is not a case, so it is left out rather than skipped.
+@pytest.mark.parametrize('damage, onnx', [(_edit_latent_dim, False), (_edit_latent_dim, True),
+                                          (_edit_output_shape, False),
+                                          (_edit_output_shape, True),
+                                          (_swap_in_other_width, False)])
 def test_export_whose_parts_disagree_is_one_line(export_copy, tmp_path, damage, onnx,
                                                  main_in_process):
-    if onnx and damage is _swap_in_other_width:
-        pytest.skip('the ONNX file holds its own weights')
     damage(export_copy)
     proc = main_in_process(['generate', '--export', str(export_copy), '--num', '4',
                             '--output', str(tmp_path / 'g.png')] + (['--onnx'] if onnx else []))
