@@ -137,6 +137,78 @@ def test_jpeg_truncation_check_ignores_thumbnails_and_trailing_bytes(tmp_path):
     assert jpeg_truncated(data[:2] + app1 + data[2:len(data) // 2])
 
 
+def _encoded(fmt):
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(make_sprites(1)[0]).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _png_with_size(width, height):
+    """A PNG whose IHDR (CRC intact) declares width x height over a sprite's real data."""
+    import struct
+    import zlib
+    data = bytearray(_encoded('PNG'))
+    data[16:24] = struct.pack('>II', width, height)
+    data[29:33] = struct.pack('>I', zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def _jpeg_with_size(width, height):
+    from gluon_dcgan.data.decode import JPEG_SOF
+    data = bytearray(_encoded('JPEG'))
+    pos = 2
+    while data[pos + 1] not in JPEG_SOF:
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], 'big')
+    data[pos + 5:pos + 9] = height.to_bytes(2, 'big') + width.to_bytes(2, 'big')
+    return bytes(data)
+
+
+_damaged_png = bytearray(_encoded('PNG'))
+_damaged_png[60] ^= 0xFF  # a byte of the image data: the IDAT chunk's CRC no longer holds
+BROKEN_HEADERS = {
+    'PNG magic and nothing more': (b'\x89PNG\r\n\x1a\n' + b'\0' * 9, 'truncated PNG'),
+    'PNG cut in its image data': (_encoded('PNG')[:70], 'truncated PNG'),
+    'PNG with a damaged body': (bytes(_damaged_png), 'fails its CRC check'),
+    'PNG of 2^31 x 2^31 pixels': (_png_with_size(2 ** 31 - 1, 2 ** 31 - 1), 'more than OpenCV'),
+    'PNG of 0 x 64 pixels': (_png_with_size(0, 64), 'empty image'),
+    'JPEG of 65535 x 65535 pixels': (_jpeg_with_size(65535, 65535), 'more than OpenCV'),
+    'JPEG of 64 x 0 pixels': (_jpeg_with_size(64, 0), 'empty image'),
+}
+
+
+@pytest.mark.parametrize('case', sorted(BROKEN_HEADERS))
+def test_an_image_mxnet_would_misread_is_bad_before_mxnet_sees_it(case, monkeypatch):
+    """MXNet sizes its output from the header alone (reading past a short buffer) and
+    decodes a damaged PNG body into uninitialised memory without an error."""
+    import mxnet as mx
+    from gluon_dcgan.data import decode
+    data, reason = BROKEN_HEADERS[case]
+    monkeypatch.setattr(mx.image, 'imdecode', lambda *a, **k: pytest.fail('MXNet was asked'))
+    with pytest.raises(decode.BadImage, match=reason):
+        decode.decode_image(data, 64, 3)
+
+
+def test_intact_png_and_jpeg_pass_the_header_checks():
+    from gluon_dcgan.data import decode
+    for fmt in ('PNG', 'JPEG'):
+        data = _encoded(fmt)
+        assert decode.png_problem(data) is None and decode.jpeg_size_problem(data) is None
+        assert decode.decode_image(data, 64, 3).shape == (64, 64, 3)
+
+
+def test_a_decode_that_fails_inside_mxnet_leaves_no_error_for_a_later_waitall(monkeypatch):
+    """A 2^31 x 2^31 PNG header handed to MXNet anyway: its allocation fails in the engine.
+    Training's next waitall must not raise that (it did, at the end of an epoch)."""
+    import mxnet as mx
+    from gluon_dcgan.data import decode
+    monkeypatch.setattr(decode, 'png_problem', lambda data: None)
+    with pytest.raises(decode.BadImage):
+        decode.decode_image(_png_with_size(2 ** 31 - 1, 2 ** 31 - 1), 64, 3)
+    mx.nd.waitall()
+
+
 def test_file_name_that_is_not_utf8_is_accepted(tmp_path):
     root, cls = _sprite_folder(tmp_path)
     os.rename(os.path.join(cls, '00001.png'), os.path.join(cls, os.fsdecode(b'bad\xff.png')))
