@@ -56,9 +56,10 @@ lock:
 demo: setup
 	$(BIN)/python run.py --data synthetic --epochs 10 --batch-size 64 --out-dir outputs/demo --overwrite
 
-# Every layer: unit, cli (the real command in a subprocess) and slow (pyproject.toml).
+# Every layer: unit, cli (the real command in a subprocess) and slow (pyproject.toml), in
+# one pytest process per core (tests/parallel.py; `python -m pytest tests` runs them serially).
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python tests/parallel.py -q
 
 # The unit layer alone, in process: under a minute. pytest exits 5 if nothing ran: make fails.
 test-fast: setup
