@@ -106,3 +106,21 @@ def test_progress_bar_draws_only_when_enabled_on_a_terminal(monkeypatch, enabled
         assert 'testing:' in drawn and '1/4' in drawn and drawn.endswith(' \r')
     else:
         assert drawn == ''
+
+
+def test_last_line_of_a_text_with_a_fallback_for_an_empty_one():
+    assert last_line('Warning: x\n\nssh: connect to host h port 22: refused\n') == \
+        'ssh: connect to host h port 22: refused'
+    assert last_line('  \n', empty='no message') == 'no message'
+
+
+def test_the_parallel_runner_deals_every_file_once_and_balances_the_groups():
+    import parallel
+    files = [f'/t/test_{name}.py' for name in ('resume', 'hardening', 'fid', 'launch', 'a',
+                                                'b', 'c')]
+    groups = parallel.split(files, 2)
+    assert sorted(sum(groups, [])) == sorted(files)
+    loads = [sum(parallel.COST.get(os.path.basename(f), parallel.DEFAULT_COST) for f in g)
+             for g in groups]
+    assert abs(loads[0] - loads[1]) <= max(parallel.COST.values()) and min(loads) > 0
+    assert parallel.split(files[:1], 4) == [files[:1]]  # no empty group: it would exit 5
