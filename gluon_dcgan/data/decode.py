@@ -7,97 +7,13 @@ import itertools
 import os
 import stat
 import threading
-import zlib
 
 from ..errors import last_line
-
-JPEG_SOI, JPEG_EOI, JPEG_SOS = b'\xff\xd8', b'\xff\xd9', 0xDA
-# Start-of-frame markers, which hold the size: C0-CF but C4 (DHT), C8 (JPG) and CC (DAC).
-JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+from .headers import JPEG_SOI, jpeg_size_problem, jpeg_truncated, png_problem
 
 
 class BadImage(Exception):
     """A file the decoder rejects; the message is a short reason."""
-
-
-def jpeg_truncated(data):
-    """True if a JPEG stops before its end-of-image marker.
-
-    OpenCV decodes such a file without complaint, filling the missing rows with grey.
-    The header segments are walked to the first scan (an EXIF thumbnail inside them
-    has markers of its own); within scan data a 0xFF byte is always followed by 0x00
-    or a restart marker, so the first FF D9 after it is the real end.
-    """
-    if not data.startswith(JPEG_SOI):
-        return False
-    pos = 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], 'big')
-        pos += 2 + length
-        if marker == JPEG_SOS:
-            return data.find(JPEG_EOI, pos) < 0
-    return False  # not walkable: the decoder's verdict stands
-
-
-PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-# OpenCV's own limit (CV_IO_MAX_IMAGE_PIXELS): it refuses to decode larger images, but
-# MXNet allocates the output from the header's size first, so check it before MXNet does.
-MAX_PIXELS = 1 << 30
-
-
-def _size_problem(width, height):
-    if width == 0 or height == 0:
-        return 'its header declares an empty image'
-    if width * height > MAX_PIXELS:
-        return f'its header declares {width}x{height} pixels, more than OpenCV decodes (2^30)'
-    return None
-
-
-def png_problem(data):
-    """Why a PNG (any data starting with its magic) is unfit to hand to MXNet, or None.
-
-    MXNet takes a PNG's size from bytes 16-23 without checking the data is that long, and
-    decodes a damaged body into the uninitialised image it allocated, without an error.
-    So the chunks are walked first: IHDR, then intact CRCs up to IEND.
-    """
-    if not data.startswith(PNG_SIGNATURE[:4]):
-        return None
-    pos, chunks = len(PNG_SIGNATURE), []
-    if not data.startswith(PNG_SIGNATURE):
-        return 'damaged PNG signature'
-    while pos + 12 <= len(data):
-        length = int.from_bytes(data[pos:pos + 4], 'big')
-        kind, end = data[pos + 4:pos + 8], pos + 12 + length
-        if end > len(data):
-            break
-        if zlib.crc32(data[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], 'big'):
-            return f'damaged PNG (the {kind.decode("latin-1")!r} chunk fails its CRC check)'
-        if not chunks and (kind != b'IHDR' or length != 13):
-            return 'damaged PNG (no IHDR header first)'
-        chunks.append(kind)
-        if kind == b'IEND':
-            return None if b'IDAT' in chunks else 'damaged PNG (no image data)'
-        if kind == b'IHDR':
-            size = _size_problem(int.from_bytes(data[pos + 8:pos + 12], 'big'),
-                                 int.from_bytes(data[pos + 12:pos + 16], 'big'))
-            if size:
-                return size
-        pos = end
-    return 'truncated PNG (no end chunk)'
-
-
-def jpeg_size_problem(data):
-    """Why a JPEG's declared size (its first start-of-frame segment) is unfit, or None."""
-    pos = 2 if data.startswith(JPEG_SOI) else len(data)
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], 'big')
-        if marker in JPEG_SOF:
-            if pos + 9 > len(data):
-                return 'truncated JPEG (its frame header is cut off)'
-            return _size_problem(int.from_bytes(data[pos + 7:pos + 9], 'big'),
-                                 int.from_bytes(data[pos + 5:pos + 7], 'big'))
-        pos += 2 + length
-    return None
 
 
 def _reason(exc):
@@ -136,6 +52,10 @@ def decode_image(data, size, channels):
     problem = png_problem(data) or jpeg_size_problem(data)
     if problem:
         raise BadImage(problem)
+    if data.startswith(JPEG_SOI):
+        # An empty comment segment after SOI: MXNet then cannot pre-size the image from
+        # a JFIF header (headers.py), so OpenCV sizes it and a failure is reported.
+        data = JPEG_SOI + b'\xff\xfe\x00\x02' + data[2:]
     try:
         img = image.imdecode(data, flag=1 if channels == 3 else 0)  # HWC uint8, RGB
         # Wait on the decoded array itself: a failed decode then raises here, once. Had
