@@ -124,3 +124,12 @@ def test_the_parallel_runner_deals_every_file_once_and_balances_the_groups():
              for g in groups]
     assert abs(loads[0] - loads[1]) <= max(parallel.COST.values()) and min(loads) > 0
     assert parallel.split(files[:1], 4) == [files[:1]]  # no empty group: it would exit 5
+
+
+@pytest.mark.parametrize('codes, signum, expected', [
+    ([0, 0], 0, 0), ([0, 1], 0, 1), ([5, 0], 0, 0), ([5, 5], 0, 5), ([5, 1], 0, 1),
+    ([2, 2], 2, 130), ([0, 0], 15, 143)])
+def test_the_parallel_runners_exit_code(codes, signum, expected):
+    """No test anywhere fails (5); a group that selects nothing under -k does not."""
+    import parallel
+    assert parallel._exit_code(codes, signum) == expected
