@@ -18,11 +18,11 @@ FullyConnected, which run in bf16:
   sum_i z[i] W[i, o, y, x], a matrix product (FullyConnected) and a reshape.
 - Conv2D runs in bf16 as it is: only its input and weight are cast.
 
-Only the convolutions and matrix products run in bf16: MXNet's generic
-(non-oneDNN) operators are very slow on bf16, so the generator's layout work,
-BatchNorm and activations stay fp32; in the discriminator, BatchNorm and
-LeakyReLU (oneDNN) take the bf16 activations. BatchNorm statistics, gamma and
-beta are fp32 throughout, and both nets' outputs are fp32, so losses are fp32.
+MXNet's generic (non-oneDNN) operators are very slow on bf16, so the
+generator's layout work (transposes, crop) runs in fp32; BatchNorm and the
+activations (oneDNN) take bf16 activations in oneDNN's blocked layout in both
+nets. BatchNorm statistics, gamma and beta are fp32 throughout, and both nets'
+outputs are fp32, so losses are fp32.
 """
 from mxnet.contrib.amp.amp import bfloat16
 from mxnet.gluon import nn
@@ -85,9 +85,9 @@ def interleave(F, y, channels):
     return F.npx.reshape(F.npx.reshape(v, (-2, -6, channels, -1, -2, -2)), (-2, -2, -5, -2))
 
 
-def crop(F, y, keep=None):
-    """Drop the one-pixel border and keep the first `keep` channels (default all)."""
-    return F.npx.slice(y, begin=(None, None, 1, 1), end=(None, keep, -1, -1))
+def crop(F, y):
+    """Drop the one-pixel border."""
+    return F.npx.slice(y, begin=(None, None, 1, 1), end=(None, None, -1, -1))
 
 
 def to_blocked(F, x, channels, dtype):
@@ -144,7 +144,7 @@ class SubPixelConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
         # oneDNN's bf16 convolution kernels want a multiple of 16 filters; with fewer
         # (the last layer: 4 x 3 = 12) it falls back to a gemm convolution that ran
         # 2x slower than the fp32 Conv2DTranspose. Zero filters pad C to a multiple
-        # of 4 and their outputs are dropped with the crop.
+        # of 4; their outputs are dropped before the layout work (_drop_padding).
         self._padded = -(-channels // 4) * 4
 
     def _pad_filters(self, F, weight):
@@ -155,6 +155,16 @@ class SubPixelConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
                             end=(None, extra, None, None))       # (in, extra, 4, 4)
         return F.np.concatenate([weight, zeros], axis=1)
 
+    def _drop_padding(self, F, y):
+        """(B, 4 * padded, H+1, W+1) -> (B, 4 * C, H+1, W+1): the zero filters' outputs go
+        before the layout work, which would otherwise move padded / C times the data."""
+        if self._padded == self._channels:
+            return y
+        blocks = F.npx.reshape(y, (-2, -6, 4, -1, -2, -2))            # (B, 4, padded, ...)
+        kept = F.npx.slice(F.npx.reshape(blocks, (-5, -2, -2, -2)), begin=(None, 0, None, None),
+                           end=(None, self._channels, None, None))   # (4B, C, H+1, W+1)
+        return F.npx.reshape(F.npx.reshape(kept, (-6, -1, 4, -2, -2, -2)), (-2, -5, -2, -2))
+
     def hybrid_forward(self, F, x, weight):
         c = self._padded
         w = self._in(F, subpixel_weight(F, self._pad_filters(F, weight), c))
@@ -164,7 +174,7 @@ class SubPixelConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
         # layout (reshaping oneDNN's blocked conv output fails to create a reorder):
         # amp_cast gives one, and in fp32 (tests) a generic elementwise op does.
         y = y + 0 if self._compute == 'float32' else cast(F, y, 'float32')
-        y = crop(F, interleave(F, y, c), keep=self._channels)          # (B, C, 2H, 2W)
+        y = crop(F, interleave(F, self._drop_padding(F, y), self._channels))  # (B, C, 2H, 2W)
         if not self._float32_output:
             # fp32 (tests): a generic op first, whose gradient has a plain layout (the
             # reshapes' backward cannot take the blocked one); bf16: amp_cast's has.
