@@ -14,7 +14,7 @@ from mxnet.gluon import nn
 
 from conftest import assert_one_line_error, run_cli
 from gluon_dcgan.model import build_net_D, build_net_G
-from gluon_dcgan.model_bf16 import (BF16Conv2D, MatmulConv2DTranspose,
+from gluon_dcgan.model_bf16 import (BF16Conv2D, Float32Conv2D, MatmulConv2DTranspose,
                                      SubPixelConv2DTranspose, cast)
 from gluon_dcgan.runtime import bf16_problem, cpu_supports_bf16
 
@@ -94,9 +94,10 @@ def test_matmul_equals_first_conv2d_transpose_in_fp32(cin, cout, hybridize, floa
 
 @pytest.mark.unit
 @pytest.mark.parametrize('hybridize', [False, True])
-def test_conv2d_wrapper_equals_conv2d_in_fp32(hybridize):
+@pytest.mark.parametrize('wrapper', [BF16Conv2D, Float32Conv2D])
+def test_conv2d_wrappers_equal_conv2d_in_fp32(wrapper, hybridize):
     _assert_same(_pair(nn.Conv2D(8, 4, 2, 1, use_bias=False),
-                       BF16Conv2D(8, 4, 2, 1, dtype='float32'), (2, 3, 16, 16), hybridize))
+                       wrapper(8, 4, 2, 1, dtype='float32'), (2, 3, 16, 16), hybridize))
 
 
 @pytest.mark.unit
@@ -188,7 +189,9 @@ def test_bf16_layers_are_close_to_fp32():
                         (lambda d: SubPixelConv2DTranspose(16, d, False), (4, 32, 8, 8)),
                         (lambda d: MatmulConv2DTranspose(64, 4, d, **fp32_out), (4, 100, 1, 1)),
                         (lambda d: MatmulConv2DTranspose(64, 4, d), (4, 100, 1, 1)),
-                        (lambda d: BF16Conv2D(32, 4, 2, 1, d, **fp32_out), (4, 16, 16, 16))):
+                        (lambda d: BF16Conv2D(32, 4, 2, 1, d, **fp32_out), (4, 16, 16, 16)),
+                        # fp32 convolution, bf16 output
+                        (lambda d: Float32Conv2D(32, 4, 2, 1, d), (4, 3, 16, 16))):
         (y0, gx0, gw0), (y1, gx1, gw1) = _pair(make('float32'), make('bfloat16'), shape, True)
         for a, b in ((y0, y1), (gx0, gx1), (gw0, gw1)):
             b = b.astype(onp.float32)
