@@ -61,13 +61,16 @@ class D_block(nn.HybridBlock):
     """Conv2D -> BatchNorm -> LeakyReLU(alpha), the discriminator's basic block.
 
     ``activation='relu'`` swaps in a standard ReLU (the chapter's exercise 1).
+    With ``dtype='bfloat16'``, ``float32_conv`` keeps the convolution fp32.
     """
 
     def __init__(self, channels, kernel_size=4, strides=2, padding=1,
-                 alpha=0.2, activation='leaky', dtype='float32', **kwargs):
+                 alpha=0.2, activation='leaky', dtype='float32', float32_conv=False, **kwargs):
         super().__init__(**kwargs)
         if dtype == 'float32':
             self.conv2d = nn.Conv2D(channels, kernel_size, strides, padding, use_bias=False)
+        elif float32_conv:
+            self.conv2d = model_bf16.Float32Conv2D(channels, kernel_size, strides, padding, dtype)
         else:
             self.conv2d = model_bf16.BF16Conv2D(channels, kernel_size, strides, padding, dtype)
         self.batch_norm = nn.BatchNorm()
@@ -106,11 +109,11 @@ def build_net_D(n_D=64, alpha=0.2, activation='leaky', dtype='float32'):
         # i=1: (B, 2n, 16, 16)
         # i=2: (B, 4n, 8, 8)
         # i=3: (B, 8n, 4, 4)
-        # The first block stays fp32 even for bf16: with 3 input channels it is 2% of
-        # the FLOPs, and oneDNN's bf16 path there (gemm convolution, then BatchNorm on
-        # a plain layout) was slower than fp32.
-        net_D.add(D_block(n_D * mult, alpha=alpha, activation=activation,
-                          dtype='float32' if i == 0 else dtype))
+        # With bf16 the first convolution stays fp32: with 3 input channels it is 2% of
+        # the FLOPs, and oneDNN's bf16 one there (a gemm convolution) was slower than
+        # fp32. Its BatchNorm and LeakyReLU run in bf16 (model_bf16.Float32Conv2D).
+        net_D.add(D_block(n_D * mult, alpha=alpha, activation=activation, dtype=dtype,
+                          float32_conv=i == 0))
     if dtype == 'float32':
         net_D.add(nn.Conv2D(1, kernel_size=4, use_bias=False))  # (B, 1, 1, 1)
     else:

@@ -14,7 +14,7 @@ from mxnet.gluon import nn
 
 from conftest import assert_one_line_error, run_cli
 from gluon_dcgan.model import build_net_D, build_net_G
-from gluon_dcgan.model_bf16 import (BF16Conv2D, MatmulConv2DTranspose,
+from gluon_dcgan.model_bf16 import (BF16Conv2D, Float32Conv2D, MatmulConv2DTranspose,
                                      SubPixelConv2DTranspose, cast)
 from gluon_dcgan.runtime import bf16_problem, cpu_supports_bf16
 
@@ -94,9 +94,10 @@ def test_matmul_equals_first_conv2d_transpose_in_fp32(cin, cout, hybridize, floa
 
 @pytest.mark.unit
 @pytest.mark.parametrize('hybridize', [False, True])
-def test_conv2d_wrapper_equals_conv2d_in_fp32(hybridize):
+@pytest.mark.parametrize('wrapper', [BF16Conv2D, Float32Conv2D])
+def test_conv2d_wrappers_equal_conv2d_in_fp32(wrapper, hybridize):
     _assert_same(_pair(nn.Conv2D(8, 4, 2, 1, use_bias=False),
-                       BF16Conv2D(8, 4, 2, 1, dtype='float32'), (2, 3, 16, 16), hybridize))
+                       wrapper(8, 4, 2, 1, dtype='float32'), (2, 3, 16, 16), hybridize))
 
 
 @pytest.mark.unit
@@ -160,12 +161,17 @@ def test_bf16_step_stays_near_the_fp32_step():
 
     bf16 keeps 8 significant bits (relative rounding 2**-9 ~ 0.2%) on every
     convolution input, weight and data gradient, and the errors add up through
-    the BatchNorm backward passes. Measured on the AMD EPYC (2026-11-30): losses
-    within 0.1%, gradient cosine >= 0.998 for net_D's parameters and >= 0.958
-    for net_G's (whose gradients come back through both nets; relative error
-    up to 29% in net_G's first layer). The tolerances (2% on losses, cosine
-    0.99 / 0.9) leave room for other oneDNN kernels; a wrong rearrangement
-    gives cosines near 0.
+    the BatchNorm backward passes. Measured on the AMD EPYC (2026-11-30): loss_D
+    within 0.2%, loss_G within 1.7%, gradient cosine >= 0.998 for net_D's
+    parameters and >= 0.956 for net_G's (whose gradients come back through both
+    nets; relative error up to 29% in net_G's first layer). loss_G is computed
+    after the D step, whose first Adam update is about lr * sign(gradient), so
+    gradients near zero that round to the other sign move their weights by a
+    full lr: over noise seeds 1-10 the loss_G difference had median 1.2% and
+    maximum 2.5% (1.1% and 5.7% with the first D block's BatchNorm in fp32,
+    before 2026-11-30). The tolerances (2% on losses, cosine 0.99 / 0.9) leave
+    room for other oneDNN kernels at this seed; a wrong rearrangement gives
+    cosines near 0.
     """
     d32, g32, grads32 = _one_step('float32')
     d16, g16, grads16 = _one_step('bfloat16')
@@ -188,7 +194,9 @@ def test_bf16_layers_are_close_to_fp32():
                         (lambda d: SubPixelConv2DTranspose(16, d, False), (4, 32, 8, 8)),
                         (lambda d: MatmulConv2DTranspose(64, 4, d, **fp32_out), (4, 100, 1, 1)),
                         (lambda d: MatmulConv2DTranspose(64, 4, d), (4, 100, 1, 1)),
-                        (lambda d: BF16Conv2D(32, 4, 2, 1, d, **fp32_out), (4, 16, 16, 16))):
+                        (lambda d: BF16Conv2D(32, 4, 2, 1, d, **fp32_out), (4, 16, 16, 16)),
+                        # fp32 convolution, bf16 output
+                        (lambda d: Float32Conv2D(32, 4, 2, 1, d), (4, 3, 16, 16))):
         (y0, gx0, gw0), (y1, gx1, gw1) = _pair(make('float32'), make('bfloat16'), shape, True)
         for a, b in ((y0, y1), (gx0, gx1), (gw0, gw1)):
             b = b.astype(onp.float32)
