@@ -134,7 +134,7 @@ def test_bf16_refused_without_avx512_bf16_or_on_a_gpu(tmp_path, main_in_process)
 
 
 # Above this, the bf16 step is not the fp32 step up to bf16 rounding (measured: see below).
-LOSS_RTOL = 2e-2
+LOSS_RTOL_D, LOSS_RTOL_G = 0.02, 0.05  # see test_bf16_step_stays_near_the_fp32_step
 GRAD_COS_D, GRAD_COS_G = 0.99, 0.9
 
 
@@ -169,13 +169,14 @@ def test_bf16_step_stays_near_the_fp32_step():
     gradients near zero that round to the other sign move their weights by a
     full lr: over noise seeds 1-10 the loss_G difference had median 1.2% and
     maximum 2.5% (1.1% and 5.7% with the first D block's BatchNorm in fp32,
-    before 2026-11-30). The tolerances (2% on losses, cosine 0.99 / 0.9) leave
-    room for other oneDNN kernels at this seed; a wrong rearrangement gives
-    cosines near 0.
+    before 2026-11-30). The tolerances (2% on loss_D; 5% on loss_G, twice the
+    largest difference over those seeds, as this seed's 1.7% says little about
+    other oneDNN kernels; cosine 0.99 / 0.9) leave room for other CPUs; a wrong
+    rearrangement gives cosines near 0 and losses far apart.
     """
     d32, g32, grads32 = _one_step('float32')
     d16, g16, grads16 = _one_step('bfloat16')
-    assert abs(d16 - d32) <= LOSS_RTOL * abs(d32) and abs(g16 - g32) <= LOSS_RTOL * abs(g32)
+    assert abs(d16 - d32) <= LOSS_RTOL_D * abs(d32) and abs(g16 - g32) <= LOSS_RTOL_G * abs(g32)
     assert grads32.keys() == grads16.keys()
     for key, a in grads32.items():
         b = grads16[key]
