@@ -84,7 +84,8 @@ def run(groups, pytest_args):
         for number, files in enumerate(groups, 1):
             # Each process its own --basetemp: pytest clears it at start, and its default
             # numbered folders are pruned by whichever process starts last.
-            cmd = [sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider',
+            # -u: pytest's lines reach the relay as it prints them, not 8 KB at a time.
+            cmd = [sys.executable, '-u', '-m', 'pytest', '-p', 'no:cacheprovider',
                    f'--basetemp={os.path.join(base, str(number))}'] + pytest_args + files
             # A session of its own: a Ctrl-C reaches it once, forwarded, not also from
             # the terminal. errors='replace': a stray byte must not stop the relay.
