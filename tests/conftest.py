@@ -123,6 +123,27 @@ def run_cli(args, cwd=None, env=None, timeout=600, **kwargs):
                           timeout=timeout, **kwargs)
 
 
+def _quiesce_mxnet():
+    """Wait for the ops a command left running (a run that ended in an error need not have
+    waited): the environment is edited next, and MXNet's threads read it while they work."""
+    if 'mxnet' in sys.modules:
+        try:
+            sys.modules['mxnet'].nd.waitall()
+        except Exception:  # an op's failure: the command's own outcome has been judged
+            pass
+
+
+def _restore_environ(saved):
+    """Put back the variables a command changed, and only those. Clearing and refilling
+    the whole environment unset and set every variable while an MXNet thread could be
+    inside getenv: a test process died of a segmentation fault that way."""
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
 @contextlib.contextmanager
 def _process_state_restored():
     """Undo what cli.main leaves in its process: environment, signal handlers, unraisable
@@ -136,8 +157,8 @@ def _process_state_restored():
     try:
         yield
     finally:
-        os.environ.clear()
-        os.environ.update(environ)
+        _quiesce_mxnet()
+        _restore_environ(environ)
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
         sys.unraisablehook = hook
