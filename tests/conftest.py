@@ -32,9 +32,8 @@ use_np()
 
 FINAL_LINE = re.compile(r'^loss_D \d+\.\d{3}, loss_G \d+\.\d{3}, \d+\.\d examples/sec on '
                         r'(cpu\(0\)|\[cpu\(\d\)(, cpu\(\d\))+\])$')
-# n_G/n_D 16: a 64-wide net_G has 3.6 M weights, whose export takes about 10 s of CPU
-# (1 s at 16: the ONNX file goes through pure-Python protobuf); tests of a run's files do
-# not depend on the width.
+# n_G/n_D 16: a 64-wide net_G has 3.6 M weights, whose export takes about 1 s of CPU
+# (0.15 s at 16); tests of a run's files do not depend on the width.
 TINY = ['--data', 'synthetic', '--limit', '64', '--batch-size', '32', '--epochs', '2',
         '--n-G', '16', '--n-D', '16', '--ctx', 'cpu', '--no-progress']
 
