@@ -96,6 +96,18 @@ def png_problem(data):
     return 'truncated PNG (no end chunk)'
 
 
+def _jpeg_segments(data):
+    """(marker, position, end) of each header segment of a JPEG, up to and including its
+    first scan (SOS); `end` may lie past the data if it is cut. None for other data."""
+    pos = 2 if data.startswith(JPEG_SOI) else len(data)
+    while pos + 2 <= len(data) and data[pos] == 0xFF:
+        marker, end = data[pos + 1], pos + 2 + int.from_bytes(data[pos + 2:pos + 4], 'big')
+        yield marker, pos, end
+        if marker == JPEG_SOS:
+            return
+        pos = end
+
+
 def jpeg_truncated(data):
     """True if a JPEG stops before its end-of-image marker.
 
@@ -107,23 +119,18 @@ def jpeg_truncated(data):
     """
     if not data.startswith(JPEG_SOI):
         return False
-    pos = 2
-    while pos + 4 <= len(data) and data[pos] == 0xFF:
-        marker, length = data[pos + 1], int.from_bytes(data[pos + 2:pos + 4], 'big')
-        pos += 2 + length
-        if marker == JPEG_SOS:
-            return data.find(JPEG_EOI, pos) < 0
+    for marker, pos, end in _jpeg_segments(data):
+        if marker == JPEG_SOS and pos + 4 <= len(data):
+            return data.find(JPEG_EOI, end) < 0
     return data.find(JPEG_EOI, 2) < 0
 
 
 def jpeg_size_problem(data):
     """Why a JPEG's declared size (its first start-of-frame segment) is unfit, or None."""
-    pos = 2 if data.startswith(JPEG_SOI) else len(data)
-    while pos + 2 <= len(data) and data[pos] == 0xFF:
-        if data[pos + 1] in JPEG_SOF:
+    for marker, pos, _ in _jpeg_segments(data):
+        if marker in JPEG_SOF:
             if pos + 9 > len(data):
                 return 'truncated JPEG (its frame header is cut off)'
             return _size_problem(int.from_bytes(data[pos + 7:pos + 9], 'big'),
                                  int.from_bytes(data[pos + 5:pos + 7], 'big'))
-        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], 'big')
     return None
