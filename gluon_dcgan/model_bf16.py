@@ -2,10 +2,10 @@
 
 The trainable weights stay the chapter's fp32 parameters, in the chapter's
 layout; each layer rearranges and casts them inside the graph, so checkpoints,
-exports and the Adam state do not change. MXNet 1.9.1 cannot run the chapter's
-Conv2DTranspose (Deconvolution) in bf16 inside a Gluon net (segmentation
-fault), so the generator's layers are re-expressed with Convolution and
-FullyConnected, which run in bf16:
+exports and the Adam state do not change. MXNet 1.9.1 cannot train the chapter's
+Conv2DTranspose (Deconvolution) in bf16: its weight gradient crashes (segmentation
+fault; bench/bf16_layers.py), so the generator's layers are re-expressed with
+Convolution and FullyConnected, which run in bf16:
 
 - k4/s2/p1 Conv2DTranspose: output pixel (2m + ry, 2n + rx) only sees input
   rows {m - 1 + ry, m + ry} and columns {n - 1 + rx, n + rx}, through kernel
