@@ -20,6 +20,9 @@ def _log(message):
     print(message, file=sys.stderr, flush=True)
 
 
+_training = {'ran': False}  # fit() has returned: it reported what it saved itself
+
+
 def train_main(argv):
     """run.py [flags]: train the chapter's DCGAN."""
     cfg = parse_train_args(argv)
@@ -27,7 +30,10 @@ def train_main(argv):
     avoid_onednn_single_channel_bug(cfg.channels)
     use_np()
     from .train.fit import fit
-    return fit(cfg, log=_log)
+    try:
+        return fit(cfg, log=_log)
+    finally:
+        _training['ran'] = True
 
 
 def _check_command(argv):
@@ -54,6 +60,8 @@ def _dispatch(argv):
 
 def _stopped(argv, how):
     """What a signal outside training's own handlers leaves: nothing, said per command."""
+    if _training['ran']:  # after training's own handlers: its lines above said what it saved
+        return f'{how} while the process was ending; what training reported above stands'
     if not argv or argv[0].startswith('-'):
         return f'{how} before training started: nothing was saved'
     return f'{argv[0]} {how}: nothing was saved'
@@ -61,6 +69,8 @@ def _stopped(argv, how):
 
 def _terminated(signum, frame):
     _log(_stopped(sys.argv[1:], 'terminated'))
+    if _training['ran']:  # sys.exit could land in a finalizer, which prints it as a traceback
+        os._exit(128 + signum)
     sys.exit(128 + signum)
 
 
@@ -97,6 +107,19 @@ def _quiet_mxnet_shutdown(unraisable, default=sys.unraisablehook):
     default(unraisable)
 
 
+def _one_line(message):
+    """A path with a line break in it must not split the error over two lines."""
+    return message.replace('\r', '\\r').replace('\n', '\\n')
+
+
+def _os_problem(exc):
+    """One line for an OSError no check foresaw: what failed, where, and what to do."""
+    where = f' ({exc.filename})' if exc.filename else ''
+    what = exc.strerror or str(exc) or type(exc).__name__
+    return (f'{what}{where}: check that the folder exists, can be written and has space, '
+            f'then run again (a run continues with --resume)')
+
+
 def main(argv=None):
     """Entry point of run.py; returns the exit code."""
     os.environ.setdefault('MPLBACKEND', 'Agg')  # figures go to files; the library leaves it be
@@ -104,13 +127,17 @@ def main(argv=None):
     configure_process()  # before anything imports mxnet
     signal.signal(signal.SIGTERM, _terminated)  # training installs its own, checkpointing one
     argv = sys.argv[1:] if argv is None else list(argv)
+    _training['ran'] = False  # (tests call main several times in one process)
     try:
         check_environment()
         _check_dmlc_role(argv)
         return _dispatch(argv)
     except UserError as exc:
-        _log(f'error: {exc}')
+        _log(_one_line(f'error: {exc}'))
         return exc.exit_code
+    except OSError as exc:  # the file system refused (permissions, a name too long, ...)
+        _log(_one_line(f'error: {_os_problem(exc)}'))
+        return 1
     except KeyboardInterrupt:
         _log(_stopped(argv, 'interrupted'))
         return 130

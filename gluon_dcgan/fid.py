@@ -124,7 +124,9 @@ def load_inception(params_file=None, root=None, ctx=None):
     with mx.util.np_array(False), mx.util.np_shape(False):
         if params_file:
             if not os.path.isfile(params_file):
-                raise UserError(f'--inception-params {params_file!r} does not exist')
+                what = 'is a folder' if os.path.isdir(params_file) else 'does not exist'
+                raise UserError(f'--inception-params {params_file!r} {what}: give the path of '
+                                f'an InceptionV3 .params file')
             net = vision.inception_v3(pretrained=False)
             try:
                 net.load_parameters(params_file, ctx=ctx)
@@ -138,16 +140,6 @@ def load_inception(params_file=None, root=None, ctx=None):
             raise UserError(f'cannot get pretrained InceptionV3 weights into {root} '
                             f'({first_line(exc, 120)}); offline, pass --inception-params FILE '
                             f'(saved by save_parameters of the model zoo inception_v3)')
-
-
-def check_weights_available(params_file, root):
-    """Fail before training if FID scoring could not get weights (downloads them if needed)."""
-    if params_file and not os.path.isfile(params_file):
-        what = 'is a folder' if os.path.isdir(params_file) else 'does not exist'
-        raise UserError(f'--inception-params {params_file!r} {what}: give the path of an '
-                        f'InceptionV3 .params file')
-    if not params_file and not _pretrained_file(root):
-        load_inception(None, root)
 
 
 def inception_features(net, images, ctx=None, batch_size=32, progress=False, desc='features'):

@@ -46,14 +46,17 @@ def no_space_error(exc, path):
 def _disk_full(exc, folder):
     """True if `exc` came from a full disk: ENOSPC/EDQUOT, or (for libraries such as MXNet's
     file writer that do not report errno) a folder with almost no free space left."""
-    if isinstance(exc, OSError) and exc.errno in NO_SPACE:
-        return True
+    if isinstance(exc, OSError):  # its errno says (a folder in /sys has no free space either)
+        return exc.errno in NO_SPACE
     if not isinstance(exc, Exception):
         return False
     try:
-        return shutil.disk_usage(folder).free < (1 << 20)
+        stats = os.statvfs(folder)
     except OSError:
         return False
+    # Out of bytes, or out of inodes (a file system can run out of either).
+    return (stats.f_bavail * stats.f_frsize < (1 << 20) or
+            (stats.f_files > 0 and stats.f_favail < 16))  # f_files 0: no inode limit
 
 
 def _discard(path):
@@ -91,8 +94,8 @@ def temporary_folder(parent, prefix):
     A full disk becomes a one-line UserError naming `parent`.
     """
     tmp = os.path.join(parent, f'{prefix}{uuid.uuid4().hex[:8]}')
-    os.makedirs(tmp)
     try:
+        os.makedirs(tmp)
         yield tmp
     except BaseException as exc:
         full = _disk_full(exc, parent)

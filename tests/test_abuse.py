@@ -128,7 +128,7 @@ def test_a_config_json_of_someone_else_is_never_replaced(tmp_path):
         assert_one_line_error(run_cli(RUN + ['--out-dir', str(proj)] + extra),
                               contains='is not the config of a gluon_dcgan run')
         assert (proj / 'config.json').read_text() == '{"project": "my app"}'
-        assert sorted(os.listdir(proj)) == ['.lock', 'config.json']
+        assert sorted(os.listdir(proj)) == ['config.json']  # not even the lock stays
 
 
 @pytest.mark.parametrize('name, make', [

@@ -10,14 +10,16 @@ import pickle
 import shutil
 import signal
 import subprocess
+import sys
 import types
 
 import numpy as onp
 import pytest
 
-from conftest import FINAL_LINE, assert_one_line_error, finished_run, run_cli
+from conftest import FINAL_LINE, ROOT, assert_one_line_error, finished_run, run_cli
 from live import LiveRun
 
+RUN_PY = os.path.join(ROOT, 'run.py')
 RUN = ['--data', 'synthetic', '--limit', '64', '--batch-size', '16', '--n-G', '16', '--n-D',
        '16', '--ctx', 'cpu', '--no-progress', '--seed', '11']
 
@@ -211,7 +213,16 @@ OVERWRITE_FAILURES = {
                                      str(t / 'cache')], 'broken.png'),
     'FID weights missing': (lambda t: ['--fid-every', '1', '--inception-params',
                                        str(t / 'missing.params')], 'inception-params'),
+    # Read, not only found, before the folder changes (they were read after it had).
+    'FID weights that do not load': (lambda t: ['--fid-every', '1', '--inception-params',
+                                                _junk_file(t / 'junk.params')],
+                                     'not a model zoo inception_v3'),
 }
+
+
+def _junk_file(path):
+    path.write_bytes(b'junk')
+    return str(path)
 
 
 @pytest.mark.cli
@@ -234,6 +245,149 @@ def test_overwrite_replaces_only_what_a_run_wrote(run_copy, main_in_process):
     assert (run_copy / 'notes.txt').read_text() == 'mine'
     assert _checkpoints(run_copy) == ['ckpt-E0001-B000000']
     assert len((run_copy / 'metrics.jsonl').read_text().splitlines()) == 1
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize('extra', [[], ['--overwrite'], ['--resume']])
+def test_files_named_like_a_runs_in_a_folder_without_a_run_are_kept(tmp_path, extra,
+                                                                     main_in_process):
+    mine = tmp_path / 'mine'
+    (mine / 'samples').mkdir(parents=True)
+    for name in ('metrics.jsonl', 'training.png', 'samples/epoch_001.png'):
+        (mine / name).write_text(f'my {name}')
+    before = _snapshot(mine)
+    proc = main_in_process(RUN + ['--epochs', '1', '--out-dir', str(mine)] + extra)
+    line = assert_one_line_error(proc, contains='holds no run, but files named as a run')
+    assert 'metrics.jsonl, training.png, samples/epoch_001.png' in line
+    assert _snapshot(mine) == before
+    assert sorted(os.listdir(mine)) == ['metrics.jsonl', 'samples', 'training.png']  # no .lock
+
+
+@pytest.mark.cli
+def test_overwrite_keeps_damaged_checkpoints_a_users_best_and_kept_exports(run_copy,
+                                                                          main_in_process):
+    damaged = run_copy / 'checkpoints' / 'damaged-ckpt-E0002-B000000'
+    shutil.copytree(run_copy / 'checkpoints' / 'ckpt-E0002-B000000', damaged)
+    (run_copy / 'checkpoints' / 'best').mkdir()  # not an FID run: this best/ is the user's
+    (run_copy / 'checkpoints' / 'best' / 'precious.txt').write_text('mine')
+    kept = run_copy / 'export' / 'v1_keep'
+    shutil.copytree(run_copy / 'export', kept)  # like `export --run RUN --out RUN/export/v1_keep`
+    before = {p: _snapshot(p) for p in (damaged, run_copy / 'checkpoints' / 'best', kept)}
+    proc = main_in_process(RUN + ['--epochs', '1', '--out-dir', str(run_copy), '--overwrite'])
+    assert proc.returncode == 0, proc.stderr
+    assert {p: _snapshot(p) for p in before} == before
+    assert _checkpoints(run_copy) == ['ckpt-E0001-B000000']
+    assert len((run_copy / 'metrics.jsonl').read_text().splitlines()) == 1
+
+
+def _unprivileged():
+    """A command prefix under which file permissions hold: root's override dropped."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which('setpriv'):
+        pytest.skip('running as root without setpriv: permissions cannot be made to hold')
+    caps = '-dac_override,-dac_read_search'
+    return ['setpriv', f'--bounding-set={caps}', f'--inh-caps={caps}']
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize('extra', [['--overwrite'], ['--resume']])
+def test_a_folder_that_cannot_be_written_is_refused_before_anything_changes(run_copy, extra):
+    locked = run_copy / 'checkpoints' / 'ckpt-E0001-B000000'
+    locked.chmod(0o555)
+    try:
+        before = _snapshot(run_copy)
+        proc = subprocess.run(_unprivileged() + [sys.executable, RUN_PY] + RUN + [
+            '--epochs', '3', '--out-dir', str(run_copy)] + extra, capture_output=True, text=True)
+        # --overwrite would empty that folder, --resume prunes it as the third epoch ends.
+        line = assert_one_line_error(proc, contains='cannot be written (permission denied)')
+        assert line.startswith(f'error: {locked} '), line
+        assert _snapshot(run_copy) == before
+    finally:
+        locked.chmod(0o755)
+
+
+@pytest.mark.unit
+def test_an_out_dir_too_long_for_its_files_is_refused_before_it_is_made(tmp_path, main_in_process):
+    deep = tmp_path / 'a'
+    while len(str(deep)) < 4096 - 100:
+        deep = deep / ('d' * 200)
+    line = assert_one_line_error(main_in_process(RUN + ['--out-dir', str(deep)]),
+                                 contains='characters long as an absolute path')
+    assert 'choose a shorter path' in line
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize('existed', [False, True])
+def test_a_lock_that_cannot_be_written_leaves_nothing(tmp_path, monkeypatch, existed):
+    import errno
+    from gluon_dcgan.errors import UserError
+    from gluon_dcgan.train import rundir
+    out = tmp_path / 'run'
+    if existed:
+        out.mkdir()
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(rundir.os, 'write', full)
+    with pytest.raises(UserError, match=r'cannot be written \(No space left on device\)'):
+        rundir.lock(str(out))
+    assert os.listdir(tmp_path) == (['run'] if existed else [])
+    assert not existed or os.listdir(out) == []
+
+
+@pytest.mark.unit
+def test_an_unforeseen_file_system_error_is_one_line(monkeypatch, main_in_process):
+    from gluon_dcgan import cli
+
+    def refused(argv):
+        raise PermissionError(13, 'Permission denied', '/some/where/x.png')
+    monkeypatch.setattr(cli, '_dispatch', refused)
+    proc = main_in_process(['generate'])
+    line = assert_one_line_error(proc, code=1, contains='Permission denied (/some/where/x.png)')
+    assert 'can be written' in line
+
+
+@pytest.mark.cli
+def test_a_run_inside_another_runs_folders_is_refused(run_copy, main_in_process):
+    shutil.rmtree(run_copy / 'export')
+    for inner in (run_copy / 'export', run_copy / 'checkpoints' / 'x' / 'y'):
+        line = assert_one_line_error(main_in_process(RUN + ['--epochs', '1', '--out-dir',
+                                                            str(inner)]),
+                                     contains=f'of the run in {run_copy}')
+        assert not inner.exists(), line
+    assert not (run_copy / 'export').exists()
+
+
+@pytest.mark.unit
+def test_a_line_break_in_a_path_stays_in_one_error_line(tmp_path, main_in_process):
+    odd = tmp_path / 'a\nb'
+    odd.write_text('a file, not a folder')
+    line = assert_one_line_error(main_in_process(RUN + ['--out-dir', str(odd)]),
+                                 contains='is a file')
+    assert 'a\\nb' in line
+
+
+@pytest.mark.unit
+def test_a_signal_after_training_does_not_say_nothing_was_saved(monkeypatch):
+    from gluon_dcgan import cli
+    monkeypatch.setitem(cli._training, 'ran', False)
+    assert cli._stopped(['--epochs', '1'], 'terminated') == \
+        'terminated before training started: nothing was saved'
+    monkeypatch.setitem(cli._training, 'ran', True)
+    line = cli._stopped(['--epochs', '1'], 'terminated')
+    assert 'nothing was saved' not in line and 'what training reported above stands' in line
+
+
+@pytest.mark.unit
+def test_only_a_full_disk_is_called_full(tmp_path):
+    import errno
+    from gluon_dcgan.files import _disk_full
+    assert _disk_full(OSError(errno.ENOSPC, 'No space left on device'), str(tmp_path))
+    # /sys has no free space at all, but a refusal there is not a full disk.
+    assert not _disk_full(OSError(errno.EACCES, 'Permission denied'), '/sys')
+    assert not _disk_full(RuntimeError('an error without errno'), str(tmp_path))
 
 
 @pytest.mark.cli

@@ -20,11 +20,10 @@ from . import checkpoint
 class BestByFID:
     """Scores epochs and keeps checkpoints/best; `enabled` is False without --fid-every."""
 
-    def __init__(self, cfg, paths, gan, real_images, ctx):
-        self.cfg, self.paths, self.gan, self.ctx = cfg, paths, gan, ctx
+    def __init__(self, cfg, paths, gan, real_images, ctx, net):
+        """`net`: FID's InceptionV3 (fid.load_inception), loaded by the run's checks."""
+        self.cfg, self.paths, self.gan, self.ctx, self.net = cfg, paths, gan, ctx, net
         self.folder = os.path.join(paths.checkpoints, 'best')
-        self.net = fid.load_inception(cfg.inception_params,
-                                      os.path.join(cfg.data_root, 'models'), ctx)
         real = real_images[:cfg.fid_num]
         self.real_stats = fid.statistics(fid.inception_features(self.net, real, ctx))
         self.best = self._saved_score()

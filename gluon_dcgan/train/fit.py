@@ -105,6 +105,7 @@ class Run:
         self.chief = self.rank == 0  # other workers write nothing and trust rank 0's checks
         self.paths = rundir.RunPaths(cfg.out_dir)
         self.epoch_end = None
+        self.inception = None  # FID's InceptionV3, loaded during the checks (--fid-every)
 
 
 def prepare(run):
@@ -118,9 +119,10 @@ def prepare(run):
         log(f'{paths.root} already finished {done["epoch"]} epoch(s); nothing to do '
             f'(raise --epochs to train longer)')
         return False
-    if cfg.fid_every and run.chief:
-        from ..fid import check_weights_available
-        check_weights_available(cfg.inception_params, os.path.join(cfg.data_root, 'models'))
+    if cfg.fid_every and run.chief:  # read now: weights that do not load are refused here,
+        from ..fid import load_inception  # before --overwrite removes anything
+        run.inception = load_inception(cfg.inception_params,
+                                       os.path.join(cfg.data_root, 'models'), run.ctxs[0])
     run.images = load_images(cfg, log)
     if done:
         _check_same_images(done, len(run.images), log)
@@ -146,7 +148,7 @@ def prepare(run):
         best = None
         if cfg.fid_every:
             from .best import BestByFID
-            best = BestByFID(cfg, paths, run.gan, run.images, run.ctxs[0])
+            best = BestByFID(cfg, paths, run.gan, run.images, run.ctxs[0], run.inception)
         run.epoch_end = EpochEnd(cfg, paths, run.gan, run.fixed, run.state['history'], log,
                                  best)
     return True

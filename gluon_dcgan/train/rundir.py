@@ -5,6 +5,7 @@ kernel releases if the process dies); every check runs before anything in the
 folder changes; --overwrite removes only the files a run writes, and only once
 all checks have passed.
 """
+import contextlib
 import fcntl
 import json
 import os
@@ -21,21 +22,16 @@ from . import checkpoint
 # and in each folder the entries whose names match (a user's other files there stay).
 RUN_FILES = ('config.json', 'metrics.jsonl', 'real_samples.png', 'leaky_relu.png',
              'training.png', 'progress.gif')
-_DAMAGED = re.compile(r'damaged-(.*?)(-\d+)?$')
 
 
-def _ours_in_checkpoints(name):
-    damaged = _DAMAGED.fullmatch(name)
-    return bool(checkpoint.parse_name(damaged[1] if damaged else name) or name == 'best' or
-                name.startswith(checkpoint.TMP_PREFIX))
-
-
-RUN_FOLDERS = {'samples': re.compile(r'epoch_\d+\.png$').match,
-               'checkpoints': _ours_in_checkpoints,
-               'export': None}  # an export: check_target vouches for every entry
+_SAMPLE = re.compile(r'epoch_\d+\.png$').match
+RUN_FOLDERS = ('samples', 'checkpoints', 'export')
+# The longest path a run writes below its folder (a checkpoint file in its temporary
+# folder is about 60 characters), with room to spare.
+PATH_ROOM = 128
 LOCK = '.lock'
 _held = {}  # real path of a run folder -> its open lock file: held as long as the process
-_created = set()  # run folders the lock itself created
+_created = {}  # real path -> True if the lock created the folder, False if only its .lock
 
 
 class RunPaths:
@@ -78,8 +74,10 @@ def lock(root):
         raise UserError(f'--out-dir {root!r} is a file, not a folder: choose another path')
     if os.path.realpath(root) in _held:  # this process already owns it (ablate-activation)
         return
+    _check_path_length(root)
     try:
         created = not os.path.exists(root)
+        new_lock = not os.path.lexists(os.path.join(root, LOCK))
         os.makedirs(root, exist_ok=True)
         # O_NOFOLLOW: a .lock planted as a symlink must not make us write a PID elsewhere.
         fd = os.open(os.path.join(root, LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
@@ -100,24 +98,33 @@ def lock(root):
         os.close(fd)
         raise UserError(f'{root} is in use by another gluon_dcgan process (PID {holder}): '
                         f'wait for it to finish or stop it, or choose another --out-dir')
-    os.ftruncate(fd, 0)
-    os.write(fd, f'{os.getpid()}\n'.encode())
     _held[os.path.realpath(root)] = fd
-    if created:
-        _created.add(os.path.realpath(root))
+    if created or new_lock:
+        _created[os.path.realpath(root)] = created
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f'{os.getpid()}\n'.encode())
+    except OSError as exc:  # a full disk
+        unlock_if_unused(root)
+        raise UserError(f'--out-dir {root!r} cannot be written ({exc.strerror}): free some '
+                        f'space, or choose another folder')
 
 
 def unlock_if_unused(root):
-    """Remove a run folder this process created for its lock, if nothing else went in it.
+    """Remove the lock file (and the folder) this process created, if nothing else was written.
 
-    A run refused by a check after taking the lock leaves no empty folder behind.
+    A run refused by a check after taking the lock leaves no empty folder behind, and
+    no .lock in a folder of the user's.
     """
     real = os.path.realpath(root)
-    if real in _created and os.listdir(real) == [LOCK]:
-        os.close(_held.pop(real))
+    if real not in _created:
+        return
+    folder_too = _created.pop(real)
+    os.close(_held.pop(real))
+    with contextlib.suppress(OSError):
         os.remove(os.path.join(real, LOCK))
-        os.rmdir(real)
-        _created.discard(real)
+        if folder_too:
+            os.rmdir(real)  # fails, as it should, if anything else went in
 
 
 def saved_config(paths):
@@ -145,7 +152,7 @@ def model_mismatch(old, cfg, what):
 
 def _check_kinds(paths):
     """Each name a run writes is what the run would write there: a file or a folder."""
-    for name in RUN_FILES + tuple(RUN_FOLDERS):
+    for name in RUN_FILES + RUN_FOLDERS:
         path = os.path.join(paths.root, name)
         want_folder = name in RUN_FOLDERS
         if os.path.islink(path) or (os.path.lexists(path) and
@@ -170,6 +177,7 @@ def _check_outside_data(cfg, paths):
 def check_start(cfg, paths, log):
     """Apply the --resume/--overwrite rules; changes nothing on disk."""
     _check_outside_data(cfg, paths)
+    _check_not_in_a_run(paths)
     _check_kinds(paths)
     run_config = _is_run_config(paths.config)
     started = run_config or bool(checkpoint.list_checkpoints(paths.checkpoints))  # = holds_run()
@@ -179,6 +187,8 @@ def check_start(cfg, paths, log):
     # Training ends by replacing export/: refuse now, not after the last epoch.
     check_target(paths.export, advice='move them out of the run folder, then run again')
     if not started:
+        _check_no_run_files(paths)
+        _check_writable(paths, ())
         if cfg.resume:
             log(f'note: {paths.root} holds no run yet; --resume starts a new one')
         return
@@ -189,27 +199,95 @@ def check_start(cfg, paths, log):
         error = model_mismatch(saved_config(paths), cfg, paths.root)
         if error:
             raise error
+    # --overwrite empties the old run's folders; a resumed run prunes its old checkpoints.
+    _check_writable(paths, old_run_entries(paths) if cfg.overwrite else
+                    [os.path.join(paths.checkpoints, n)
+                     for n in checkpoint.list_checkpoints(paths.checkpoints)])
+
+
+def _check_not_in_a_run(paths):
+    """Not inside another run's export/, checkpoints/ or samples/ (that run could not finish)."""
+    folder = os.path.realpath(paths.root)
+    while os.path.dirname(folder) != folder:
+        parent = os.path.dirname(folder)
+        if os.path.basename(folder) in RUN_FOLDERS and RunPaths(parent).holds_run():
+            raise UserError(f'--out-dir {paths.root} is inside the {os.path.basename(folder)}/ '
+                            f'folder of the run in {parent}: choose a folder outside that run')
+        folder = parent
+
+
+def _check_path_length(root):
+    """The run's deepest files must fit in the system's path limit (PATH_MAX)."""
+    limit = os.pathconf('/', 'PC_PATH_MAX')
+    length = len(os.path.abspath(root))
+    if length + PATH_ROOM > limit:
+        raise UserError(f'--out-dir is {length} characters long as an absolute path, and the '
+                        f'files a run writes in it would pass the system\'s limit of {limit}: '
+                        f'choose a shorter path')
+
+
+def _check_no_run_files(paths):
+    """A folder holding no run must not hold files a run would write over: they are the user's."""
+    found = [name for name in RUN_FILES if os.path.lexists(os.path.join(paths.root, name))]
+    if os.path.isdir(paths.samples):
+        found += sorted(f'samples/{n}' for n in os.listdir(paths.samples) if _SAMPLE(n))
+    if os.path.lexists(os.path.join(paths.checkpoints, 'best')):
+        found.append('checkpoints/best')
+    if found:
+        raise UserError(f'{paths.root} holds no run, but files named as a run names its own '
+                        f'({", ".join(found[:3])}{" ..." if len(found) > 3 else ""}): a run '
+                        f'would replace them; move them away, or choose another --out-dir')
+
+
+def _check_writable(paths, removing):
+    """The folders a run writes in, and those it will empty (`removing`), can be written: no
+    change on disk is left half done for want of a permission."""
+    folders = [paths.root] + [f for f in (paths.samples, paths.checkpoints, paths.export)
+                              if os.path.isdir(f) and not os.path.islink(f)]
+    for path in removing:
+        if os.path.isdir(path) and not os.path.islink(path):
+            folders += [top for top, _, _ in os.walk(path)]
+    for folder in folders:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UserError(f'{folder} cannot be written (permission denied): fix its '
+                            f'permissions, or choose another --out-dir')
+
+
+def old_run_entries(paths):
+    """What --overwrite removes: the previous run's files and folders, config.json last.
+
+    In checkpoints/: ckpt-E…-B… folders, their temporary folders, and best/ if the
+    run scored FID (damaged-… folders are kept: they are never deleted). In export/:
+    the export's own files and, after an FID run, export/best/; other exports kept there
+    stay. In samples/: epoch_NNN.png.
+    """
+    fid = (saved_config(paths) or Config()).fid_every if _is_run_config(paths.config) else 0
+    ours = {'samples': _SAMPLE,
+            'checkpoints': lambda n: bool(checkpoint.parse_name(n) or (fid and n == 'best')
+                                          or n.startswith(checkpoint.TMP_PREFIX)),
+            'export': lambda n: (not os.path.isdir(os.path.join(paths.export, n))
+                                 or (fid and n == 'best'))}
+    entries = []
+    for name in RUN_FOLDERS:
+        folder = os.path.join(paths.root, name)
+        if os.path.isdir(folder):
+            entries += [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if ours[name](n)]
+    files = [os.path.join(paths.root, n) for n in RUN_FILES]
+    return entries + [f for f in files[1:] + files[:1] if os.path.lexists(f)]
 
 
 def clear_old_run(cfg, paths):
     """--overwrite: remove the previous run's files, once every check has passed."""
-    if not cfg.overwrite:
+    if not (cfg.overwrite and paths.holds_run()):
         return
-    for name in RUN_FILES:
-        if os.path.lexists(os.path.join(paths.root, name)):  # _check_kinds: a file
-            os.remove(os.path.join(paths.root, name))
-    for name, ours in RUN_FOLDERS.items():
+    for path in old_run_entries(paths):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    for name in RUN_FOLDERS:
         folder = os.path.join(paths.root, name)
-        if not os.path.isdir(folder):
-            continue
-        for entry in os.listdir(folder):
-            if ours is None or ours(entry):
-                path = os.path.join(folder, entry)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path)
-                else:
-                    os.remove(path)
-        if not os.listdir(folder):
+        if os.path.isdir(folder) and not os.listdir(folder):
             os.rmdir(folder)
 
 
