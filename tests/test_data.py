@@ -95,6 +95,22 @@ def test_bad_images_are_listed_or_skipped(tmp_path):
     assert 'skipping 2' in logged[0]
 
 
+def test_a_huge_file_with_an_image_name_is_a_bad_image_not_read(tmp_path, monkeypatch):
+    from gluon_dcgan.data import cache
+    root = write_image_folder(make_sprites(3), str(tmp_path / 'imgs'))
+    huge = os.path.join(root, 'sprites', 'huge.png')
+    with open(huge, 'wb') as f:
+        f.truncate(100 << 30)  # 100 GiB, sparse: reading it whole ran out of memory
+    reads = []
+    monkeypatch.setattr(cache, 'decode_image',
+                        lambda data, *a, real=cache.decode_image: reads.append(len(data)) or
+                        real(data, *a))
+    cfg = Config(data=root, data_root=str(tmp_path / 'cache'), batch_size=2)
+    with pytest.raises(UserError, match=r'huge\.png \(100\.0 GiB: larger than any image'):
+        load_images(cfg, log=lambda m: None)
+    assert len(reads) == 3 and max(reads) < 1 << 20  # only the three sprites were read
+
+
 def test_batch_larger_than_dataset_is_refused():
     with pytest.raises(UserError, match='larger than the dataset'):
         load_images(Config(data='synthetic', limit=10, batch_size=11))
