@@ -77,7 +77,12 @@ def main(argv):
     if len(argv) < 3 or argv[1] != '--':
         print('usage: launch_guard.py GRACE_SECONDS -- COMMAND ...', file=sys.stderr)
         return 2
-    guard = Guard(argv[2:], float(argv[0]))
+    try:
+        guard = Guard(argv[2:], float(argv[0]))
+    except OSError as exc:  # a mistyped command: say so in one line, with the shell's code
+        print(f'error: cannot start {argv[2]!r} ({exc.strerror}): check the command after --',
+              file=sys.stderr)
+        return 127 if isinstance(exc, FileNotFoundError) else 126
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: threading.Thread(target=guard.stop, daemon=True).start())
     threading.Thread(target=guard.watch_stdin, daemon=True).start()
