@@ -40,6 +40,10 @@ def main(runs, out_png):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fp32, bf16 = load(runs, 'float32'), load(runs, 'bfloat16')
+    if not fp32 or not bf16:
+        sys.exit(f'plot_bf16_convergence: {runs} needs finished float32-sN and bfloat16-sN '
+                 f'runs (run.py --out-dir folders with a metrics.jsonl); found '
+                 f'{len(fp32)} and {len(bf16)}')
     epochs = list(range(1, max(len(r) for r in fp32.values()) + 1))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     outside = 0

@@ -103,6 +103,11 @@ def main():
     p.add_argument('--workers', type=int, default=os.cpu_count() or 1,
                    help='processes writing the PNGs (default: the core count)')
     args = p.parse_args()
+    if args.images < 1 or args.batch_size < 1 or args.workers < 1:
+        sys.exit('warm_start: --images, --batch-size and --workers must be at least 1')
+    if args.images < args.batch_size:
+        sys.exit(f'warm_start: --images {args.images} is fewer than one batch '
+                 f'(--batch-size {args.batch_size}): the run would refuse it')
     tmp = tempfile.mkdtemp(prefix='warm_start-')
     try:
         data = os.path.join(tmp, 'images')
