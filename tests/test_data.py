@@ -88,6 +88,9 @@ def test_bad_images_are_listed_or_skipped(tmp_path):
     with pytest.raises(UserError) as err:
         load_images(cfg, log=lambda m: None)
     assert '2 unreadable' in str(err.value) and 'truncated.png' in str(err.value)
+    # each file named with its own reason
+    assert 'notanimage.jpg (OpenCV cannot decode it' in str(err.value)
+    assert 'truncated.png (truncated PNG (no end chunk))' in str(err.value)
     assert '--skip-bad-images' in str(err.value)
     cfg.skip_bad_images = True
     logged = []

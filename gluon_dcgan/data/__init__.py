@@ -43,9 +43,8 @@ def _from_folder(root, cfg, log):
                                        os.path.join(cfg.data_root, 'decoded'),
                                        cfg.num_workers, log, cfg.progress)
     if bad and not cfg.skip_bad_images:
-        raise UserError(f'{len(bad)} unreadable image(s) in {root}: '
-                        f'{_names([(p, None) for p, _ in bad], root)} ({bad[0][1]}); fix or '
-                        f'remove them, or add --skip-bad-images')
+        raise UserError(f'{len(bad)} unreadable image(s) in {root}: {_names(bad, root)}; '
+                        f'fix or remove them, or add --skip-bad-images')  # each with its reason
     if bad:
         log(f'skipping {len(bad)} unreadable image(s): '
             f'{_names([(p, None) for p, _ in bad], root)}')
