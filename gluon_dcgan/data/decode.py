@@ -12,6 +12,12 @@ from ..errors import last_line
 from .headers import JPEG_SOI, jpeg_size_problem, jpeg_truncated, png_problem
 
 
+# No image training can read is this large: a PNG of 8192 x 8192 RGBA pixels stored
+# without compression is about 270 MB (headers.py refuses larger sizes). Bigger files are
+# not read into memory at all.
+MAX_FILE_BYTES = 512 << 20
+
+
 class BadImage(Exception):
     """A file the decoder rejects; the message is a short reason."""
 
@@ -33,8 +39,12 @@ def read_regular(path):
     except OSError as exc:
         raise BadImage(exc.strerror)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise BadImage('not a regular file')
+        if info.st_size > MAX_FILE_BYTES:
+            raise BadImage(f'{info.st_size / (1 << 30):.1f} GiB: larger than any image of at '
+                           f'most 8192 x 8192 pixels')
         with os.fdopen(fd, 'rb', closefd=False) as f:
             return f.read()
     except OSError as exc:
