@@ -71,7 +71,9 @@ def _assert_same(pair, tol=1e-5):
 # float32_output=False: the crop (and the layout change) by a depthwise convolution
 @pytest.mark.parametrize('float32_output', [True, False])
 @pytest.mark.parametrize('hybridize', [False, True])
-@pytest.mark.parametrize('cin, cout, size', [(3, 20, 16), (16, 8, 4), (64, 3, 8), (7, 5, 5)])
+# cout 1: 3 zero filters pad it to 4, more than the weight's one column (n-G 1, --channels 1)
+@pytest.mark.parametrize('cin, cout, size', [(3, 20, 16), (16, 8, 4), (64, 3, 8), (7, 5, 5),
+                                             (2, 1, 4)])
 def test_subpixel_equals_conv2d_transpose_in_fp32(cin, cout, size, hybridize, float32_output):
     pair = _pair(nn.Conv2DTranspose(cout, 4, 2, 1, use_bias=False),
                  SubPixelConv2DTranspose(cout, dtype='float32', float32_output=float32_output),
@@ -193,6 +195,8 @@ def test_bf16_layers_are_close_to_fp32():
                         # 3 channels: padded with zero filters to 4 (16 filters)
                         (lambda d: SubPixelConv2DTranspose(3, d), (4, 64, 8, 8)),
                         (lambda d: SubPixelConv2DTranspose(16, d, False), (4, 32, 8, 8)),
+                        # 1 channel: padded with 3 zero filters to 4
+                        (lambda d: SubPixelConv2DTranspose(1, d), (4, 2, 8, 8)),
                         (lambda d: MatmulConv2DTranspose(64, 4, d, **fp32_out), (4, 100, 1, 1)),
                         (lambda d: MatmulConv2DTranspose(64, 4, d), (4, 100, 1, 1)),
                         (lambda d: BF16Conv2D(32, 4, 2, 1, d, **fp32_out), (4, 16, 16, 16)),
