@@ -135,6 +135,42 @@ def test_bf16_refused_without_avx512_bf16_or_on_a_gpu(tmp_path, main_in_process)
     assert not out.exists()
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize('channels, onednn, expected', [
+    (3, '0', 'MXNET_MKLDNN_ENABLED turns it off'), (3, 'False', 'MXNET_MKLDNN_ENABLED'),
+    (1, None, '--channels 1 turns it off'), (1, '', '--channels 1 turns it off'),
+    (1, '1', None), (3, None, None), (3, 'true', None)])
+def test_bf16_refused_without_onednn(channels, onednn, expected, monkeypatch):
+    """MXNet's own kernels have no bf16 ('Unknown type enum 12' after the run folder was made)."""
+    from gluon_dcgan import runtime
+    from gluon_dcgan.config import parse_train_args
+    from gluon_dcgan.errors import UserError
+    monkeypatch.setattr(runtime, 'cpu_supports_bf16', lambda cpuinfo: True)
+    if onednn is None:
+        monkeypatch.delenv('MXNET_MKLDNN_ENABLED', raising=False)
+    else:
+        monkeypatch.setenv('MXNET_MKLDNN_ENABLED', onednn)
+    argv = SMALL + ['--dtype', 'bfloat16', '--channels', str(channels)]
+    if expected is None:
+        assert parse_train_args(argv).dtype == 'bfloat16'
+        return
+    with pytest.raises(UserError, match='--dtype bfloat16 needs oneDNN') as err:
+        parse_train_args(argv)
+    assert expected in str(err.value) and 'use --dtype float32' in str(err.value)
+
+
+@pytest.mark.unit
+def test_bf16_with_dist_sync_is_refused(tmp_path, monkeypatch, main_in_process):
+    """dist_sync's parameter servers abort on the bf16 nets ('init 38 first')."""
+    from gluon_dcgan import runtime
+    monkeypatch.setattr(runtime, 'cpu_supports_bf16', lambda cpuinfo: True)
+    out = tmp_path / 'out'
+    proc = main_in_process(SMALL + ['--dtype', 'bfloat16', '--kvstore', 'dist_sync',
+                                    '--out-dir', str(out)])
+    assert_one_line_error(proc, contains='bfloat16 is single-machine only: use --dtype float32')
+    assert not out.exists()
+
+
 # Above this, the bf16 step is not the fp32 step up to bf16 rounding (measured: see below).
 LOSS_RTOL_D, LOSS_RTOL_G = 0.02, 0.05  # see test_bf16_step_stays_near_the_fp32_step
 GRAD_COS_D, GRAD_COS_G = 0.99, 0.9
