@@ -26,6 +26,8 @@ MODEL_FIELDS = ('data', 'limit', 'latent_dim', 'n_G', 'n_D', 'channels', 'image_
 MAX_SYNTHETIC_IMAGES = 16384
 MAX_WORKERS = 64    # decoding threads; more only contend for the same cores
 MAX_EPOCHS = 10 ** 6  # more overflows the figures' axes; no run gets near it
+MAX_FID_NUM = 100_000  # as evaluate --num: far beyond what FID needs, and bounded memory
+ADAM_BETA2 = 0.999  # MXNet's default, which the chapter keeps
 
 
 def default_num_workers():
@@ -85,6 +87,7 @@ class Config:
 
 
 _worker_count, _epoch_count = int_in(0, MAX_WORKERS), int_in(1, MAX_EPOCHS)
+_fid_count = int_in(2, MAX_FID_NUM)  # FID compares spreads: one image has none
 
 
 def _beta(text):
@@ -172,8 +175,8 @@ def add_train_flags(parser, defaults):
     group = parser.add_argument_group('quality')
     flag(group, 'fid-every', type=non_negative_int, default=0, metavar='K',
          help='score FID every K epochs and keep the best generator (default: off)')
-    flag(group, 'fid-num', type=positive_int, default=defaults.fid_num, metavar='N',
-         help='images per side for --fid-every (default: %(default)s)')
+    flag(group, 'fid-num', type=_fid_count, default=defaults.fid_num, metavar='N',
+         help=f'images per side for --fid-every, 2 to {MAX_FID_NUM:,} (default: %(default)s)')
     flag(group, 'inception-params', type=mxnet_path, default=None, metavar='FILE',
          help='InceptionV3 weights saved by save_parameters, for FID offline')
 
@@ -204,10 +207,8 @@ def config_from_args(args):
         what = 'is not a folder' if os.path.exists(cfg.data) else 'does not exist'
         raise UserError(f"--data {cfg.data!r} {what}: give pokemon, synthetic, fashion-mnist "
                         f"or a folder of images")
-    if cfg.dtype == 'bfloat16':
-        problem = bf16_problem(parse_ctx_spec(cfg.ctx)[0])
-        if problem:
-            raise UserError(problem)
+    check_bf16(cfg)
+    check_adam_rate(cfg.lr, cfg.beta1)
     if cfg.fid_every and cfg.fid_every > cfg.epochs:
         raise UserError(f'--fid-every {cfg.fid_every} is more than --epochs {cfg.epochs}: '
                         f'no epoch would be scored')
@@ -221,6 +222,35 @@ def config_from_args(args):
     check_training_memory(cfg.n_G, cfg.n_D, cfg.latent_dim, cfg.channels, cfg.batch_size,
                           cfg.ctx)
     return cfg
+
+
+def check_bf16(cfg):
+    """Refuse --dtype bfloat16 where it cannot run: no avx512_bf16 or oneDNN, a GPU, dist_sync."""
+    if cfg.dtype != 'bfloat16':
+        return
+    problem = bf16_problem(parse_ctx_spec(cfg.ctx)[0], channels=cfg.channels)
+    if problem:
+        raise UserError(problem)
+    if cfg.kvstore == 'dist_sync':  # its parameter servers abort on the bf16 nets' arrays
+        raise UserError('--dtype bfloat16 is single-machine only: use --dtype float32 with '
+                        '--kvstore dist_sync')
+
+
+def check_adam_rate(lr, beta1):
+    """Refuse an --lr whose Adam step size float32 cannot hold (MXNet: 'Out of range value').
+
+    MXNet's Adam passes lr * sqrt(1 - beta2**t) / (1 - beta1**t) to its float32 kernel; over
+    the steps t that factor lies in [sqrt(1 - beta2), 1 / (1 - beta1)].
+    """
+    import numpy
+    f32 = numpy.finfo(numpy.float32)
+    low, high = f32.tiny / (1 - ADAM_BETA2) ** 0.5, float(f32.max) * (1 - beta1)
+    if lr < low:  # bounds printed 6% inside, so that their 2 digits stay valid
+        raise UserError(f'--lr {lr} is too small for MXNet\'s float32 Adam step '
+                        f'(below its smallest normal number): use --lr {low * 1.06:.1e} or more')
+    if lr > high:
+        raise UserError(f'--lr {lr} with --beta1 {beta1} is too large for MXNet\'s float32 '
+                        f'Adam step (above its largest number): use --lr {high * 0.94:.1e} or less')
 
 
 def check_synthetic_limit(cfg):

@@ -153,9 +153,11 @@ class SubPixelConv2DTranspose(_ReExpressed, nn.Conv2DTranspose):
         extra = self._padded - self._channels
         if not extra:
             return weight
-        zeros = F.npx.slice(F.np.zeros_like(weight), begin=(None, 0, None, None),
-                            end=(None, extra, None, None))       # (in, extra, 4, 4)
-        return F.np.concatenate([weight, zeros], axis=1)
+        # One zero column, repeated: a slice of `extra` columns would be cut short by a
+        # weight with fewer output channels than that (1 channel: 3 zero filters).
+        zero = F.npx.slice(F.np.zeros_like(weight), begin=(None, 0, None, None),
+                           end=(None, 1, None, None))            # (in, 1, 4, 4)
+        return F.np.concatenate([weight] + [zero] * extra, axis=1)
 
     def _drop_padding(self, F, y):
         """(B, 4 * padded, H+1, W+1) -> (B, 4 * C, H+1, W+1): the zero filters' outputs go

@@ -14,6 +14,7 @@ from .errors import UserError, first_line
 
 # MXNet 1.9.1 wheels carry kernels for sm_50..sm_86 only (Ada 8.9 runs sm_86 code).
 MAX_COMPUTE_CAPABILITY = 89
+MAX_DEVICE_ID = 1023  # a --ctx id above this is a typo: MXNet fails on ids past a C int
 
 
 def usable_cores():
@@ -62,26 +63,45 @@ def configure_process():
 
 
 ENGINES = ('ThreadedEnginePerDevice', 'ThreadedEngine', 'NaiveEngine')
-THREAD_VARIABLES = ('MXNET_CPU_WORKER_NTHREADS', 'MXNET_CPU_PRIORITY_NTHREADS',
-                    'MXNET_GPU_WORKER_NTHREADS', 'MXNET_OMP_MAX_THREADS')
+# Counts MXNet reads as one int each: 0 or a huge count crashes or hangs it (OMP_NUM_THREADS=
+# 100000 segfaults, MXNET_CPU_TEMP_COPY=0 dies of SIGFPE), so each must be in 1..MAX_THREADS.
+COUNT_VARIABLES = ('OMP_NUM_THREADS', 'MXNET_CPU_WORKER_NTHREADS', 'MXNET_CPU_PRIORITY_NTHREADS',
+                   'MXNET_GPU_WORKER_NTHREADS', 'MXNET_OMP_MAX_THREADS', 'MXNET_CPU_TEMP_COPY',
+                   'MXNET_GPU_TEMP_COPY', 'MXNET_CPU_PARALLEL_RAND_COPY',
+                   'MXNET_GPU_PARALLEL_RAND_COPY')
+MAX_THREADS = 1024  # far above any core count; MXNet aborts or segfaults at 100000
+# dmlc::GetEnv's bool: these spellings, any case; an empty value counts as unset.
+BOOLEANS = ('0', '1', 'true', 'false', '')
+
+
+def _count_problem(name, value):
+    """Why `value` is no count of threads or copies for `name`, or None."""
+    digits = value.strip()
+    # ASCII only: str.isdigit also takes '٢', which MXNet cannot read.
+    if not (digits.isascii() and digits.isdigit()):
+        return (f'{name}={value!r} is not a whole number: set it to one number such as 1 '
+                f'(no lists), or unset it')
+    if not 1 <= int(digits) <= MAX_THREADS:
+        return f'{name}={value!r} is out of range: set it to 1..{MAX_THREADS}, or unset it'
+    return None
 
 
 def check_environment():
     """Refuse settings MXNet would die or hang on, before it is imported.
 
-    MXNet aborts in C++ on OMP_NUM_THREADS=abc, hangs on MXNET_CPU_WORKER_NTHREADS=-1,
-    and an unknown MXNET_ENGINE_TYPE surfaces later as a misleading error.
+    MXNet aborts in C++ on OMP_NUM_THREADS=abc or 2,1, hangs on MXNET_CPU_WORKER_NTHREADS=-1,
+    aborts on MXNET_MKLDNN_ENABLED=abc, and an unknown MXNET_ENGINE_TYPE surfaces later as a
+    misleading error.
     """
-    from .errors import UserError
-    omp = os.environ.get('OMP_NUM_THREADS')
-    if omp is not None and not all(p.strip().isdigit() for p in omp.split(',')):
-        raise UserError(f'OMP_NUM_THREADS={omp!r} is not a number of threads: set it to a '
-                        f'whole number such as 2, or unset it')
-    for name in THREAD_VARIABLES:
+    for name in COUNT_VARIABLES:
         value = os.environ.get(name)
-        if value is not None and not (value.strip().isdigit() and int(value) > 0):
-            raise UserError(f'{name}={value!r} is not a positive number of threads: set it '
-                            f'to a whole number such as 1, or unset it')
+        problem = None if value is None else _count_problem(name, value)
+        if problem:
+            raise UserError(problem)
+    onednn = os.environ.get('MXNET_MKLDNN_ENABLED')
+    if onednn is not None and onednn.lower() not in BOOLEANS:
+        raise UserError(f'MXNET_MKLDNN_ENABLED={onednn!r} is not a boolean MXNet reads: set it '
+                        f'to 0 or 1 (or true/false), or unset it')
     engine = os.environ.get('MXNET_ENGINE_TYPE')
     if engine is not None and engine not in ENGINES:
         raise UserError(f'MXNET_ENGINE_TYPE={engine!r} is not an MXNet engine: use one of '
@@ -96,8 +116,17 @@ def avoid_onednn_single_channel_bug(channels):
     primitive descriptor for a reorder primitive'. MXNet's own kernels are
     correct, about 1.5x slower here.
     """
-    if channels == 1:
-        os.environ.setdefault('MXNET_MKLDNN_ENABLED', '0')
+    if channels == 1 and not os.environ.get('MXNET_MKLDNN_ENABLED'):  # '' is unset to MXNet
+        os.environ['MXNET_MKLDNN_ENABLED'] = '0'
+
+
+def onednn_enabled(channels):
+    """Whether MXNet will use oneDNN: MXNET_MKLDNN_ENABLED, else on unless `channels` is 1
+    (avoid_onednn_single_channel_bug turns it off then)."""
+    value = os.environ.get('MXNET_MKLDNN_ENABLED', '')
+    if not value:
+        return channels != 1
+    return value.lower() in ('1', 'true')
 
 
 NO_DRIVER = ('the GPU build of MXNet needs the NVIDIA driver (libcuda.so.1), which this machine '
@@ -129,11 +158,17 @@ def cpu_supports_bf16(cpuinfo='/proc/cpuinfo'):
         return False
 
 
-def bf16_problem(ctx_kind, cpuinfo='/proc/cpuinfo'):
-    """Why --dtype bfloat16 cannot run on devices of `ctx_kind` ('cpu', 'gpu', 'auto'), or None."""
+def bf16_problem(ctx_kind, cpuinfo='/proc/cpuinfo', channels=3):
+    """Why --dtype bfloat16 cannot run on devices of `ctx_kind` ('cpu', 'gpu', 'auto') for
+    `channels`-channel images, or None."""
     if ctx_kind == 'gpu':
         return ('--dtype bfloat16 runs on the CPU only (oneDNN); on a GPU use --dtype float32, '
                 'or train on the CPU with --ctx cpu')
+    if not onednn_enabled(channels):  # MXNet's own kernels have no bf16 ('type enum 12')
+        why = ('MXNET_MKLDNN_ENABLED turns it off' if os.environ.get('MXNET_MKLDNN_ENABLED')
+               else '--channels 1 turns it off, as MXNet 1.9.1\'s oneDNN fails on 1-channel '
+                    'images')
+        return (f'--dtype bfloat16 needs oneDNN, and {why}: use --dtype float32')
     if not cpu_supports_bf16(cpuinfo):
         return ('--dtype bfloat16 needs a CPU with avx512_bf16 (see the flags in /proc/cpuinfo), '
                 'and this one has none; use --dtype float32')
@@ -191,18 +226,20 @@ def parse_ctx_spec(spec):
     text = spec.strip().lower()
     if text == 'auto':
         return 'auto', []
-    kind, _, ids = text.partition(':')
+    kind, colon, ids = text.partition(':')
     if kind not in ('cpu', 'gpu'):
         raise UserError(f"unknown --ctx {spec!r}: use auto, cpu, gpu, gpu:N or a list "
                         f"such as gpu:0,1 or cpu:0,1")
-    if not ids:
+    if not colon:
         return kind, [0]
-    try:
-        numbers = [int(i) for i in ids.split(',')]
-    except ValueError:
+    parts = [i.strip() for i in ids.split(',')]
+    # ASCII digits only: int() also takes '1_0', '+1' and '٢'; MXNet's ids are C ints.
+    if not all(p.isascii() and p.isdigit() for p in parts):
         raise UserError(f"bad device list in --ctx {spec!r}: give numbers, e.g. {kind}:0,1")
-    if any(n < 0 for n in numbers) or len(set(numbers)) != len(numbers):
-        raise UserError(f"bad device list in --ctx {spec!r}: ids must be distinct and >= 0")
+    numbers = [int(p) for p in parts]
+    if any(n > MAX_DEVICE_ID for n in numbers) or len(set(numbers)) != len(numbers):
+        raise UserError(f"bad device list in --ctx {spec!r}: ids must be distinct and in "
+                        f"0..{MAX_DEVICE_ID}")
     return kind, numbers
 
 

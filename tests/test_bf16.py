@@ -71,7 +71,9 @@ def _assert_same(pair, tol=1e-5):
 # float32_output=False: the crop (and the layout change) by a depthwise convolution
 @pytest.mark.parametrize('float32_output', [True, False])
 @pytest.mark.parametrize('hybridize', [False, True])
-@pytest.mark.parametrize('cin, cout, size', [(3, 20, 16), (16, 8, 4), (64, 3, 8), (7, 5, 5)])
+# cout 1: 3 zero filters pad it to 4, more than the weight's one column (n-G 1, --channels 1)
+@pytest.mark.parametrize('cin, cout, size', [(3, 20, 16), (16, 8, 4), (64, 3, 8), (7, 5, 5),
+                                             (2, 1, 4)])
 def test_subpixel_equals_conv2d_transpose_in_fp32(cin, cout, size, hybridize, float32_output):
     pair = _pair(nn.Conv2DTranspose(cout, 4, 2, 1, use_bias=False),
                  SubPixelConv2DTranspose(cout, dtype='float32', float32_output=float32_output),
@@ -130,6 +132,42 @@ def test_bf16_refused_without_avx512_bf16_or_on_a_gpu(tmp_path, main_in_process)
     assert not out.exists()
     proc = main_in_process(SMALL + ['--dtype', 'float16', '--out-dir', str(out)])
     assert_one_line_error(proc, contains='--dtype')
+    assert not out.exists()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize('channels, onednn, expected', [
+    (3, '0', 'MXNET_MKLDNN_ENABLED turns it off'), (3, 'False', 'MXNET_MKLDNN_ENABLED'),
+    (1, None, '--channels 1 turns it off'), (1, '', '--channels 1 turns it off'),
+    (1, '1', None), (3, None, None), (3, 'true', None)])
+def test_bf16_refused_without_onednn(channels, onednn, expected, monkeypatch):
+    """MXNet's own kernels have no bf16 ('Unknown type enum 12' after the run folder was made)."""
+    from gluon_dcgan import runtime
+    from gluon_dcgan.config import parse_train_args
+    from gluon_dcgan.errors import UserError
+    monkeypatch.setattr(runtime, 'cpu_supports_bf16', lambda cpuinfo: True)
+    if onednn is None:
+        monkeypatch.delenv('MXNET_MKLDNN_ENABLED', raising=False)
+    else:
+        monkeypatch.setenv('MXNET_MKLDNN_ENABLED', onednn)
+    argv = SMALL + ['--dtype', 'bfloat16', '--channels', str(channels)]
+    if expected is None:
+        assert parse_train_args(argv).dtype == 'bfloat16'
+        return
+    with pytest.raises(UserError, match='--dtype bfloat16 needs oneDNN') as err:
+        parse_train_args(argv)
+    assert expected in str(err.value) and 'use --dtype float32' in str(err.value)
+
+
+@pytest.mark.unit
+def test_bf16_with_dist_sync_is_refused(tmp_path, monkeypatch, main_in_process):
+    """dist_sync's parameter servers abort on the bf16 nets ('init 38 first')."""
+    from gluon_dcgan import runtime
+    monkeypatch.setattr(runtime, 'cpu_supports_bf16', lambda cpuinfo: True)
+    out = tmp_path / 'out'
+    proc = main_in_process(SMALL + ['--dtype', 'bfloat16', '--kvstore', 'dist_sync',
+                                    '--out-dir', str(out)])
+    assert_one_line_error(proc, contains='bfloat16 is single-machine only: use --dtype float32')
     assert not out.exists()
 
 
@@ -193,6 +231,8 @@ def test_bf16_layers_are_close_to_fp32():
                         # 3 channels: padded with zero filters to 4 (16 filters)
                         (lambda d: SubPixelConv2DTranspose(3, d), (4, 64, 8, 8)),
                         (lambda d: SubPixelConv2DTranspose(16, d, False), (4, 32, 8, 8)),
+                        # 1 channel: padded with 3 zero filters to 4
+                        (lambda d: SubPixelConv2DTranspose(1, d), (4, 2, 8, 8)),
                         (lambda d: MatmulConv2DTranspose(64, 4, d, **fp32_out), (4, 100, 1, 1)),
                         (lambda d: MatmulConv2DTranspose(64, 4, d), (4, 100, 1, 1)),
                         (lambda d: BF16Conv2D(32, 4, 2, 1, d, **fp32_out), (4, 16, 16, 16)),

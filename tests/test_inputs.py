@@ -133,6 +133,18 @@ TRAIN_CASES = {
     'epochs 10**20': (['--epochs', str(10 ** 20)], '--epochs'),
     'out-dir not UTF-8': (lambda t: ['--out-dir', str(t / os.fsdecode(b'o\xff'))], 'UTF-8'),
     'more devices than examples': (['--ctx', 'cpu:0,1,2', '--batch-size', '2'], '3 devices'),
+    'fid-num 1': (['--fid-every', '1', '--fid-num', '1'], 'argument --fid-num'),
+    'fid-num 10**12': (['--fid-every', '1', '--fid-num', str(10 ** 12)], 'argument --fid-num'),
+    # MXNet's Adam hands lr * sqrt(1 - beta2**t) / (1 - beta1**t) to a float32 kernel
+    'lr 1e40': (['--lr', '1e40'], 'use --lr 1.6e+38 or less'),
+    'lr 1e308': (['--lr', '1e308'], 'too large'),
+    'lr 1e-38': (['--lr', '1e-38'], 'use --lr 3.9e-37 or more'),
+    'lr 1e-320': (['--lr', '1e-320'], "--lr 1e-320 is too small for MXNet's float32"),
+    'lr 1e30, beta1 near 1': (['--lr', '1e30', '--beta1', '0.99999999999'], '--beta1'),
+    'ctx id above a C int': (['--ctx', 'cpu:2147483648'], 'in 0..1023'),
+    'ctx id 1_0': (['--ctx', 'cpu:1_0'], "bad device list in --ctx 'cpu:1_0'"),
+    'ctx id empty': (['--ctx', 'cpu:'], "bad device list in --ctx 'cpu:'"),
+    'ctx id non-ASCII': (['--ctx', 'cpu:\u0662'], 'give numbers'),
 }
 
 
@@ -146,6 +158,68 @@ def test_bad_training_flag(name, tmp_path, main_in_process):
     assert not (tmp_path / 'out').exists() or name == 'out-dir empty'
     if os.path.exists(tmp_path / 'afile'):
         assert (tmp_path / 'afile').read_text() == 'mine'
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize('lr, beta1', [(3.9e-37, 0.5), (1.6e38, 0.5), (1e30, 0.99999)])
+def test_extreme_but_representable_lr_is_accepted(lr, beta1):
+    from gluon_dcgan.config import check_adam_rate
+    check_adam_rate(lr, beta1)  # the bounds the refusals above print are themselves valid
+
+
+@pytest.mark.unit
+def test_ctx_ids_are_parsed_strictly():
+    from gluon_dcgan.runtime import parse_ctx_spec
+    assert parse_ctx_spec('cpu') == ('cpu', [0])
+    assert parse_ctx_spec(' CPU:0, 1 ') == ('cpu', [0, 1])
+    assert parse_ctx_spec('gpu:1023') == ('gpu', [1023])
+
+
+ENVIRONMENT_CASES = {
+    # name: (value, what the one line says)
+    'OMP_NUM_THREADS': [('2,1', 'not a whole number'), ('\u0662', 'not a whole number'),
+                        ('0', 'out of range'), ('100000', 'out of range'),
+                        ('abc', 'not a whole number')],
+    'MXNET_CPU_WORKER_NTHREADS': [('100000', 'out of range'), ('-1', 'not a whole number')],
+    'MXNET_CPU_TEMP_COPY': [('0', 'out of range'), ('-1', 'not a whole number'),
+                            ('abc', 'not a whole number')],
+    'MXNET_CPU_PARALLEL_RAND_COPY': [('0', 'out of range')],  # a segfault
+    'MXNET_MKLDNN_ENABLED': [('abc', 'set it to 0 or 1'), ('yes', 'set it to 0 or 1'),
+                             (' 1', 'set it to 0 or 1')],
+}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize('name, value, expected', [(n, v, e) for n, cases in
+                                                   ENVIRONMENT_CASES.items() for v, e in cases])
+def test_environment_mxnet_would_crash_on_is_refused(name, value, expected, monkeypatch):
+    from gluon_dcgan.errors import UserError
+    from gluon_dcgan.runtime import check_environment
+    monkeypatch.setenv(name, value)
+    with pytest.raises(UserError) as err:
+        check_environment()
+    assert f'{name}={value!r}' in str(err.value) and expected in str(err.value)
+    assert '\n' not in str(err.value)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize('name, value', [('OMP_NUM_THREADS', ' 2 '), ('OMP_NUM_THREADS', '1024'),
+                                         ('MXNET_CPU_TEMP_COPY', '1'),
+                                         ('MXNET_MKLDNN_ENABLED', 'TRUE'),
+                                         ('MXNET_MKLDNN_ENABLED', 'false'),
+                                         ('MXNET_MKLDNN_ENABLED', '')])
+def test_environment_mxnet_reads_is_accepted(name, value, monkeypatch):
+    from gluon_dcgan.runtime import check_environment
+    monkeypatch.setenv(name, value)
+    check_environment()
+
+
+@pytest.mark.unit
+def test_environment_is_refused_before_the_run_folder(tmp_path, monkeypatch, main_in_process):
+    monkeypatch.setenv('MXNET_CPU_TEMP_COPY', '0')
+    proc = main_in_process(SYNTHETIC + ['--out-dir', str(tmp_path / 'out')])
+    assert_one_line_error(proc, contains="MXNET_CPU_TEMP_COPY='0'")
+    assert not (tmp_path / 'out').exists()
 
 
 @pytest.mark.unit

@@ -158,7 +158,7 @@ class EpochSums:
             d = sum(float(x) for x in loss_D)
             g = sum(float(x) for x in loss_G)
             if not (math.isfinite(d) and math.isfinite(g)):
-                raise Diverged(f'training diverged: loss_D {d}, loss_G {g} at epoch '
+                raise Diverged(f'training diverged: loss_D {d:.3f}, loss_G {g:.3f} at epoch '
                                f'{self.epoch}, batch {batch + 1}')
             self.loss_D, self.loss_G, self.examples = self.loss_D + d, self.loss_G + g, \
                 self.examples + size
