@@ -69,10 +69,10 @@ def _run(folder, forward, manifest, batch):
         with native_stderr_silenced():  # onnxruntime logs its errors to fd 2 as well
             return forward(onp.zeros((batch, latent, 1, 1), onp.float32))
     except Exception as exc:  # MXNetError, onnxruntime's errors: parts that do not fit
-        if batch > 1:  # it ran on one latent: a graph made for a fixed batch of 1
+        if batch > 1:  # it ran on one latent: mostly a graph made for a fixed batch of 1
             raise UserError(f'the generator in {folder} runs on 1 latent but not on {batch} '
-                            f'({last_line(exc)}): its graph has a fixed batch size, and '
-                            f'generate needs any; {REEXPORT}')
+                            f'({last_line(exc)}): generate needs a graph that takes any batch '
+                            f'size, and this one may have a fixed batch of 1; {REEXPORT}')
         raise UserError(f'the generator in {folder} does not run on a latent of size {latent} '
                         f'as {MANIFEST} says ({last_line(exc)}): its graph, weights and '
                         f'manifest disagree; {REEXPORT}')
