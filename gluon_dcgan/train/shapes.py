@@ -31,12 +31,18 @@ def expected_parameters(cfg):
 
     The float32 nets: the bfloat16 ones have the same parameters (model.py).
     """
+    import mxnet as mx
     from ..model import build_net_D, build_net_G
     key = (cfg.n_G, cfg.n_D, cfg.latent_dim, cfg.channels)
-    if key not in _expected:
-        _expected[key] = {
-            'net_G.params': _infer(build_net_G(cfg.n_G, cfg.channels), (1, cfg.latent_dim, 1, 1)),
-            'net_D.params': _infer(build_net_D(cfg.n_D), (1, cfg.channels, 64, 64))}
+    # Names of their own: Gluon numbers blocks process-wide (conv0, conv1, ...), and the
+    # run's nets, built after a resume's check, must get the names they always had (the
+    # export's generator-0000.params is keyed by them).
+    with mx.name.NameManager():
+        if key not in _expected:
+            _expected[key] = {
+                'net_G.params': _infer(build_net_G(cfg.n_G, cfg.channels),
+                                       (1, cfg.latent_dim, 1, 1)),
+                'net_D.params': _infer(build_net_D(cfg.n_D), (1, cfg.channels, 64, 64))}
     return _expected[key]
 
 
