@@ -269,7 +269,43 @@ MALFORMED = {
     'moments unnamed': (lambda c: _edit_moments(c, lambda a: list(a.values())),
                         'does not hold Adam moments'),
     'server counters': (lambda c: _server_counters(c), 'server-0.json is malformed'),
+    # Files that parse, of a model other than the one state.json describes (finding 8).
+    'net_G 16 wide': (lambda c: _net_G_of_width(c / 'net_G.params', 16),
+                      'net_G.params does not fit the model of its state.json'),
+    'n_G 16 in state.json': (_state(lambda s: s['config'].update(n_G=16)),
+                             'net_G.params does not fit'),
+    'latent_dim 50 in state.json': (lambda c: (_edit_state(c, lambda s: s['config'].update(
+        latent_dim=50)), _noise_of_shape((21, 50, 1, 1))(c)), 'net_G.params does not fit'),
+    'net_D lacks a weight': (lambda c: _edit_net(c / 'net_D.params', lambda a: {
+        k: v for k, v in a.items() if k != '4.weight'}), 'net_D.params holds other parameters'),
+    'net_D float16': (lambda c: _edit_net(c / 'net_D.params', lambda a: {
+        k: v.astype('float16') for k, v in a.items()}), 'is float16'),
+    'moments of other shapes': (lambda c: _edit_moments(c, lambda a: {
+        k: mx_zeros((v.shape[0] + 1,) + v.shape[1:]) for k, v in a.items()}),
+                                'adam_G.params does not fit the model of its state.json'),
+    'steps of another name': (_adam_json(lambda m: m['update_counts']['0'].update(
+        {'9.weight': 1})), 'adam_G.params does not fit'),
 }
+
+
+def mx_zeros(shape):
+    import mxnet as mx
+    return mx.nd.zeros(shape)
+
+
+def _edit_net(path, change):
+    import mxnet as mx
+    mx.nd.save(str(path), change(mx.nd.load(str(path))))
+
+
+def _net_G_of_width(path, n_G):
+    """Write the parameters of an `n_G`-wide generator (latent 100, RGB) to `path`."""
+    import mxnet as mx
+    from gluon_dcgan.model import build_net_G
+    net = build_net_G(n_G)
+    net.initialize(mx.init.Normal(0.02))
+    net(mx.np.zeros((1, 100, 1, 1)))
+    net.save_parameters(str(path))
 
 
 def _server_counters(ckpt):
@@ -319,3 +355,27 @@ def test_verify_names_what_is_malformed(mid_epoch_copy, tmp_path, case):
     problem = verify(str(ckpt))
     assert problem is not None and why in problem, problem
     assert '\n' not in problem and len(problem) < 200
+
+
+@pytest.mark.parametrize('swap', ['net_G', 'adam_G'])
+def test_files_of_another_width_are_damaged_and_the_older_checkpoint_is_resumed(run_copy, swap):
+    # The hostile probe's finding 8: files of a run of another width swapped into E0002, the
+    # manifest re-hashed. Before: one line advising the flags the run was started with
+    # (which it was), and the intact E0001 was never tried.
+    ckpts = run_copy / 'checkpoints'
+    if swap == 'net_G':
+        _net_G_of_width(ckpts / E2 / 'net_G.params', 16)
+    else:
+        _edit_moments(ckpts / E2, lambda a: {k: mx_zeros((2 * v.shape[0],) + v.shape[1:])
+                                             for k, v in a.items()})
+    _rehash(ckpts / E2)
+    damaged = _snapshot(ckpts / E2)
+    proc = _resume(run_copy, 3)
+    lines = [l for l in proc.stderr.splitlines() if 'damaged' in l]
+    assert len(lines) == 1 and lines[0].startswith(
+        f'warning: checkpoint {ckpts / E2} is damaged ({swap}.params does not fit the model '
+        f'of its state.json'), proc.stderr
+    assert f'resuming from {ckpts / E1}\n' in proc.stderr
+    assert _snapshot(ckpts / ('damaged-' + E2)) == damaged
+    assert sorted(n for n in os.listdir(ckpts) if n.startswith('ckpt-')) == [E2, E3]
+    assert _epochs(run_copy) == [1, 2, 3]

@@ -74,3 +74,44 @@ def test_reexport_from_checkpoint(tiny_run, tmp_path):
 def test_export_of_a_non_run_is_one_line(tmp_path, main_in_process):
     assert_one_line_error(main_in_process(['export', '--run', str(tmp_path)]),
                           contains='not a run')
+
+
+def _swap_in_net_G_of_width(ckpt, n_G):
+    """net_G.params of an `n_G`-wide generator into `ckpt`, its manifest re-hashed."""
+    import hashlib
+    import mxnet as mx
+    from gluon_dcgan.model import build_net_G
+    net = build_net_G(n_G)
+    net.initialize(mx.init.Normal(0.02))
+    net(mx.np.zeros((1, 100, 1, 1)))
+    net.save_parameters(str(ckpt / 'net_G.params'))
+    names = json.loads((ckpt / 'manifest.json').read_text())
+    (ckpt / 'manifest.json').write_text(json.dumps(
+        {n: hashlib.sha256((ckpt / n).read_bytes()).hexdigest() for n in names}))
+
+
+@pytest.mark.cli
+def test_export_skips_a_checkpoint_whose_weights_do_not_fit_its_state(tiny_run, tmp_path,
+                                                                      main_in_process):
+    # The hostile probe's finding 8: weights of a run of another width in the newest
+    # checkpoint (manifest re-hashed) ended export --run in an AssertionError traceback.
+    import shutil
+    run = tmp_path / 'run'
+    shutil.copytree(tiny_run[0], run, ignore=shutil.ignore_patterns('export'))
+    ckpts = run / 'checkpoints'
+    _swap_in_net_G_of_width(ckpts / 'ckpt-E0002-B000000', 32)  # the run's is 16 wide
+    proc = main_in_process(['export', '--run', run, '--out', tmp_path / 'e1'])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith(f'warning: checkpoint {ckpts / "ckpt-E0002-B000000"} is '
+                                  f'damaged (net_G.params does not fit the model of its '
+                                  f'state.json'), proc.stderr
+    assert f'exported {ckpts / "ckpt-E0001-B000000"} to ' in proc.stdout + proc.stderr
+    assert (tmp_path / 'e1' / 'manifest.json').exists()
+    _swap_in_net_G_of_width(ckpts / 'ckpt-E0001-B000000', 32)  # none intact is left
+    proc = main_in_process(['export', '--run', run, '--out', tmp_path / 'e2'])
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert [l for l in lines if not l.startswith('warning: ')] == [
+        f'error: no checkpoint in {ckpts} is intact (the warnings above say why): nothing to '
+        f'export; train the run again with --overwrite'], proc.stderr
+    assert len(lines) == 3 and not (tmp_path / 'e2').exists()

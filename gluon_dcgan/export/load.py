@@ -61,24 +61,45 @@ def read_manifest(folder, needed):
     return manifest
 
 
-def check_shapes(folder, forward, manifest):
-    """Run one latent through the loaded generator: graph, weights and manifest must agree.
-
-    Catches an edited latent_dim or output_shape, and weights of another width swapped
-    in (with the manifest re-hashed, the SHA-256 checks alone pass).
-    """
+def _run(folder, forward, manifest, batch):
+    """forward() on `batch` zero latents; a failure is a UserError naming the batch."""
     from ..runtime import native_stderr_silenced
-    latent, expected = manifest['latent_dim'], tuple(manifest['output_shape'][1:])
+    latent = manifest['latent_dim']
     try:
         with native_stderr_silenced():  # onnxruntime logs its errors to fd 2 as well
-            out = forward(onp.zeros((1, latent, 1, 1), onp.float32))
+            return forward(onp.zeros((batch, latent, 1, 1), onp.float32))
     except Exception as exc:  # MXNetError, onnxruntime's errors: parts that do not fit
+        if batch > 1:  # it ran on one latent: mostly a graph made for a fixed batch of 1
+            raise UserError(f'the generator in {folder} runs on 1 latent but not on {batch} '
+                            f'({last_line(exc)}): generate needs a graph that takes any batch '
+                            f'size, and this one may have a fixed batch of 1; {REEXPORT}')
         raise UserError(f'the generator in {folder} does not run on a latent of size {latent} '
                         f'as {MANIFEST} says ({last_line(exc)}): its graph, weights and '
                         f'manifest disagree; {REEXPORT}')
-    if tuple(out.shape[1:]) != expected:
-        raise UserError(f'the generator in {folder} makes images of shape {tuple(out.shape[1:])}'
-                        f', but {MANIFEST} says {expected}: {REEXPORT}')
+
+
+def check_shapes(folder, forward, manifest):
+    """Run 1, then 2 latents through the loaded generator: graph, weights and manifest must agree.
+
+    Catches an edited latent_dim or output_shape, weights of another width swapped in
+    (with the manifest re-hashed, the SHA-256 checks alone pass), a graph made for a
+    fixed batch size, and images that are neither grey nor RGB (no picture to save).
+    """
+    expected = tuple(manifest['output_shape'][1:])
+    if expected[0] not in (1, 3):
+        raise UserError(f'the generator in {folder} makes images of {expected[0]} channels '
+                        f'({MANIFEST}); only 1 (grey) or 3 (RGB) can be saved as pictures; '
+                        f'{REEXPORT}')
+    for batch in (1, 2):
+        out = _run(folder, forward, manifest, batch)
+        if tuple(out.shape[1:]) != expected:
+            raise UserError(f'the generator in {folder} makes images of shape '
+                            f'{tuple(out.shape[1:])}, but {MANIFEST} says {expected}: '
+                            f'{REEXPORT}')
+        if out.shape[0] != batch:
+            raise UserError(f'the generator in {folder} makes {out.shape[0]} image(s) from '
+                            f'{batch} latent(s): its graph has a fixed batch size, and '
+                            f'generate needs any; {REEXPORT}')
 
 
 def load_mxnet_generator(folder, ctx=None):

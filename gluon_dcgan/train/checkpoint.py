@@ -29,7 +29,7 @@ import numpy as onp
 from ..config import MAX_EPOCHS, Config
 from ..errors import UserError, first_line
 from ..files import file_digest, fsync_path, remove_leftovers, temporary_folder
-from . import optimizer_state
+from . import optimizer_state, shapes
 from .dist_server import load_server_states, save_server_states
 
 KEEP = 2  # the newest intact checkpoints kept; older ones are removed
@@ -214,11 +214,9 @@ def _readable(path, manifest):
     """None if every file of the checkpoint parses as the data it should be, else why not."""
     import mxnet as mx
     try:
-        for name in NETS:
-            mx.nd.load(os.path.join(path, name))
-        for prefix in ('adam_G', 'adam_D'):
-            if prefix + '.json' in manifest:
-                optimizer_state.read(os.path.join(path, prefix))
+        nets = {name: mx.nd.load(os.path.join(path, name)) for name in NETS}
+        adams = {prefix: optimizer_state.read(os.path.join(path, prefix))
+                 for prefix in ('adam_G', 'adam_D') if prefix + '.json' in manifest}
         state = load_state(path)
         if _servers_problem(path, manifest) or state_problem(state):
             return _servers_problem(path, manifest) or state_problem(state)
@@ -228,9 +226,9 @@ def _readable(path, manifest):
         noise = onp.load(os.path.join(path, 'fixed_noise.npy'))  # allow_pickle stays False
         if noise.dtype != onp.float32 or noise.shape != shape or not onp.isfinite(noise).all():
             return f'fixed_noise.npy is not finite float32 noise of shape {shape}'
+        return shapes.problem(Config.from_dict(state['config']), nets, adams)
     except (ValueError, OSError, EOFError, RecursionError, mx.base.MXNetError) as exc:
         return first_line(exc)
-    return None
 
 
 def verify(path):

@@ -117,6 +117,18 @@ def read(prefix):
     return arrays, meta
 
 
+def fits(arrays, meta, shapes):
+    """True if a state read by ``read`` fits trainable parameters of `shapes` ({name: shape}).
+
+    No moments at all (saved before the first step) fit any net; otherwise there are a
+    mean and a var of each parameter's shape, and steps are counted for its names only.
+    """
+    counted = {name for counts in meta['update_counts'].values() for name in counts}
+    moments = {f'{n}.{m}': tuple(shape) for n, shape in shapes.items() for m in ('mean', 'var')}
+    return counted <= set(shapes) and (not arrays or set(arrays) == set(moments) and all(
+        tuple(arrays[k].shape) == shape for k, shape in moments.items()))
+
+
 def load(trainer, net, prefix):
     """Put a state saved by ``save`` into `trainer`'s updaters (on each one's device).
 
@@ -131,10 +143,7 @@ def load(trainer, net, prefix):
         raise UserError(f'cannot read the optimizer state {prefix}.* ({exc})')
     indices = _indices(trainer, net)
     shapes = {name: trainer._params[i].shape for name, i in indices.items()}
-    counted = {name for counts in meta['update_counts'].values() for name in counts}
-    if arrays and (set(arrays) != {f'{n}.{m}' for n in shapes for m in ('mean', 'var')} or any(
-            arrays[f'{n}.{m}'].shape != shape for n, shape in shapes.items()
-            for m in ('mean', 'var'))) or not counted <= set(shapes):
+    if not fits(arrays, meta, shapes):
         raise UserError(f'the optimizer state {prefix}.params does not fit the network: '
                         f'resume with the flags the run was started with')
     states = {indices[n]: (arrays[f'{n}.mean'], arrays[f'{n}.var']) for n in shapes if arrays}

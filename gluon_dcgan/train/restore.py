@@ -27,6 +27,9 @@ def load_run_generator(run_dir, ctx):
                         f'--out-dir of a training run')
     rundir.lock(run_dir)  # a training run in that folder must not change it meanwhile
     path = checkpoint.latest_valid(paths.checkpoints, lambda m: print(m, file=sys.stderr))
+    if path is None and checkpoint.list_checkpoints(paths.checkpoints):
+        raise UserError(f'no checkpoint in {paths.checkpoints} is intact (the warnings above '
+                        f'say why): nothing to export; train the run again with --overwrite')
     if path is None:
         raise UserError(f'{run_dir} has no intact checkpoint to export: train it first')
     trained = Config.from_dict(checkpoint.load_state(path)['config'])
