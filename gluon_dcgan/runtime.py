@@ -118,6 +118,9 @@ def avoid_onednn_single_channel_bug(channels):
     """
     if channels == 1 and not os.environ.get('MXNET_MKLDNN_ENABLED'):  # '' is unset to MXNet
         os.environ['MXNET_MKLDNN_ENABLED'] = '0'
+        # Without oneDNN, MXNet logs a many-line "Storage type fallback detected" block
+        # for each such operator (126 of them, 339 lines, in one short run): said once here.
+        os.environ.setdefault('MXNET_STORAGE_FALLBACK_LOG_VERBOSE', '0')
 
 
 def onednn_enabled(channels):

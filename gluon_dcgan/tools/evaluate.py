@@ -6,11 +6,11 @@ the images and the weights, so scoring a second export against them skips that p
 import os
 import sys
 
-from ..config import BUILT_IN_DATA, Config, add_data_flags
+from ..config import BUILT_IN_DATA, MAX_FID_NUM, Config, add_data_flags
 from ..errors import UserError
 from ..flags import OneLineParser, flag, int_in
 
-MAX_NUM = 100_000  # images per side: far beyond what FID needs, and bounded memory
+MAX_NUM = MAX_FID_NUM  # images per side, the same bound as training's --fid-num
 
 
 def _log(message):
