@@ -285,6 +285,14 @@ MALFORMED = {
                                 'adam_G.params does not fit the model of its state.json'),
     'steps of another name': (_adam_json(lambda m: m['update_counts']['0'].update(
         {'9.weight': 1})), 'adam_G.params does not fit'),
+    # Without --limit, the run's own image count bounds the batch (it did not before).
+    'batch 2 of 2, no limit': (_state(lambda s: (_mid_epoch(s), s['config'].update(limit=None),
+                                                 s.update(batch=2), s['partial'].update(batch=2))),
+                               'batch 2 is past the end of an epoch of at most 32 images'),
+    'net_G NaN': (lambda c: _edit_net(c / 'net_G.params', lambda a: {
+        k: v * float('nan') for k, v in a.items()}), 'net_G.params holds values that are not finite'),
+    'n_G -1 in state.json': (_state(lambda s: s['config'].update(n_G=-1)), 'state.json'),
+    'channels 2 in state.json': (_state(lambda s: s['config'].update(channels=2)), 'state.json'),
 }
 
 

@@ -161,8 +161,9 @@ def _position_problem(state, cfg):
     epoch, batch, partial = state['epoch'], state['batch'], state['partial']
     if not (_count(epoch) and epoch <= MAX_EPOCHS and _count(batch)):
         return f'epoch {repr(epoch)[:20]}, batch {repr(batch)[:20]} is no training position'
-    if batch and cfg.limit is not None and batch * cfg.batch_size >= cfg.limit:
-        return f'batch {batch} is past the end of an epoch of at most {cfg.limit} images'
+    sizes = [n for n in (cfg.limit, state.get('images')) if _count(n)]  # images: the run's count
+    if batch and sizes and batch * cfg.batch_size >= min(sizes):
+        return f'batch {batch} is past the end of an epoch of at most {min(sizes)} images'
     if partial is None:
         return 'the half-done epoch has no loss sums' if batch else None
     if not (batch and isinstance(partial, dict) and PARTIAL <= set(partial) <= PARTIAL | PARTIAL_D
