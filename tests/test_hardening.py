@@ -307,6 +307,26 @@ def test_a_folder_that_cannot_be_written_is_refused_before_anything_changes(run_
         locked.chmod(0o755)
 
 
+@pytest.mark.cli
+def test_a_read_only_run_can_be_exported_elsewhere(run_copy, tmp_path):
+    modes = {}
+    for top, dirs, files in os.walk(run_copy):
+        for path in [top] + [os.path.join(top, f) for f in files]:
+            modes[path] = os.stat(path).st_mode
+            os.chmod(path, modes[path] & ~0o222)
+    try:
+        before = _snapshot(run_copy)
+        proc = subprocess.run(_unprivileged() + [sys.executable, RUN_PY, 'export', '--run',
+                                                 str(run_copy), '--out', str(tmp_path / 'exp')],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert (tmp_path / 'exp' / 'manifest.json').exists()
+        assert _snapshot(run_copy) == before
+    finally:
+        for path, mode in modes.items():
+            os.chmod(path, mode)
+
+
 @pytest.mark.unit
 def test_an_out_dir_too_long_for_its_files_is_refused_before_it_is_made(tmp_path, main_in_process):
     deep = tmp_path / 'a'

@@ -25,7 +25,8 @@ def load_run_generator(run_dir, ctx):
     if cfg is None:
         raise UserError(f'{run_dir} is not a run folder (no config.json): give --run the '
                         f'--out-dir of a training run')
-    rundir.lock(run_dir)  # a training run in that folder must not change it meanwhile
+    if os.access(run_dir, os.W_OK | os.X_OK):  # a run we cannot write, we only read: its
+        rundir.lock(run_dir)  # checkpoints are renamed into place whole, and checked
     path = checkpoint.latest_valid(paths.checkpoints, lambda m: print(m, file=sys.stderr))
     if path is None and checkpoint.list_checkpoints(paths.checkpoints):
         raise UserError(f'no checkpoint in {paths.checkpoints} is intact (the warnings above '
