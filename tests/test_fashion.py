@@ -74,6 +74,19 @@ def test_offline_fashion_mnist_is_one_line(tmp_path, main_in_process):
 
 
 @pytest.mark.unit
+def test_damaged_fashion_mnist_files_are_named_as_such(tmp_path, main_in_process):
+    root = tmp_path / 'fashion-mnist'
+    root.mkdir()
+    _write_idx(str(root), 20, 0, 'train')  # real format, but not the official SHA-1
+    # Gluon then downloads them again: from a closed port on this machine.
+    proc = main_in_process(['--data', 'fashion-mnist', '--channels', '1', '--data-root',
+                            str(tmp_path), '--out-dir', str(tmp_path / 'o'), '--epochs', '1'],
+                           env={'MXNET_GLUON_REPO': 'http://127.0.0.1:9/'})
+    line = assert_one_line_error(proc, contains='Fashion-MNIST files in')
+    assert 'are damaged (not the official files)' in line and 'replace them' in line
+
+
+@pytest.mark.unit
 def test_fashion_needs_one_channel(tmp_path, main_in_process):
     proc = main_in_process(['--data', 'fashion-mnist', '--out-dir', str(tmp_path / 'o')])
     assert_one_line_error(proc, contains='--channels 1')

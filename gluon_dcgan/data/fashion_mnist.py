@@ -59,6 +59,12 @@ def load_fashion_mnist(data_root, train=True, size=64, log=None):
         with contextlib.redirect_stdout(io.StringIO()):
             ds = FashionMNIST(root=root, train=train)
     except Exception as exc:  # requests errors offline; OSError; bad hashes
+        if all(os.path.isfile(os.path.join(root, n)) for n in SPLIT_FILES[train]):
+            # Gluon downloads again only files whose SHA-1 is not the official one's.
+            raise UserError(f'the Fashion-MNIST files in {root} are damaged (not the official '
+                            f'files), and downloading them again failed '
+                            f'({download_failure(exc)}): replace them with the official idx '
+                            f'.gz files, or delete them while online')
         raise UserError(f'cannot get Fashion-MNIST into {root} ({download_failure(exc)}); '
                         f'offline, put the '
                         f'four official idx .gz files there, or use --data synthetic')
