@@ -4,7 +4,7 @@ import json
 import numpy as onp
 import pytest
 
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 from gluon_dcgan.tools.ablate_activation import COLUMNS, dead_unit_share, mean_pairwise_distance
 
 
@@ -44,3 +44,11 @@ def test_ablate_activation_end_to_end(tmp_path):
         values = [float(v) for v in r[1:]]
         assert len(values) == len(COLUMNS) - 1 and onp.isfinite(values).all()
         assert 0 <= values[2] <= 1 and 0 <= values[3] <= 1 and 0 <= values[4] <= 1
+
+
+@pytest.mark.unit
+def test_ablate_activation_refuses_the_flag_it_sets_itself(tmp_path, main_in_process):
+    proc = main_in_process(['ablate-activation', '--data', 'synthetic', '--d-activation', 'relu',
+                            '--out-dir', str(tmp_path / 'ab')])
+    assert_one_line_error(proc, contains='drop --d-activation')
+    assert not (tmp_path / 'ab').exists()

@@ -99,6 +99,7 @@ def test_walk_from_onnx_without_mxnet_matches_mxnet(tiny_run, tmp_path):
     (['--steps', '4'], 'add --interpolate'),
     (['--interpolate', '2', '--num', '4'], 'pick one'),
     (['--interpolate', '100', '--steps', '101'], 'lower either'),
+    (['--onnx', '--ctx', 'gpu'], 'drop one of them'),  # --ctx was ignored with --onnx
 ])
 def test_bad_walk_flags_are_one_line(tmp_path, flags, contains, main_in_process):
     proc = main_in_process(['generate', '--export', str(tmp_path), '--output',

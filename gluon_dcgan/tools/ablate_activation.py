@@ -12,6 +12,7 @@ import sys
 import numpy as onp
 
 from ..config import config_from_args, train_parser
+from ..errors import UserError
 from ..files import written_atomically
 
 VARIANTS = ('leaky', 'relu')
@@ -119,6 +120,9 @@ def main(argv):
         'Exercise 1: train net_D with leaky ReLU and with ReLU on the same data and seed, '
         'then compare them in OUT_DIR/ablation.md and ablation.png.'))
     cfg = config_from_args(parser.parse_args(argv))
+    if any(a.split('=')[0] in ('--d-activation', '--d_activation') for a in argv):
+        raise UserError('ablate-activation trains both --d-activation variants (leaky and '
+                        'relu) itself: drop --d-activation')
     from ..runtime import avoid_onednn_single_channel_bug, use_np
     avoid_onednn_single_channel_bug(cfg.channels)
     use_np()

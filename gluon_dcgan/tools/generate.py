@@ -48,11 +48,15 @@ def _parser():
          help='latents per walk, both ends included, at least 2 (default: 8)')
     flag(p, 'onnx', action='store_true',
          help='run export/generator.onnx with onnxruntime; MXNet is not imported')
-    flag(p, 'ctx', default='cpu', help='MXNet device (default: %(default)s)')
+    flag(p, 'ctx', help='MXNet device (default: cpu; not with --onnx)')
     return p
 
 
 def _check_args(args):
+    if args.onnx and args.ctx is not None:
+        raise UserError('--ctx picks an MXNet device, and --onnx runs onnxruntime on the CPU '
+                        'without MXNet: drop one of them')
+    args.ctx = args.ctx or 'cpu'
     if args.interpolate is None:
         if args.steps is not None:
             raise UserError('--steps is the length of a latent walk: add --interpolate K')
