@@ -135,3 +135,28 @@ def test_per_device_adam_moments_agree_and_are_loaded_on_every_device(tmp_path, 
     for i in (0, 1):
         loaded = _moments(other.trainer_G, other.net_G, i)
         assert all(onp.array_equal(loaded[n][0], first[n][0]) for n in first)
+
+
+@pytest.mark.slow
+def test_dist_sync_workers_with_two_devices_each_finish_and_checkpoint(tmp_path):
+    """The epoch end's BatchNorm average must not reset the dist kvstore (MXNet refuses)."""
+    out = tmp_path / 'D'
+    cmd = [sys.executable, '-m', 'gluon_dcgan.launch', '--workers', '2', '--servers', '1', '--',
+           'python', 'run.py', '--data', 'synthetic', '--kvstore', 'dist_sync', '--epochs', '1',
+           '--limit', '64', '--batch-size', '16', '--n-G', '8', '--n-D', '8', '--ctx', 'cpu:0,1',
+           '--no-progress', '--out-dir', str(out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:  # its own session: the launcher, its servers and workers
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
+    assert proc.returncode == 0 and 'Traceback' not in stderr, stderr[-3000:]
+    finals = [l.split('] ', 1)[1] for l in stdout.splitlines() if 'examples/sec on' in l]
+    assert len(finals) == 2 and all(FINAL_LINE.match(l) and l.endswith('[cpu(0), cpu(1)]')
+                                    for l in finals), stdout
+    digests = set(re.findall(r'generator weights sha256 ([0-9a-f]{12})$', stderr, re.M))
+    assert len(digests) == 1, stderr[-3000:]  # both workers end with the same weights
+    assert (out / 'checkpoints' / 'ckpt-E0001-B000000' / 'server-0.params').exists()
