@@ -135,6 +135,18 @@ def test_per_device_adam_moments_agree_and_are_loaded_on_every_device(tmp_path, 
     for i in (0, 1):
         loaded = _moments(other.trainer_G, other.net_G, i)
         assert all(onp.array_equal(loaded[n][0], first[n][0]) for n in first)
+    # A one-device checkpoint counted its steps on device 0 only: device 1 must get the
+    # counts too, or its Adam restarts its bias correction and its weights part from device 0's.
+    from gluon_dcgan.data.synthetic import make_sprites
+    from gluon_dcgan.train.loop import run_epoch
+    path = checkpoint.save(str(tmp_path / 'one'), _trained_gan(1),
+                           onp.zeros((21, 100, 1, 1), 'float32'), {'epoch': 1, 'batch': 0})
+    checkpoint.load(path, other)
+    run_epoch(other, make_sprites(32), 2, types.SimpleNamespace(signum=None))
+    for p in other.net_G.collect_params().values():
+        if p.grad_req != 'null':
+            a, b = (d.asnumpy() for d in p.list_data())
+            assert onp.array_equal(a, b), p.name
 
 
 @pytest.mark.slow
