@@ -174,3 +174,48 @@ def test_diverging_after_a_checkpoint_names_the_checkpoint_kept(tmp_path, main_i
     line = _last_line_error(proc, code=3, contains='training diverged')
     assert 'epoch 2, batch' in line and 'ckpt-E0001-B000000 is kept' in line
     assert _checkpoints(out) == ['ckpt-E0001-B000000']
+
+
+
+# Two devices: the Trainers update on a local kvstore, where Adam's moments live.
+TWO = ['--data', 'synthetic', '--limit', '64', '--batch-size', '16', '--n-G', '16', '--n-D', '16',
+       '--no-progress', '--seed', '11']
+
+
+def _resumed_from_epoch_1(proc):
+    assert proc.returncode == 0, proc.stderr
+    assert 'damaged' not in proc.stderr and 'training epochs 2-2' in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_a_two_device_run_resumes_exactly(tmp_path):
+    """Fresh processes: in one pytest process, a two-device run that follows another can
+    end with other BatchNorm running statistics in net_D (its weights and Adam agree)."""
+    from mxnet import nd, util
+    ref, out = tmp_path / 'ref', tmp_path / 'two'
+    two = TWO + ['--ctx', 'cpu:0,1']
+    assert run_cli(two + ['--epochs', '2', '--out-dir', str(ref)]).returncode == 0
+    assert run_cli(two + ['--epochs', '1', '--out-dir', str(out)]).returncode == 0
+    _resumed_from_epoch_1(run_cli(two + ['--epochs', '2', '--out-dir', str(out), '--resume']))
+    # Weights and Adam's moments of epoch 2's checkpoint, by their names in the nets.
+    for name in ('net_G', 'net_D', 'adam_G', 'adam_D'):
+        with util.np_shape(True):
+            want, got = (nd.load(str(run / 'checkpoints' / 'ckpt-E0002-B000000' / f'{name}.params'))
+                         for run in (ref, out))
+        assert want.keys() == got.keys() and len(want) > 1, name
+        for k in want:
+            assert onp.array_equal(want[k].asnumpy(), got[k].asnumpy()), (name, k)
+    rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+    ref_rows = [json.loads(l) for l in (ref / 'metrics.jsonl').read_text().splitlines()]
+    assert [r['loss_G'] for r in rows] == [r['loss_G'] for r in ref_rows]
+
+
+@pytest.mark.cli
+def test_two_device_checkpoints_resume_on_one_device_and_back(tmp_path, main_in_process):
+    """The moments each way round are checked in test_scale.py."""
+    for first, then in (('cpu:0,1', 'cpu'), ('cpu', 'cpu:0,1')):
+        out = tmp_path / first
+        assert main_in_process(TWO + ['--ctx', first, '--epochs', '1', '--out-dir', out]
+                               ).returncode == 0
+        _resumed_from_epoch_1(main_in_process(TWO + ['--ctx', then, '--epochs', '2',
+                                                     '--out-dir', out, '--resume']))

@@ -116,6 +116,11 @@ class GAN:
         statistics drift apart; a checkpoint or export holds their mean
         (Parameter._reduce). Averaging after every epoch makes the live nets on
         every device, the checkpoint and the export agree.
+
+        The mean is written into each device's array, not through
+        Parameter.set_data: with several devices the Trainers update on their
+        kvstore, and set_data resets it, which drops Adam's moments (a local
+        store: the checkpoint then held none) or raises (dist_sync).
         """
         if len(self.ctxs) == 1:
             return
@@ -124,7 +129,8 @@ class GAN:
                 if param.grad_req == 'null':
                     copies = param.list_data()
                     mean = sum(c.as_in_ctx(self.ctxs[0]) for c in copies) / len(copies)
-                    param.set_data(mean)
+                    for copy in copies:
+                        copy[:] = mean
 
     def generate(self, Z):
         """net_G at inference on host noise Z -> host array (N, C, 64, 64) in [-1, 1]."""

@@ -153,7 +153,13 @@ def load(trainer, net, prefix):
         updater.states_synced = dict.fromkeys(states, False)
     opt = trainer._optimizer
     opt.num_update = meta['num_update']
-    opt._all_index_update_counts = {int(dev): {indices[n]: c for n, c in counts.items()}
-                                    for dev, counts in meta['update_counts'].items()}
-    opt._all_index_update_counts.setdefault(0, {})
+    # Step counts are kept per device (Adam's bias correction reads them). A run on other
+    # devices updates a parameter where this one did not, so every device gets each
+    # parameter's count: one missing would restart at 1, and the devices' weights part.
+    merged = {}
+    for counts in meta['update_counts'].values():
+        for n, c in counts.items():
+            merged[indices[n]] = max(c, merged.get(indices[n], 0))
+    opt._all_index_update_counts = {dev: dict(merged) for dev in
+                                    {0} | {ctx.device_id for ctx in trainer._contexts}}
     opt._index_update_count = opt._all_index_update_counts[0]
