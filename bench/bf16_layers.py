@@ -102,7 +102,7 @@ def _deconv_parts(batch, cin, cout, size, reps, weight_grad=False):
 def child(args):
     from gluon_dcgan.runtime import use_np
     cin, cout, size = LAYERS[args.layer]
-    if args.child == 'deconv' or args.child == 'probe':
+    if args.child in ('deconv', 'probe'):
         ms, errors = _deconv_parts(args.batch_size, cin, cout, size, args.reps,
                                    weight_grad=args.child == 'probe')
         print(json.dumps({'ms': ms, 'errors': errors}))

@@ -219,8 +219,9 @@ def _readable(path, manifest):
         adams = {prefix: optimizer_state.read(os.path.join(path, prefix))
                  for prefix in ('adam_G', 'adam_D') if prefix + '.json' in manifest}
         state = load_state(path)
-        if _servers_problem(path, manifest) or state_problem(state):
-            return _servers_problem(path, manifest) or state_problem(state)
+        why = _servers_problem(path, manifest) or state_problem(state)
+        if why:
+            return why
         if parse_name(os.path.basename(path)) not in (None, (state['epoch'], state['batch'])):
             return 'state.json is of another position than its folder name'  # a renamed copy
         shape = (FIXED_SAMPLES, Config.from_dict(state['config']).latent_dim, 1, 1)

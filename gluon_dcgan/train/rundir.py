@@ -261,7 +261,7 @@ def old_run_entries(paths):
     the export's own files and, after an FID run, export/best/; other exports kept there
     stay. In samples/: epoch_NNN.png.
     """
-    fid = (saved_config(paths) or Config()).fid_every if _is_run_config(paths.config) else 0
+    fid = _is_run_config(paths.config) and saved_config(paths).fid_every  # did it score FID?
     ours = {'samples': _SAMPLE,
             'checkpoints': lambda n: bool(checkpoint.parse_name(n) or (fid and n == 'best')
                                           or n.startswith(checkpoint.TMP_PREFIX)),
