@@ -1,30 +1,75 @@
 """Small file helpers shared by data, checkpoints and exports (no MXNet import).
 
-Every file the tool writes goes through a temporary name next to its final one
-and is renamed into place when complete, so a crash (or a full disk) never
-leaves a half-written file under a final name. Temporary names carry a random
-suffix, so a user's own files never match them.
+Writing. Every file the tool writes goes through a temporary name next to its
+final one and is renamed into place when complete, so a crash (or a full disk)
+never leaves a half-written file under a final name. A temporary name carries
+the writer's host and PID (``.tmp-HOST-PID-RANDOM``): a later run removes only
+the leftovers of a process of its own host that has gone, never a live writer's
+(two exports or downloads into one folder) and never a user's file.
+
+Reading. Every file the tool reads may come from someone else, so reads are
+bounded: regular files only (a FIFO or /dev/zero is refused, not waited on), a
+size limit checked before reading, and parsers whose failures, MemoryError and
+RecursionError alike, become one ``Damaged`` error.
 """
 import contextlib
 import errno
+import fcntl
 import hashlib
+import json
 import os
+import re
 import shutil
+import socket
+import stat
 import uuid
 
 from .errors import UserError
 
 # A full disk or quota: one line naming the folder, never a traceback.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# This host, hashed to a fixed-width name part (a run folder may be shared by hosts).
+HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+_OWNER = re.compile(r'(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}$')
+TMP_MARK = '.tmp-'
+# JSON the tool writes is a few levels deep; 64 leaves room and stays far from
+# Python's recursion limit, whatever the caller's stack depth.
+MAX_JSON_DEPTH = 64
+MAX_JSON_BYTES = 64 << 20
+
+
+class Damaged(ValueError):
+    """A file that does not parse as what it should be (its first line says why)."""
+
+
+def owner_suffix():
+    """'HOST-PID-RANDOM': names a temporary file or folder as this process's own."""
+    return f'{HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}'
+
+
+def _process_gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def is_stale(suffix):
+    """True if `suffix` names a temporary of a process of this host that has gone."""
+    match = _OWNER.match(suffix)
+    if not match or match['host'] != HOST:
+        return False  # not one of ours in this format, or another host's: keep it
+    pid = int(match['pid'])
+    return pid != os.getpid() and _process_gone(pid)
 
 
 def file_digest(path, algorithm='sha256'):
     """Hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.new(algorithm)
     with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, algorithm).hexdigest()
 
 
 def fsync_path(path):
@@ -73,14 +118,16 @@ def written_atomically(path, full_disk_error=True):
 
     A full disk becomes a one-line UserError naming the folder. full_disk_error=False
     re-raises the original error instead, for a cache whose caller logs a failed write
-    and carries on.
+    and carries on. Leftovers of killed writers of `path` are removed first.
     """
-    tmp = f'{path}.tmp-{uuid.uuid4().hex[:8]}'
+    folder = os.path.dirname(os.path.abspath(path))
+    remove_leftovers(folder, os.path.basename(path) + TMP_MARK)
+    tmp = f'{path}{TMP_MARK}{owner_suffix()}'
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException as exc:  # KeyboardInterrupt and SystemExit clean up too
-        full = full_disk_error and _disk_full(exc, os.path.dirname(os.path.abspath(path)))
+        full = full_disk_error and _disk_full(exc, folder)
         _discard(tmp)
         if full:
             raise no_space_error(exc, path) from None
@@ -89,11 +136,12 @@ def written_atomically(path, full_disk_error=True):
 
 @contextlib.contextmanager
 def temporary_folder(parent, prefix):
-    """Yield a new empty folder in `parent`, removed on failure (the caller renames it on success).
+    """Yield a new empty folder `prefix`HOST-PID-RANDOM in `parent`, removed on failure.
 
-    A full disk becomes a one-line UserError naming `parent`.
+    The caller renames it on success. A full disk becomes a one-line UserError naming
+    `parent`.
     """
-    tmp = os.path.join(parent, f'{prefix}{uuid.uuid4().hex[:8]}')
+    tmp = os.path.join(parent, f'{prefix}{owner_suffix()}')
     try:
         os.makedirs(tmp)
         yield tmp
@@ -105,10 +153,174 @@ def temporary_folder(parent, prefix):
         raise
 
 
+def leftovers(parent, prefix):
+    """Paths in `parent` named `prefix`HOST-PID-RANDOM whose process (of this host) is gone."""
+    try:
+        names = os.listdir(parent)
+    except OSError:  # no folder yet, or not readable: nothing of ours to find
+        return []
+    return [os.path.join(parent, n) for n in sorted(names)
+            if n.startswith(prefix) and is_stale(n[len(prefix):])]
+
+
 def remove_leftovers(parent, prefix):
-    """Remove temporary folders or files named `prefix`* that a killed run left in `parent`."""
-    if not os.path.isdir(parent):
+    """Remove what killed processes left in `parent` under `prefix`; a live writer's stays."""
+    for path in leftovers(parent, prefix):
+        _discard(path)
+
+
+def remove_stale_temps(folder):
+    """Remove the written_atomically leftovers of killed processes anywhere in `folder`'s top level."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
         return
-    for name in os.listdir(parent):
-        if name.startswith(prefix):
-            _discard(os.path.join(parent, name))
+    for name in names:
+        head, mark, suffix = name.rpartition(TMP_MARK)
+        if mark and head and is_stale(suffix):
+            _discard(os.path.join(folder, name))
+
+
+@contextlib.contextmanager
+def folder_lock(path, what):
+    """Hold an exclusive flock on the file `path` (created if needed) for the block.
+
+    Waits for another holder: two exports or downloads into one folder run one after
+    the other. `what` names the folder in the error if the lock cannot be made.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise UserError(f'cannot lock {what} ({exc.strerror}: {path}): fix the folder\'s '
+                        f'permissions or choose another one')
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def read_bounded(path, limit, mode='rb'):
+    """The contents of the regular file `path`, refused if larger than `limit` bytes.
+
+    Raises Damaged for a FIFO, a device or a file over the limit (read at most
+    limit + 1 bytes, so a file that grows while read is refused too), and OSError
+    as open() does (missing, unreadable).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
+    with os.fdopen(fd, 'rb') as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Damaged(f'{path} is not a regular file')
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise Damaged(f'{path} is larger than {limit} bytes')
+    return data.decode('utf-8') if mode == 'r' else data
+
+
+# A JSON string, escapes included: removed before the brackets are counted.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r'[^\[\]{}]+')
+
+
+def _json_depth_ok(text, limit):
+    """True if no [ or { in `text` nests deeper than `limit`."""
+    depth = 0
+    for char in _NOT_BRACKET.sub('', _JSON_STRING.sub('', text)):
+        depth += 1 if char in '[{' else -1
+        if depth > limit:
+            return False
+    return True
+
+
+def parse_json(text, name='JSON', max_depth=MAX_JSON_DEPTH):
+    """json.loads(text), with every failure (nesting past `max_depth` too) a Damaged."""
+    if not _json_depth_ok(text, max_depth):
+        raise Damaged(f'{name} nests deeper than {max_depth} levels')
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise Damaged(f'{name} is not valid JSON ({type(exc).__name__})') from None
+
+
+def read_json(path, limit=MAX_JSON_BYTES, max_depth=MAX_JSON_DEPTH):
+    """The JSON value in the regular file `path`, bounded in size and depth.
+
+    Raises Damaged if it is not a regular file, too large, too deep, not UTF-8 or not
+    JSON; OSError as open() does.
+    """
+    data = read_bounded(path, limit)
+    try:
+        text = data.decode('utf-8')
+    except UnicodeDecodeError:
+        raise Damaged(f'{path} is not UTF-8 text') from None
+    return parse_json(text, path, max_depth)
+
+
+def _npy_header(f, size, path, max_bytes):
+    """(shape, fortran_order, dtype) of the .npy stream `f` of `size` bytes, checked.
+
+    Damaged unless the header parses, the dtype holds no objects (no pickle), the
+    array is at most `max_bytes`, and the data is exactly as long as the header says.
+    """
+    import numpy
+    from numpy.lib import format as npy
+    try:
+        version = npy.read_magic(f)
+        reader = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, fortran, dtype = reader(f, max_header_size=10000)
+    except (ValueError, OSError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        raise Damaged(f'{path} is not a valid .npy array ({type(exc).__name__})') from None
+    if dtype.hasobject:
+        raise Damaged(f'{path} holds Python objects, which load only through pickle')
+    nbytes = int(numpy.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes > max_bytes:
+        raise Damaged(f'{path} declares {nbytes} bytes of data, more than {max_bytes}')
+    if size - f.tell() != nbytes:
+        raise Damaged(f'{path} holds {size - f.tell()} bytes of data, its header says {nbytes}')
+    return shape, fortran, dtype
+
+
+def load_npy(path, max_bytes):
+    """The array in the regular .npy file `path`, never more than `max_bytes` of data.
+
+    Raises Damaged for anything else (see _npy_header); OSError as open() does.
+    """
+    import numpy
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, 'rb') as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise Damaged(f'{path} is not a regular file')
+        _npy_header(f, info.st_size, path, max_bytes)
+        f.seek(0)
+        try:
+            return numpy.load(f, allow_pickle=False)
+        except (ValueError, OSError, MemoryError) as exc:
+            raise Damaged(f'{path} is not a valid .npy array ({type(exc).__name__})') from None
+
+
+def load_npz(path, max_bytes):
+    """{name: array} of the regular .npz file `path`, each member checked before it is read.
+
+    `max_bytes` bounds the file and each member's data. Raises Damaged for anything
+    else; OSError as open() does.
+    """
+    import io
+    import zipfile
+    import numpy
+    data = read_bounded(path, max_bytes)
+    arrays = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for member in zf.infolist():
+                if not member.filename.endswith('.npy') or member.file_size > max_bytes:
+                    raise Damaged(f'{path} holds {member.filename!r}, not a bounded .npy array')
+                with zf.open(member) as f:
+                    _npy_header(f, member.file_size, f'{path}:{member.filename}', max_bytes)
+                arrays[member.filename[:-4]] = numpy.load(io.BytesIO(zf.read(member)),
+                                                          allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, MemoryError) as exc:
+        if isinstance(exc, Damaged):
+            raise
+        raise Damaged(f'{path} is not a valid .npz archive ({type(exc).__name__})') from None
+    return arrays
