@@ -1,4 +1,7 @@
-"""bfloat16 versions of the chapter's convolutions, for CPUs with avx512_bf16 (oneDNN).
+"""bf16 twins of the chapter's nets, for CPUs with avx512_bf16 (oneDNN): twin_G, twin_D.
+
+A twin is built *from* a chapter net (model.py), on its Parameters, BatchNorms and
+activations; only the convolutions are replaced by the bf16 layers below.
 
 The trainable weights stay the chapter's fp32 parameters, in the chapter's
 layout; each layer rearranges and casts them inside the graph, so checkpoints,
@@ -243,3 +246,68 @@ class Float32Conv2D(_ReExpressed, nn.Conv2D):
     def hybrid_forward(self, F, x, weight):
         y = F.npx.convolution(x, weight, name='fwd', **self._kwargs)
         return to_blocked(F, y, self._channels, self._compute)
+
+
+class _TwinBlock(nn.HybridBlock):
+    """A chapter G_block or D_block with its convolution replaced by `conv`.
+
+    The BatchNorm and activation are the chapter block's own children, shared, so
+    the twin normalises with the same parameters and running statistics.
+    """
+
+    def __init__(self, conv, batch_norm, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.conv, self.batch_norm, self.activation = conv, batch_norm, activation
+
+    def hybrid_forward(self, F, X):
+        return self.activation(self.batch_norm(self.conv(X)))
+
+
+def _conv_transpose(layer, dtype, float32_output):
+    """A chapter Conv2DTranspose re-expressed in bf16, on the layer's own parameters."""
+    kernel, stride, pad = layer._kwargs['kernel'], layer._kwargs['stride'], layer._kwargs['pad']
+    activation = layer.act._act_type if layer.act is not None else None
+    if (kernel, stride, pad) == ((4, 4), (2, 2), (1, 1)):
+        return SubPixelConv2DTranspose(layer._channels, dtype, float32_output,
+                                       activation=activation, params=layer.params)
+    if (stride, pad) == ((1, 1), (0, 0)) and activation is None and not float32_output:
+        return MatmulConv2DTranspose(layer._channels, kernel[0], dtype, params=layer.params)
+    raise ValueError(f'no bfloat16 form for Conv2DTranspose(k{kernel}, s{stride}, p{pad}); '
+                     f'the chapter uses (4, 2, 1) and, on 1x1 inputs, (4, 1, 0)')
+
+
+def twin_G(net_G, dtype='bfloat16'):
+    """A generator computing with bf16 convolutions on the chapter net_G's parameters.
+
+    net_G itself stays the chapter's fp32 graph (samples, checkpoints, exports);
+    the twin computes the training steps. Its output is fp32.
+    """
+    twin = nn.HybridSequential()
+    *blocks, last = net_G
+    for block in blocks:  # before a BatchNorm, the output stays bf16 and blocked
+        twin.add(_TwinBlock(_conv_transpose(block.conv2d_trans, dtype, False),
+                            block.batch_norm, block.activation))
+    twin.add(_conv_transpose(last, dtype, True))  # tanh, fp32
+    return twin
+
+
+def _conv(layer, dtype, **kwargs):
+    k, s, p = layer._kwargs['kernel'], layer._kwargs['stride'], layer._kwargs['pad']
+    return dict(channels=layer._channels, kernel_size=k, strides=s, padding=p, dtype=dtype,
+                params=layer.params, **kwargs)
+
+
+def twin_D(net_D, dtype='bfloat16'):
+    """A discriminator computing with bf16 convolutions on the chapter net_D's parameters.
+
+    The first convolution stays fp32: with 3 input channels it is 2% of the FLOPs,
+    and oneDNN's bf16 one there (a gemm convolution) was slower than fp32. Its
+    BatchNorm and LeakyReLU run in bf16 (Float32Conv2D). The logits are fp32.
+    """
+    twin = nn.HybridSequential()
+    *blocks, last = net_D
+    for i, block in enumerate(blocks):
+        conv = (Float32Conv2D if i == 0 else BF16Conv2D)(**_conv(block.conv2d, dtype))
+        twin.add(_TwinBlock(conv, block.batch_norm, block.activation))
+    twin.add(BF16Conv2D(**_conv(last, dtype, float32_output=True)))
+    return twin

@@ -14,6 +14,7 @@ from mxnet.gluon import nn
 
 from conftest import assert_one_line_error, run_cli
 from gluon_dcgan.model import build_net_D, build_net_G
+from gluon_dcgan import model_bf16
 from gluon_dcgan.model_bf16 import (BF16Conv2D, Float32Conv2D, MatmulConv2DTranspose,
                                      SubPixelConv2DTranspose, cast)
 from gluon_dcgan.runtime import bf16_problem, cpu_supports_bf16
@@ -103,20 +104,20 @@ def test_conv2d_wrappers_equal_conv2d_in_fp32(wrapper, hybridize):
 
 
 @pytest.mark.unit
-def test_bf16_nets_keep_the_chapter_parameters():
-    """Same structural names and shapes (checkpoints), and the twin shares net_G's arrays."""
-    net_G, net_D = build_net_G(n_G=8), build_net_D(n_D=8)
-    twin, net_D16 = build_net_G(n_G=8, dtype='bfloat16', share=net_G), \
-        build_net_D(n_D=8, dtype='bfloat16')
-    for net in (net_G, net_D, net_D16):
+def test_bf16_twins_train_the_chapter_parameters():
+    """The twins use the chapter nets' own Parameters: checkpoints and exports see one set."""
+    net_G, net_D = build_net_G(n_G=8), build_net_D(n_D=8, alpha=0.3, activation='relu')
+    twin_G, twin_D = model_bf16.twin_G(net_G), model_bf16.twin_D(net_D)
+    for net in (net_G, net_D):
         net.initialize()
-    net_D(net_G(np.zeros((1, 100, 1, 1))))
-    net_D16(np.zeros((1, 3, 64, 64)))
-    g, t = net_G._collect_params_with_prefix(), twin._collect_params_with_prefix()
-    assert list(g) == list(t) and all(g[k] is t[k] for k in g)
-    d, d16 = net_D._collect_params_with_prefix(), net_D16._collect_params_with_prefix()
-    assert list(d) == list(d16) and all(d[k].shape == d16[k].shape for k in d)
-    assert list(net_G.collect_params()) == list(twin.collect_params())
+    twin_D(twin_G(np.zeros((1, 100, 1, 1))))  # the twins finish the deferred shapes
+    for net, twin in ((net_G, twin_G), (net_D, twin_D)):
+        ours, theirs = net.collect_params(), twin.collect_params()
+        assert list(ours) == list(theirs) and all(ours[k] is theirs[k] for k in ours)
+    assert net_G[0].conv2d_trans.weight.shape == (100, 64, 4, 4)
+    # The chapter block's BatchNorm and activation are the twin's (exercise 1's ReLU too).
+    assert twin_D[1].batch_norm is net_D[1].batch_norm
+    assert twin_D[1].activation is net_D[1].activation
 
 
 @pytest.mark.unit

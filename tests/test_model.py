@@ -4,7 +4,8 @@ import numpy as onp
 import pytest
 from mxnet import init, np
 
-from gluon_dcgan.model import D_block, G_block, build_net_D, build_net_G, count_parameters
+from gluon_dcgan.model import D_block, G_block, count_parameters, widths
+from gluon_dcgan.model import net_D as net_D_of, net_G as net_G_of
 from gluon_dcgan.train import steps
 
 
@@ -16,10 +17,10 @@ def _init(block):
 @pytest.mark.parametrize('block, x_shape, y_shape', [
     (lambda: G_block(20), (2, 3, 16, 16), (2, 20, 32, 32)),
     (lambda: G_block(20, strides=1, padding=0), (2, 3, 1, 1), (2, 20, 4, 4)),
-    (lambda: build_net_G(), (1, 100, 1, 1), (1, 3, 64, 64)),
+    (lambda: net_G_of(), (1, 100, 1, 1), (1, 3, 64, 64)),
     (lambda: D_block(20), (2, 3, 16, 16), (2, 20, 8, 8)),
-    (lambda: build_net_D(), (1, 3, 64, 64), (1, 1, 1, 1)),
-    (lambda: build_net_G(channels=1), (1, 100, 1, 1), (1, 1, 64, 64)),
+    (lambda: net_D_of(), (1, 3, 64, 64), (1, 1, 1, 1)),
+    (lambda: net_G_of(channels=1), (1, 100, 1, 1), (1, 1, 64, 64)),
 ])
 def test_chapter_shapes(block, x_shape, y_shape):
     net = _init(block())
@@ -27,7 +28,7 @@ def test_chapter_shapes(block, x_shape, y_shape):
 
 
 def test_parameter_counts_match_the_chapter():
-    net_G, net_D = _init(build_net_G()), _init(build_net_D())
+    net_G, net_D = _init(net_G_of()), _init(net_D_of())
     net_G(np.zeros((1, 100, 1, 1)))
     net_D(np.zeros((1, 3, 64, 64)))
     assert count_parameters(net_G) == 3_576_704
@@ -36,7 +37,7 @@ def test_parameter_counts_match_the_chapter():
 
 def test_hybridized_equals_imperative():
     mx.random.seed(0)
-    net_G, net_D = _init(build_net_G(n_G=16)), _init(build_net_D(n_D=16))
+    net_G, net_D = _init(net_G_of(n_G=16)), _init(net_D_of(n_D=16))
     z = np.random.normal(size=(4, 100, 1, 1))
     eager = net_D(net_G(z)).asnumpy()
     net_G.hybridize(static_alloc=True, static_shape=True)
@@ -46,22 +47,22 @@ def test_hybridized_equals_imperative():
 
 
 def test_generator_output_is_in_tanh_range():
-    net_G = _init(build_net_G(n_G=8))
+    net_G = _init(net_G_of(n_G=8))
     y = net_G(np.random.normal(0, 10, size=(8, 100, 1, 1))).asnumpy()
     assert y.min() >= -1 and y.max() <= 1
 
 
 def test_relu_discriminator_variant():
-    net = build_net_D(activation='relu')
+    net = net_D_of(activation='relu')
     assert all(type(b.activation).__name__ == 'Activation' for b in net[:4])
-    leaky = build_net_D(alpha=0.3)
+    leaky = net_D_of(alpha=0.3)
     assert leaky[0].activation._alpha == 0.3
 
 
 def test_one_update_step_changes_parameters_and_gives_finite_losses():
     mx.random.seed(0)
     ctx = [mx.cpu()]
-    net_G, net_D = build_net_G(n_G=8), build_net_D(n_D=8)
+    net_G, net_D = net_G_of(n_G=8), net_D_of(n_D=8)
     steps.initialize(net_G, net_D, ctx)
     steps.hybridize(net_G, net_D)
     trainer_G, trainer_D = steps.make_trainers(net_G, net_D, 0.005, 0.5)
@@ -80,3 +81,21 @@ def test_one_update_step_changes_parameters_and_gives_finite_losses():
         assert weights
         for k in weights:
             assert onp.abs(net.collect_params()[k].data().asnumpy() - before[k]).max() > 0, k
+
+
+def test_widths_are_read_from_the_nets():
+    assert widths(net_G_of(16, channels=1)) == (128, 64, 32, 16, 1)
+    assert widths(net_D_of(16)) == (16, 32, 64, 128, 1)
+
+
+def test_the_chapter_module_imports_no_optimisation():
+    """model.py is the chapter: its bf16 twin (model_bf16) builds on it, never the reverse."""
+    import ast
+    import gluon_dcgan.model as model
+    tree = ast.parse(open(model.__file__).read())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module or '' for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                 for alias in node.names}
+    assert imported == {'mxnet.gluon', 'nn'}, imported

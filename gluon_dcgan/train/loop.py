@@ -73,21 +73,23 @@ class GAN:
 
     def __init__(self, cfg, ctxs, kvstore=None, rank=0, num_workers=1):
         import mxnet as mx
-        from ..model import build_net_D, build_net_G
+        from ..model import net_D, net_G
         self.cfg, self.ctxs, self.rank, self.num_workers = cfg, ctxs, rank, num_workers
-        dtype = cfg.dtype
         mx.random.seed(cfg.seed)  # the same seed gives the same initial weights
-        self.net_G = build_net_G(cfg.n_G, cfg.channels)
-        self.net_D = build_net_D(cfg.n_D, cfg.alpha, cfg.d_activation, dtype)
+        self.net_G = net_G(cfg.n_G, cfg.channels)
+        self.net_D = net_D(cfg.n_D, cfg.alpha, cfg.d_activation)
         steps.initialize(self.net_G, self.net_D, ctxs)
         # Shapes must be known before trainer states can be loaded.
         from mxnet import np
         self.net_D(self.net_G(np.zeros((1, cfg.latent_dim, 1, 1), ctx=ctxs[0])))
-        # net_G stays the chapter's fp32 graph (samples, checkpoints, export); with
-        # bf16, a twin built on the same parameters computes the training steps.
-        self.net_G_train = self.net_G if dtype == 'float32' else \
-            build_net_G(cfg.n_G, cfg.channels, dtype, share=self.net_G)
-        steps.hybridize(self.net_G, self.net_D, self.net_G_train)
+        # The nets stay the chapter's fp32 graphs (samples, checkpoints, export); with
+        # bf16, twins built on the same parameters compute the training steps.
+        self.net_G_train, self.net_D_train = self.net_G, self.net_D
+        if cfg.dtype != 'float32':
+            from ..model_bf16 import twin_D, twin_G
+            self.net_G_train = twin_G(self.net_G, cfg.dtype)
+            self.net_D_train = twin_D(self.net_D, cfg.dtype)
+        steps.hybridize(self.net_G, self.net_D, self.net_G_train, self.net_D_train)
         self.trainer_G, self.trainer_D = steps.make_trainers(
             self.net_G, self.net_D, cfg.lr, cfg.beta1, kvstore)
         self.loss = steps.make_loss()
@@ -104,9 +106,9 @@ class GAN:
         Zs = split_and_load(np.array(Z), self.ctxs, even_split=False)
         size = len(batch_uint8) * self.num_workers  # gradients are summed over workers
         D_out = []
-        loss_D, fake_Xs = steps.update_D(Xs, Zs, self.net_D, self.net_G_train, self.loss,
+        loss_D, fake_Xs = steps.update_D(Xs, Zs, self.net_D_train, self.net_G_train, self.loss,
                                          self.trainer_D, size, D_out)
-        loss_G = steps.update_G(fake_Xs, self.net_D, self.loss, self.trainer_G, size, D_out)
+        loss_G = steps.update_G(fake_Xs, self.net_D_train, self.loss, self.trainer_G, size, D_out)
         return loss_D, loss_G, D_out
 
     def average_running_stats(self):
