@@ -123,22 +123,19 @@ def run_B(folder, steps, batch_size, ctx_spec, data_root, dtype='float32'):
     from mxnet import npx
     from gluon_dcgan.config import Config
     from gluon_dcgan.data import load_images
-    from gluon_dcgan.seeds import Stream, noise
-    from gluon_dcgan.train.loop import GAN, StopFlag, run_epoch
+    from gluon_dcgan.train.loop import GAN, new_state, train
     cfg = Config(data=folder, data_root=data_root, batch_size=batch_size, ctx=ctx_spec,
                  progress=False, epochs=1, dtype=dtype)
     gan = GAN(cfg, resolve_contexts(ctx_spec))
     import numpy as onp
-    warm = onp.zeros((batch_size, 64, 64, 3), onp.uint8)
-    # The first step builds the graphs.
-    gan.step(warm, noise(0, Stream.NOISE, 0, 0, 0, shape=(batch_size, 100, 1, 1)))
+    # The first step builds the graphs: one batch of a warm-up epoch.
+    train(gan, onp.zeros((batch_size, 64, 64, 3), onp.uint8), 1, new_state())
     npx.waitall()
-    start = time.time()
     images = load_images(cfg, log=lambda m: None)[:steps * batch_size]
-    with StopFlag() as stop:
-        sums = run_epoch(gan, images, 1, stop)
+    start = time.time()
+    train(gan, images, 2, new_state(epoch=1))
     npx.waitall()
-    return sums.examples / (time.time() - start)
+    return len(images) // batch_size * batch_size / (time.time() - start)
 
 
 def conv_rate(ctx_spec, batch_size, dtype='float32', backward=False):
@@ -207,14 +204,12 @@ def _verbose_steps(ctx_spec, batch_size):
     import numpy as onp
     from gluon_dcgan.config import Config
     from gluon_dcgan.runtime import resolve_contexts, use_np
-    from gluon_dcgan.seeds import Stream, noise
-    from gluon_dcgan.train.loop import GAN
+    from gluon_dcgan.train.loop import GAN, new_state, train
     use_np()
     gan = GAN(Config(ctx=ctx_spec, batch_size=batch_size, dtype='bfloat16'),
               resolve_contexts(ctx_spec))
-    images = onp.random.RandomState(0).randint(0, 256, (batch_size, 64, 64, 3), onp.uint8)
-    for step in range(2):
-        gan.step(images, noise(0, Stream.NOISE, 0, step, 0, shape=(batch_size, 100, 1, 1)))
+    images = onp.random.RandomState(0).randint(0, 256, (2 * batch_size, 64, 64, 3), onp.uint8)
+    train(gan, images, 1, new_state())  # two steps
     from mxnet import npx
     npx.waitall()
     return 0.0

@@ -7,7 +7,7 @@ carriage returns and a finished bar leaves no line behind.
 import sys
 
 
-def progress_bar(total, desc, unit, enabled=True, initial=0):
+def progress_bar(total, desc, unit, enabled=True, initial=0, bar_format=None):
     """A tqdm bar over `total` `unit`s; `enabled` False (--no-progress) draws nothing.
 
     disable=None lets tqdm draw only when stderr is a terminal. The bar is made at
@@ -15,4 +15,5 @@ def progress_bar(total, desc, unit, enabled=True, initial=0):
     """
     from tqdm import tqdm
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr,
-                leave=False, disable=not enabled or None, dynamic_ncols=True, mininterval=0.5)
+                leave=False, disable=not enabled or None, dynamic_ncols=True, mininterval=0.5,
+                bar_format=bar_format)

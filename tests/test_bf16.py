@@ -178,13 +178,17 @@ GRAD_COS_D, GRAD_COS_G = 0.99, 0.9
 
 
 def _one_step(dtype):
-    """Losses and structural-name gradients after one GAN.step from the same start."""
+    """Losses and structural-name gradients after one update_D and update_G from the same start."""
     from gluon_dcgan.config import Config
     from gluon_dcgan.data.synthetic import make_sprites
+    from gluon_dcgan.train import steps
     from gluon_dcgan.train.loop import GAN
     gan = GAN(Config(data='synthetic', dtype=dtype, ctx='cpu', batch_size=32), [mx.cpu()])
     Z = onp.random.RandomState(1).normal(size=(32, 100, 1, 1)).astype(onp.float32)
-    loss_D, loss_G, _ = gan.step(make_sprites(32, seed=0), Z)
+    Xs, Zs = gan.to_devices(make_sprites(32, seed=0), Z)
+    loss_D, fake_Xs = steps.update_D(Xs, Zs, gan.net_D_train, gan.net_G_train, gan.loss,
+                                     gan.trainer_D, 32)
+    loss_G = steps.update_G(fake_Xs, gan.net_D_train, gan.loss, gan.trainer_G, 32)
     grads = {}
     for name, net in (('G', gan.net_G), ('D', gan.net_D)):
         for key, p in net._collect_params_with_prefix().items():

@@ -2,6 +2,7 @@
 and the library leaves matplotlib's backend to its caller."""
 import fcntl
 import json
+import re
 import os
 import pty
 import signal
@@ -66,10 +67,13 @@ def test_D_outputs_are_recorded_shown_and_react(tmp_path):
     for r in rows:
         assert all(0 <= r[k] <= 1 for k in D_KEYS), r
         # The epoch line carries the row's values.
-        assert (f"loss_G {r['loss_G']:.3f}  D_x {r['D_x']:.3f}  D_G_z {r['D_G_z']:.3f}  "
-                f"D_G_z2 {r['D_G_z2']:.3f}") in terminal, terminal
-    # The progress bar's postfix shows them while the epoch runs.
-    assert 'D_x=' in terminal and 'D_G_z=' in terminal and 'D_G_z2=' in terminal, terminal
+        assert (f"loss_G {r['loss_G']:.3f} D(x) {r['D_x']:.2f} D(G) {r['D_G_z']:.2f}>"
+                f"{r['D_G_z2']:.2f}") in terminal, terminal
+    # The progress bar shows the losses so far and the time left for the run, and
+    # every line and bar fits 80 columns.
+    assert re.search(r'epoch 1/2 +\d+%\|.{12}\| \d/\d+, D \d+\.\d{3} G \d+\.\d{3} '
+                     r'\d+\.\d ex/s eta \d+:\d\d', terminal), terminal
+    assert max(len(line.rstrip()) for line in re.split(r'[\r\n]', terminal)) <= 80, terminal
 
     def mean(k):
         return sum(r[k] for r in rows) / len(rows)

@@ -483,9 +483,14 @@ def test_pruning_keeps_intact_checkpoints_and_sets_damaged_ones_aside(tmp_path, 
 def test_a_signal_at_the_end_of_an_epoch_names_resume(monkeypatch):
     from gluon_dcgan.config import Config
     from gluon_dcgan.train import fit
-    from gluon_dcgan.train.loop import EpochSums
-    sums = EpochSums(1, {'sum_D': 4.0, 'sum_G': 8.0, 'examples': 4, 'seconds': 1.0})
-    monkeypatch.setattr(fit, 'run_epoch', lambda *args: sums)
+
+    def one_epoch(gan, images, num_epochs, state, hooks):  # the loop, without training
+        state.update(epoch=1, history=[{'epoch': 1, 'loss_D': 1.0, 'loss_G': 2.0,
+                                        'examples_per_sec': 4.0, 'seconds': 1.0}])
+        for hook in hooks:
+            if hasattr(hook, 'epoch_end'):
+                hook.epoch_end(1, state)
+    monkeypatch.setattr(fit, 'train', one_epoch)
     messages = []
     run = types.SimpleNamespace(
         cfg=Config(epochs=3, batch_size=4), images=onp.zeros((8, 64, 64, 3), 'uint8'),
@@ -493,8 +498,9 @@ def test_a_signal_at_the_end_of_an_epoch_names_resume(monkeypatch):
         num_workers=1, gan=None, log=messages.append, ctxs=[None],
         signals=types.SimpleNamespace(check=lambda: None),  # no signal before train()
         # The signal lands while the epoch's checkpoint and pictures are being written.
-        epoch_end=lambda epoch, state: os.kill(os.getpid(), signal.SIGINT))
-    assert fit.train(run) == 130
+        epoch_end=types.SimpleNamespace(
+            epoch_end=lambda epoch, state: os.kill(os.getpid(), signal.SIGINT)))
+    assert fit.run_training(run) == 130
     assert messages[-1] == ('interrupted at the end of epoch 1; its checkpoint is saved: '
                             'continue with --resume')
 
@@ -576,10 +582,10 @@ def test_every_device_holds_the_same_batchnorm_statistics_after_an_epoch():
     import mxnet as mx
     from gluon_dcgan.config import Config
     from gluon_dcgan.data.synthetic import make_sprites
-    from gluon_dcgan.train.loop import GAN, run_epoch
+    from gluon_dcgan.train.loop import GAN, new_state, train
     cfg = Config(data='synthetic', batch_size=16, n_G=8, n_D=8, progress=False, epochs=1)
     gan = GAN(cfg, [mx.cpu(0), mx.cpu(1)], kvstore='local')
-    run_epoch(gan, make_sprites(32), 1, types.SimpleNamespace(signum=None))
+    train(gan, make_sprites(32), 1, new_state())
     stats = [p for net in (gan.net_G, gan.net_D)
              for p in net.collect_params().values() if p.grad_req == 'null']
     assert stats

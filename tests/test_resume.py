@@ -135,11 +135,10 @@ def test_nan_loss_stops_with_epoch_and_batch():
     from mxnet import np
     from gluon_dcgan.train.loop import Diverged, EpochSums
     sums = EpochSums(epoch=4)
-    sums.add(0, [np.array(1.5)], [np.array(2.0)], 8)
-    sums.add(1, [np.array(float('nan'))], [np.array(10.98902416)], 8)
-    sums.add(2, [np.array(1.0)], [np.array(float('inf'))], 8)
-    with pytest.raises(Diverged) as err:
-        sums.sync()
+    with pytest.raises(Diverged) as err:  # read one batch behind: when batch 3 is added
+        sums.add(0, [np.array(1.5)], [np.array(2.0)], 8)
+        sums.add(1, [np.array(float('nan'))], [np.array(10.98902416)], 8)
+        sums.add(2, [np.array(1.0)], [np.array(float('inf'))], 8)
     # rounded like the epoch lines, not float32's 10.98902416229248
     assert 'loss_D nan, loss_G 10.989 at epoch 4, batch 2' in str(err.value)
     assert sums.loss_D == 1.5 and sums.examples == 8  # only the good batch was counted

@@ -5,7 +5,6 @@ import re
 import signal
 import subprocess
 import sys
-import types
 
 import mxnet as mx
 import numpy as onp
@@ -76,11 +75,11 @@ def _trained_gan(num_devices):
     """A GAN on `num_devices` CPU contexts after one epoch of 32 sprites (two batches)."""
     from gluon_dcgan.config import Config
     from gluon_dcgan.data.synthetic import make_sprites
-    from gluon_dcgan.train.loop import GAN, run_epoch
+    from gluon_dcgan.train.loop import GAN, new_state, train
     cfg = Config(data='synthetic', batch_size=16, n_G=8, n_D=8, progress=False, epochs=1)
     gan = GAN(cfg, [mx.cpu(i) for i in range(num_devices)],
               kvstore='local' if num_devices > 1 else None)
-    run_epoch(gan, make_sprites(32), 1, types.SimpleNamespace(signum=None))
+    train(gan, make_sprites(32), 1, new_state())
     return gan
 
 
@@ -138,11 +137,11 @@ def test_per_device_adam_moments_agree_and_are_loaded_on_every_device(tmp_path, 
     # A one-device checkpoint counted its steps on device 0 only: device 1 must get the
     # counts too, or its Adam restarts its bias correction and its weights part from device 0's.
     from gluon_dcgan.data.synthetic import make_sprites
-    from gluon_dcgan.train.loop import run_epoch
+    from gluon_dcgan.train.loop import new_state, train
     path = checkpoint.save(str(tmp_path / 'one'), _trained_gan(1),
                            onp.zeros((21, 100, 1, 1), 'float32'), {'epoch': 1, 'batch': 0})
     checkpoint.load(path, other)
-    run_epoch(other, make_sprites(32), 2, types.SimpleNamespace(signum=None))
+    train(other, make_sprites(32), 2, new_state(epoch=1))
     for p in other.net_G.collect_params().values():
         if p.grad_req != 'null':
             a, b = (d.asnumpy() for d in p.list_data())

@@ -1,7 +1,7 @@
 """What happens after each epoch on the chief worker: checkpoint, pictures, metrics.
 
-The training loop knows nothing of these: ``train`` calls an ``EpochEnd`` once per
-finished epoch, and its ``save_checkpoint`` when a signal stops an epoch midway.
+The training loop knows nothing of these: ``EpochEnd`` is one of its hooks (hooks.py),
+and the run calls its ``save_checkpoint`` when a signal stops an epoch midway.
 """
 import os
 
@@ -26,7 +26,7 @@ class EpochEnd:
         """Checkpoint the nets, both Adam states and `state`; returns its path."""
         return checkpoint.save(self.paths.checkpoints, self.gan, self.fixed_noise, state)
 
-    def __call__(self, epoch, state):
+    def epoch_end(self, epoch, state):
         row = state['history'][-1]
         if self.best and self.best.due(epoch):
             row['fid'] = self.best.score(epoch)  # recorded before the checkpoint is written

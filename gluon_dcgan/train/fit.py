@@ -16,7 +16,8 @@ from ..runtime import bf16_problem, describe_contexts, resolve_contexts
 from ..seeds import Stream, noise
 from . import checkpoint, report, rundir
 from .epoch_end import EpochEnd
-from .loop import D_KEYS, GAN, Diverged, Interrupted, StopFlag, run_epoch
+from .hooks import EpochLog, Progress, StopOnSignal
+from .loop import GAN, Diverged, Interrupted, StopFlag, new_state, train
 
 # What an interrupt outside the training loop leaves behind, by stage.
 INTERRUPTED = {
@@ -131,7 +132,7 @@ def prepare(run):
             f'{len(run.images)} images per epoch')
     run.gan = GAN(cfg, run.ctxs, run.kvstore, run.rank, run.num_workers)
     run.fixed = noise(cfg.seed, Stream.FIXED, shape=(21, cfg.latent_dim, 1, 1))
-    run.state = {'epoch': 0, 'batch': 0, 'history': [], 'partial': None}
+    run.state = new_state()
     if resume_from:
         run.fixed, run.state = checkpoint.load(resume_from, run.gan)
         log(f'resuming from {resume_from}')
@@ -154,18 +155,6 @@ def prepare(run):
     return True
 
 
-def _epoch_line(row, epochs):
-    D = ''.join(f'  {k} {row[k]:.3f}' for k in D_KEYS if k in row)
-    return (f"epoch {row['epoch']:3d}/{epochs}  loss_D {row['loss_D']:.3f}  "
-            f"loss_G {row['loss_G']:.3f}{D}  {row['examples_per_sec']:.1f} examples/sec")
-
-
-def _row(epoch, sums, num_workers):
-    return {'epoch': epoch, **sums.means(),
-            'examples_per_sec': sums.examples * num_workers / sums.seconds,
-            'seconds': sums.seconds}
-
-
 def _announce(run):
     """One line before training starts (tests and users wait for it), and a note on any
     images each epoch leaves out."""
@@ -181,34 +170,32 @@ def _announce(run):
             (f', from batch {state["batch"] + 1}' if state['batch'] else ''))
 
 
-def train(run):
-    """The chapter's loop over epochs. Returns an exit code if interrupted, else None."""
+def run_training(run):
+    """The chapter's train() with the run's hooks. Returns an exit code if interrupted, else None."""
     cfg, state, log = run.cfg, run.state, run.log
     run.signals.check()
     if state['epoch'] < cfg.epochs:
         _announce(run)
+    progress = Progress(cfg.epochs, run.num_workers, cfg.progress)
     with StopFlag() as stop:
-        for epoch in range(state['epoch'] + 1, cfg.epochs + 1):
-            try:
-                sums = run_epoch(run.gan, run.images, epoch, stop, state['batch'],
-                                 state['partial'])
-            except Interrupted as exc:
-                if run.chief:
-                    state.update(batch=exc.next_batch, partial=exc.sums.partial(exc.next_batch))
-                    path = run.epoch_end.save_checkpoint(state)
-                    log(f'interrupted: saved {path}; continue with --resume')
-                else:
-                    log('interrupted; continue with --resume')
-                return exc.exit_code
-            row = _row(epoch, sums, run.num_workers)
-            state.update(epoch=epoch, batch=0, partial=None, history=state['history'] + [row])
-            log(_epoch_line(row, cfg.epochs))
-            if run.chief:
-                run.epoch_end(epoch, state)
-            if stop.signum:
-                log(f'interrupted at the end of epoch {epoch}; its checkpoint is saved: '
-                    f'continue with --resume')
-                return 128 + stop.signum
+        chief_only = [run.epoch_end] if run.chief else []  # checkpoints, figures, metrics
+        hooks = [progress, EpochLog(cfg.epochs, log), *chief_only, StopOnSignal(stop)]
+        try:
+            train(run.gan, run.images, cfg.epochs, state, hooks)
+        except Interrupted as exc:
+            progress.close()  # before the line
+            if exc.sums is None:
+                log(f'interrupted at the end of epoch {state["epoch"]}; its checkpoint is '
+                    f'saved: continue with --resume')
+            elif run.chief:
+                state.update(batch=exc.next_batch, partial=exc.sums.partial(exc.next_batch))
+                path = run.epoch_end.save_checkpoint(state)
+                log(f'interrupted: saved {path}; continue with --resume')
+            else:
+                log('interrupted; continue with --resume')
+            return exc.exit_code
+        finally:
+            progress.close()
     return None
 
 
@@ -267,7 +254,7 @@ def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=None):
         try:
             if not prepare(run):
                 return 0
-            code = train(run)
+            code = run_training(run)
             if code is not None:
                 return code
             finish(run, out)

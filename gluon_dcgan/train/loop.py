@@ -1,18 +1,20 @@
-"""One epoch of training: the GAN's two update steps over every batch, and the epoch's sums.
+"""The chapter's training loop: ``train``, the ``GAN`` it trains, and an epoch's sums.
 
-``run_epoch`` only calls ``GAN.step`` (update_D, then update_G); checkpoints,
-sample grids, figures and metrics hang off the run in ``epoch_end.EpochEnd``.
+``train`` is d2l's ``train(net_D, net_G, data_iter, num_epochs, lr, latent_dim,
+device)``: for each epoch, for each batch, draw Z, update_D, update_G and
+accumulate the losses. Everything else a run does (progress, the epoch's line,
+figures, checkpoints, signals) attaches through hooks (hooks.py), which the loop
+calls at the end of each batch and epoch and knows nothing about.
 """
 import math
 import signal
 import time
 
 from ..data import loader
-from ..progress import progress_bar
 from ..seeds import Stream, noise
 from . import steps
+from .steps import update_D, update_G
 
-SYNC_EVERY = 5          # batches between reads of the loss sums (the only host syncs)
 # Mean sigmoid output of net_D on real images, on fakes before the D step, on fakes after it.
 D_KEYS = ('D_x', 'D_G_z', 'D_G_z2')
 
@@ -94,22 +96,31 @@ class GAN:
             self.net_G, self.net_D, cfg.lr, cfg.beta1, kvstore)
         self.loss = steps.make_loss()
 
-    def step(self, batch_uint8, Z):
-        """One D step and one G step on a batch.
+    def batches(self, images, epoch, start_batch=0):
+        """(batch index, uint8 images) of this worker's share of `epoch`, from `start_batch`."""
+        cfg = self.cfg
+        return loader.iterate_batches(images, cfg.batch_size, cfg.seed, epoch, self.rank,
+                                      self.num_workers, start_batch, len(self.ctxs))
 
-        Returns per-device device arrays, all lazy: (loss_D sums, loss_G sums, D_out),
-        D_out holding the sums of D(x), D(G(z)) and D(G(z)) after the D step, as D_KEYS."""
+    def num_batches(self, images):
+        """Batches per epoch for this worker."""
+        return loader.num_batches(len(images), self.cfg.batch_size, self.num_workers,
+                                  len(self.ctxs))
+
+    def noise(self, epoch, batch, size):
+        """The batch's latent Z, fixed by (seed, epoch, batch), so a resumed run repeats it;
+        the rank gives each worker noise of its own, as it has a share of the data of its own."""
+        return noise(self.cfg.seed, Stream.NOISE, epoch, batch, self.rank,
+                     shape=(size, self.cfg.latent_dim, 1, 1))
+
+    def to_devices(self, batch_uint8, Z):
+        """(Xs, Zs): the batch in [-1, 1] and its noise, one slice per device."""
         from mxnet import np
         from mxnet.gluon.utils import split_and_load
         Xs = split_and_load(np.array(batch_uint8, dtype='uint8'), self.ctxs, even_split=False)
         Xs = [loader.normalize(X) for X in Xs]  # uint8 crosses to the device, 4x less than float
         Zs = split_and_load(np.array(Z), self.ctxs, even_split=False)
-        size = len(batch_uint8) * self.num_workers  # gradients are summed over workers
-        D_out = []
-        loss_D, fake_Xs = steps.update_D(Xs, Zs, self.net_D_train, self.net_G_train, self.loss,
-                                         self.trainer_D, size, D_out)
-        loss_G = steps.update_G(fake_Xs, self.net_D_train, self.loss, self.trainer_G, size, D_out)
-        return loss_D, loss_G, D_out
+        return Xs, Zs
 
     def average_running_stats(self):
         """Give every device the mean of the devices' BatchNorm running statistics.
@@ -141,10 +152,13 @@ class GAN:
 
 
 class EpochSums:
-    """Loss and D-output sums of an epoch: device values are read every SYNC_EVERY batches only.
+    """Loss and D-output sums of an epoch, read from the devices one batch behind.
 
-    `D_examples` counts the examples behind the D sums: a partial epoch saved by an
-    older version has loss sums but no D sums, so its means cover the rest of the epoch.
+    Reading a batch's sums waits for that batch, so the loop reads the one before
+    the newest: the devices always have a batch queued while the host prepares the
+    next, and `done` counts the batches that have really finished. `D_examples`
+    counts the examples behind the D sums: a partial epoch saved by an older
+    version has loss sums but no D sums, so its means cover the rest of the epoch.
     """
 
     def __init__(self, epoch, partial=None):
@@ -154,15 +168,20 @@ class EpochSums:
         self.examples, self.seconds = p.get('examples', 0), p.get('seconds', 0.0)
         self.D = {k: p.get('sum_' + k, 0.0) for k in D_KEYS}
         self.D_examples = p.get('D_examples', 0)
+        self.done = p.get('batch', 0)  # batches of the epoch finished and read
         self.pending = []
+        self._clock = time.time()
 
     def add(self, batch, loss_D, loss_G, size, D_out=None):
-        """Queue one batch's device sums (D_out as GAN.step returns it) until sync()."""
+        """Queue one batch's device sums (update_D's and update_G's), read the ones before."""
         self.pending.append((batch, loss_D, loss_G, size, D_out))
+        self.sync(keep=1)
 
-    def sync(self):
-        """Read pending sums (one host sync); stop on the first NaN/Inf with its batch."""
-        for batch, loss_D, loss_G, size, D_out in self.pending:
+    def sync(self, keep=0):
+        """Read the pending sums but the newest `keep`; stop on the first NaN/Inf with its batch."""
+        ready, self.pending = self.pending[:len(self.pending) - keep], \
+            self.pending[len(self.pending) - keep:]
+        for batch, loss_D, loss_G, size, D_out in ready:
             d = sum(float(x) for x in loss_D)
             g = sum(float(x) for x in loss_G)
             if not (math.isfinite(d) and math.isfinite(g)):
@@ -174,7 +193,17 @@ class EpochSums:
                 for k, per_device in zip(D_KEYS, D_out):
                     self.D[k] += sum(float(x) for x in per_device)
                 self.D_examples += size
-        self.pending = []
+            self.done = batch + 1
+
+    def elapsed(self):
+        """Seconds of training in this epoch so far (those of a resumed part included)."""
+        return self.seconds + (time.time() - self._clock if self._clock else 0.0)
+
+    def stop_clock(self):
+        """Read every pending sum and add the time since the epoch (re)started to `seconds`."""
+        self.sync()
+        if self._clock:
+            self.seconds, self._clock = self.elapsed(), None
 
     def means(self):
         """{'loss_D', 'loss_G', 'D_x', 'D_G_z', 'D_G_z2'}: per-example means so far."""
@@ -190,40 +219,50 @@ class EpochSums:
                 'D_examples': self.D_examples, **{'sum_' + k: self.D[k] for k in D_KEYS}}
 
 
-def _progress_bar(cfg, epoch, total, start):
-    return progress_bar(total, f'epoch {epoch}/{cfg.epochs}', 'batch', cfg.progress, start)
+def _row(epoch, sums, num_workers):
+    return {'epoch': epoch, **sums.means(),
+            'examples_per_sec': sums.examples * num_workers / sums.seconds,
+            'seconds': sums.seconds}
 
 
-def run_epoch(gan, images, epoch, stop, start_batch=0, partial=None):
-    """Train one epoch (from `start_batch`); returns its EpochSums, or raises Interrupted."""
-    cfg = gan.cfg
-    sums = EpochSums(epoch, partial)
-    total = loader.num_batches(len(images), cfg.batch_size, gan.num_workers,
-                               len(gan.ctxs))
-    bar = _progress_bar(cfg, epoch, total, start_batch)
-    started = time.time()
-    try:
-        for batch, X in loader.iterate_batches(images, cfg.batch_size, cfg.seed, epoch,
-                                               gan.rank, gan.num_workers, start_batch,
-                                               len(gan.ctxs)):
-            # Fixed by (seed, epoch, batch), so a resumed run repeats it; the rank gives
-            # each worker noise of its own, as it has a share of the data of its own.
-            Z = noise(cfg.seed, Stream.NOISE, epoch, batch, gan.rank,
-                      shape=(len(X), cfg.latent_dim, 1, 1))
-            loss_D, loss_G, D_out = gan.step(X, Z)
-            sums.add(batch, loss_D, loss_G, len(X), D_out)
-            bar.update(1)
-            if len(sums.pending) >= SYNC_EVERY or batch + 1 == total or stop.signum:
-                sums.sync()
-                seconds = sums.seconds + time.time() - started
-                bar.set_postfix({k: f'{v:.3f}' for k, v in sums.means().items()},
-                                ex_s=f'{sums.examples * gan.num_workers / seconds:.1f}')
-            if stop.signum and batch + 1 < total:
-                sums.seconds += time.time() - started
-                raise Interrupted(stop.signum, sums, batch + 1)
-    finally:
-        bar.close()
-    sums.sync()
-    sums.seconds += time.time() - started
-    gan.average_running_stats()
-    return sums
+def new_state(epoch=0):
+    """Where a run starts: before batch 0 of epoch `epoch` + 1, with no history."""
+    return {'epoch': epoch, 'batch': 0, 'history': [], 'partial': None}
+
+
+def train(gan, images, num_epochs, state, hooks=()):
+    """The chapter's training loop over `images`, from where `state` says, up to `num_epochs`.
+
+    `gan` holds the nets, Trainers and loss, built and initialised as the chapter's
+    train() does. `state` ({'epoch', 'batch', 'partial', 'history'}) is updated after
+    each epoch, so a hook saving it resumes exactly. Each hook may define
+    epoch_start(epoch, total, first_batch), batch_end(epoch, batch, metric) and
+    epoch_end(epoch, state); a hook stops training by raising Interrupted.
+    """
+    net_D, net_G, loss = gan.net_D_train, gan.net_G_train, gan.loss
+    for epoch in range(state['epoch'] + 1, num_epochs + 1):
+        # Sums of loss_D, loss_G and examples: the chapter's d2l.Accumulator(3).
+        metric = EpochSums(epoch, state['partial'])
+        _call(hooks, 'epoch_start', epoch, gan.num_batches(images), state['batch'])
+        for batch, X in gan.batches(images, epoch, state['batch']):
+            Z = gan.noise(epoch, batch, len(X))
+            Xs, Zs = gan.to_devices(X, Z)
+            size = len(X) * gan.num_workers  # gradients are summed over workers
+            D_out = []
+            loss_D, fake_Xs = update_D(Xs, Zs, net_D, net_G, loss, gan.trainer_D, size, D_out)
+            loss_G = update_G(fake_Xs, net_D, loss, gan.trainer_G, size, D_out)
+            metric.add(batch, loss_D, loss_G, len(X), D_out)
+            _call(hooks, 'batch_end', epoch, batch, metric)
+        metric.stop_clock()
+        gan.average_running_stats()  # several devices: one set of BatchNorm statistics
+        state.update(epoch=epoch, batch=0, partial=None,
+                     history=state['history'] + [_row(epoch, metric, gan.num_workers)])
+        _call(hooks, 'epoch_end', epoch, state)
+    return state
+
+
+def _call(hooks, event, *args):
+    for hook in hooks:
+        method = getattr(hook, event, None)
+        if method is not None:
+            method(*args)
