@@ -6,32 +6,46 @@ are refused in one line instead of ending in the kernel's out-of-memory kill.
 from .errors import UserError
 from .runtime import parse_ctx_spec
 
-# net_G's G_block widths are n_G times these (model.MULTIPLIERS); net_D mirrors them.
-_MULTIPLIERS = (8, 4, 2, 1)
 # Copies of each activation a training step keeps: the output, its gradient, and the
 # BatchNorm/activation buffers kept for the backward pass (the estimate for the default
 # nets at batch 256 is 1.7 GB; their measured peak RSS, data and MXNet included, 2.2 GB).
 _ACTIVATION_COPIES = 4
 
 
+def _layers(net, channels, side):
+    """(in channels, out channels, kernel, output side, has BatchNorm) of each layer of a
+    chapter net (model.py) for square inputs of `side`, read from the layers themselves."""
+    from mxnet.gluon import nn
+    from .model import convolutions
+    layers = []
+    for layer, conv in zip(net, convolutions(net)):
+        (k, _), (s, _), (p, _) = (conv._kwargs[n] for n in ('kernel', 'stride', 'pad'))
+        side = ((side - 1) * s - 2 * p + k if isinstance(conv, nn.Conv2DTranspose)
+                else (side + 2 * p - k) // s + 1)
+        layers.append((channels, conv._channels, k, side, hasattr(layer, 'batch_norm')))
+        channels = conv._channels
+    return layers
+
+
+def _nets(n_G, n_D, latent_dim, channels):
+    from .model import net_D, net_G  # built, not initialised: nothing is allocated
+    return (_layers(net_G(n_G, channels), latent_dim, 1),
+            _layers(net_D(n_D), channels, 64))
+
+
 def parameter_counts(n_G, n_D, latent_dim, channels):
     """(net_G, net_D) trainable parameters, as model.count_parameters counts them.
 
-    Every convolution is 4x4 without bias; each BatchNorm adds gamma and beta.
+    No convolution has a bias; each BatchNorm adds gamma and beta.
     """
-    g = [n_G * m for m in _MULTIPLIERS]                 # 8n, 4n, 2n, n
-    d = [n_D * m for m in reversed(_MULTIPLIERS)]       # n, 2n, 4n, 8n
-    conv_G = [latent_dim] + g + [channels]
-    conv_D = [channels] + d + [1]
-    count = lambda widths: sum(16 * a * b for a, b in zip(widths, widths[1:]))
-    return count(conv_G) + 2 * sum(g), count(conv_D) + 2 * sum(d)
+    return tuple(sum(c_in * c_out * k * k + 2 * c_out * bn for c_in, c_out, k, _, bn in net)
+                 for net in _nets(n_G, n_D, latent_dim, channels))
 
 
-def activation_values(n_G, n_D, channels):
+def activation_values(n_G, n_D, channels, latent_dim=100):
     """Values of all layer outputs for one example: net_G once, net_D on a real and a fake."""
-    sides = (4, 8, 16, 32)
-    g = sum(n_G * m * s * s for m, s in zip(_MULTIPLIERS, sides)) + channels * 64 * 64
-    d = sum(n_D * m * s * s for m, s in zip(reversed(_MULTIPLIERS), reversed(sides))) + 1
+    g, d = (sum(c_out * side * side for _, c_out, _, side, _ in net)
+            for net in _nets(n_G, n_D, latent_dim, channels))
     return g + 2 * d
 
 
@@ -43,7 +57,8 @@ def training_memory_bytes(n_G, n_D, latent_dim, channels, batch_size, devices=1)
     """
     params = sum(parameter_counts(n_G, n_D, latent_dim, channels))
     return (16 * params * devices
-            + 4 * _ACTIVATION_COPIES * activation_values(n_G, n_D, channels) * batch_size)
+            + 4 * _ACTIVATION_COPIES * activation_values(n_G, n_D, channels, latent_dim)
+            * batch_size)
 
 
 def _read_int(path):

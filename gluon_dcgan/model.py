@@ -76,11 +76,15 @@ def net_D(n_D=64, alpha=0.2, activation='leaky'):
     return net_D
 
 
+def convolutions(net):
+    """The (transposed) convolution of each of a chapter net's five layers."""
+    return [getattr(layer, 'conv2d_trans', None) or getattr(layer, 'conv2d', layer)
+            for layer in net]
+
+
 def widths(net):
     """The output channels of each of a net's five layers, e.g. (512, 256, 128, 64, 3)."""
-    def conv(layer):
-        return getattr(layer, 'conv2d_trans', None) or getattr(layer, 'conv2d', layer)
-    return tuple(conv(layer)._channels for layer in net)
+    return tuple(conv._channels for conv in convolutions(net))
 
 
 def count_parameters(net):
