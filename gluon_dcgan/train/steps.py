@@ -1,22 +1,32 @@
 """The chapter's update_D and update_G, computing the same losses with less work.
 
-Differences from d2l's versions, all leaving the parameters' values the same:
-- update_D returns the generator output, and update_G reuses it instead of
-  running net_G again (the d2l comment allows it): net_G's weights do not change
-  between the two steps. MXNet 1.9 updates BatchNorm running statistics in the
-  backward pass, and net_G's backward runs once per step in both versions, so
-  even those statistics match (tests/test_equivalence.py checks every parameter).
+The names and the chapter's argument order (net_D before net_G) are kept, but the
+signatures are not d2l's, and the values they compute are:
+
+    d2l:  update_D(X, Z, net_D, net_G, loss, trainer_D) -> float
+          update_G(Z, net_D, net_G, loss, trainer_G) -> float
+    here: update_D(Xs, Zs, net_D, net_G, loss, trainer_D, step_size, D_out=None)
+              -> ([loss_D sum per device], [fake_X per device])
+          update_G(fake_Xs, net_D, loss, trainer_G, step_size, D_out=None)
+              -> [loss_G sum per device]
+
+Why each difference (none changes a parameter's value; tests/test_equivalence.py
+checks every one against d2l's own functions):
+- update_G takes update_D's fake images instead of Z and net_G: it reuses them
+  rather than running net_G again (the d2l comment allows it), since net_G's
+  weights do not change between the two steps. MXNet 1.9 updates BatchNorm
+  running statistics in the backward pass, and net_G's backward runs once per
+  step in both versions, so even those statistics match.
 - update_G asks autograd only for the gradient w.r.t. the fake images, so no
   discriminator weight gradients are computed that the G step would throw away.
-- Losses come back as device arrays: no host sync per step.
+- Xs, Zs and the results are lists with one slice per device (split_and_load),
+  and `step_size` is the whole batch's size (over devices and workers), which
+  d2l's single-device steps read from X.
+- Losses come back as device arrays, not floats: no host sync per step.
 - Given a list `D_out`, the steps append the per-device sums of sigmoid(net_D(.))
   they already computed (D(x), D(G(z)) before and after the D step), also as
   device arrays: the diagnostics cost no forward pass and no sync.
-Each argument that is a list holds one slice per device (split_and_load).
-
-Argument order: update_D and update_G keep the chapter's signatures (net_D before
-net_G, as d2l's ``update_D(X, Z, net_D, net_G, loss, trainer_D)``) so a reader
-recognises them; everywhere else in the package net_G comes before net_D.
+Everywhere else in the package net_G comes before net_D.
 """
 from mxnet import autograd, gluon, init, np, npx
 
