@@ -51,6 +51,9 @@ GRACE = 10.0  # seconds a stopped process has to finish its batch and checkpoint
 RANK_LINE = re.compile(r'^worker (\d+)/\d+\b')  # what fit logs once ps-lite gave a rank
 STOPPED_LINE = re.compile(r'^(interrupted|terminated)\b')  # fit/cli: saved, or nothing to save
 FORWARDED = ('DMLC_', 'PS_', 'MXNET_', 'OMP_NUM_THREADS', 'GLUON_DCGAN_')
+# A name a remote shell reads as a variable assignment, and nothing else: any other
+# name (`X$(cmd)`) would be run by the remote shell, so it is never forwarded.
+SHELL_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*\Z')
 
 
 def _free_port():
@@ -65,6 +68,8 @@ class Process:
     def __init__(self, label, popen):
         self.label, self.popen = label, popen
         self.stopped = threading.Event()  # it said it stopped (and saved what it had to)
+        self.muted = False  # after another process failed: its dying words are noise
+        self.last_line = ''
 
     def forward(self, stream, out):
         for line in iter(stream.readline, ''):
@@ -74,6 +79,10 @@ class Process:
                 print(f'launch: {old} has rank {m[1]}', file=sys.stderr, flush=True)
             if STOPPED_LINE.match(line):
                 self.stopped.set()
+            if self.muted:
+                continue
+            if line.strip():
+                self.last_line = line.strip()
             out.write(f'[{self.label}] {line}')
             out.flush()
         stream.close()
@@ -104,9 +113,8 @@ class Cluster:
             label = f'{label}@{host.name}' if role == 'worker' else label
             if 'DMLC_INTERFACE' not in os.environ:  # the user's choice of card wins
                 env['DMLC_NODE_HOST'] = host.address
-            exports = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED)}
-            exports.update(env)
-            remote = (f'cd {shlex.quote(os.getcwd())} && exec env '
+            exports = dict(forwarded_environment(), **env)
+            remote = (f'cd {shlex.quote(current_folder())} && exec env '
                       + ' '.join(f'{k}={shlex.quote(v)}' for k, v in sorted(exports.items()))
                       + ' ' + shlex.join(guarded))
             cmd, full_env = host.run(remote), None
@@ -147,20 +155,60 @@ class Cluster:
             proc.popen.wait()
 
     def supervise(self, poll=0.2):
-        """Wait for the workers; the first failure stops everything. Returns the exit code."""
+        """Wait for the workers; the first failure stops everything. Returns the exit code.
+
+        Workers are looked at first: a worker that refuses to start (its run folder is
+        locked, exit 2) makes the servers abort a moment later, and the worker's reason
+        is the one to report, not a server's crash dump.
+        """
         workers = [p for p in self.procs if p.label.startswith('worker')]
+        others = [p for p in self.procs if p not in workers]
         while not all(p.popen.poll() == 0 for p in workers):
-            for proc in self.procs:
+            for proc in workers + others:
                 code = proc.popen.poll()
                 if code not in (None, 0):
-                    print(f'launch: {proc.label} exited with {code}; stopping the others',
-                          file=sys.stderr, flush=True)
-                    self.stop_all(at_once=True)
-                    return code if code > 0 else 128 - code
+                    return self._failed(proc, code)
             time.sleep(poll)
         _wait(self.procs, 10.0)  # the scheduler and servers end once the workers leave
         self.stop_all(at_once=True)
         return 0
+
+
+    def _failed(self, proc, code):
+        for other in self.procs:  # what the others print as they die is not the cause
+            other.muted = other is not proc
+        reason = f': {proc.last_line}' if proc.last_line else ''
+        print(f'launch: {proc.label} exited with {code}{reason}; stopping the others',
+              file=sys.stderr, flush=True)
+        self.stop_all(at_once=True)
+        return code if code > 0 else 128 - code
+
+
+def current_folder():
+    """os.getcwd(), or a one-line UserError if the folder was deleted under the shell."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        raise UserError('the current folder was deleted: cd to an existing folder, then run '
+                        'again') from None
+
+
+def forwarded_environment():
+    """The variables a remote process gets from this one: FORWARDED prefixes, valid names.
+
+    A name that is not a shell identifier is skipped with a note: in `env NAME=value`
+    on the remote shell it would be run, not assigned.
+    """
+    exports = {}
+    for name, value in os.environ.items():
+        if not name.startswith(FORWARDED):
+            continue
+        if SHELL_NAME.match(name):
+            exports[name] = value
+        else:
+            print(f'launch: note: not forwarding the variable {name!r}: not a valid shell '
+                  f'name', file=sys.stderr, flush=True)
+    return exports
 
 
 def _wait(procs, seconds):
@@ -231,6 +279,7 @@ def _interrupt(signum, frame):
 
 def run(args, command):
     """Start every role, supervise them; returns the exit code."""
+    current_folder()  # every process starts there: refuse a deleted one now
     hosts = None
     if args.hostfile:
         if shutil.which('ssh') is None:

@@ -11,6 +11,9 @@ import subprocess
 import sys
 
 from .errors import UserError, last_line
+from .files import Damaged, read_bounded
+
+MAX_HOSTFILE = 1 << 20  # a hostfile is a few lines: 1 MiB is far more than any
 
 HOST_LINE = re.compile(r'^(?:(?P<user>[^@\s:]+)@)?(?P<host>[^@\s:]+)(?::(?P<port>\d{1,5}))?$')
 PORT_CODE = 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'
@@ -47,10 +50,15 @@ class Host:
 def read_hosts(path, ssh):
     """The hosts of a hostfile; every line is checked before any is looked up."""
     try:
-        with open(path) as f:
-            lines = [l.strip() for l in f if l.strip() and not l.lstrip().startswith('#')]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f'cannot read --hostfile {path!r} ({exc})') from None
+        text = read_bounded(path, MAX_HOSTFILE).decode('utf-8')
+    except OSError as exc:
+        raise UserError(f'cannot read --hostfile {path!r} ({exc.strerror})') from None
+    except (Damaged, UnicodeDecodeError) as exc:
+        why = 'not UTF-8 text' if isinstance(exc, UnicodeDecodeError) else \
+            str(exc).replace(path, 'it')
+        raise UserError(f'cannot read --hostfile {path!r} ({why}): give a text file of '
+                        f'[user@]host[:port] lines') from None
+    lines = [l.strip() for l in text.splitlines() if l.strip() and not l.lstrip().startswith('#')]
     if not lines:
         raise UserError(f'--hostfile {path!r} lists no hosts')
     matches = [HOST_LINE.match(line) for line in lines]

@@ -9,6 +9,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -364,3 +365,54 @@ def test_the_guard_says_in_one_line_that_a_command_cannot_start():
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
     line = assert_one_line_error(proc, code=127, contains="cannot start '/nonexistent/pyhton'")
     assert 'No such file or directory' in line
+
+
+@pytest.mark.slow
+def test_ssh_mode_never_runs_a_forwarded_variable_name_or_value(sshd, tmp_path):
+    """A name that is not a shell identifier is skipped; a value is only ever data."""
+    marker_name, marker_value = tmp_path / 'pwned-by-name', tmp_path / 'pwned-by-value'
+    env = {f'GLUON_DCGAN_X$(touch {marker_name})': '1',
+           'GLUON_DCGAN_Y': f'$(touch {marker_value}); `touch {marker_value}`'}
+    proc, _ = launch(tmp_path / 'S', workers=1, env=env, port=False,
+                     launcher_args=['--hostfile', str(sshd / 'hosts.txt'),
+                                    '--ssh-config', str(sshd / 'ssh_config')])
+    _, stderr = finished(proc, workers=1)
+    assert not marker_name.exists() and not marker_value.exists()
+    assert "not forwarding the variable 'GLUON_DCGAN_X$(touch" in stderr
+
+
+@pytest.mark.cli
+def test_a_hostfile_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_path):
+    fifo = tmp_path / 'hosts.fifo'
+    os.mkfifo(fifo)  # opened for reading, a FIFO without a writer would block forever
+    for hostfile in ('/dev/zero', str(fifo)):
+        proc = subprocess.run(LAUNCH + ['--workers', '1', '--hostfile', hostfile, '--', 'x'],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert_one_line_error(proc, code=2, contains='is not a regular file')
+
+
+@pytest.mark.cli
+def test_a_deleted_current_folder_is_one_line(tmp_path):
+    gone = tmp_path / 'gone'
+    gone.mkdir()
+    script = (f'cd {shlex.quote(str(gone))} && rmdir {shlex.quote(str(gone))} && exec '
+              + shlex.join(LAUNCH + ['--workers', '1', '--', 'python', 'run.py']))
+    proc = subprocess.run(['sh', '-c', script], capture_output=True, text=True, timeout=60)
+    assert_one_line_error(proc, code=2, contains='the current folder was deleted')
+
+
+@pytest.mark.slow
+def test_a_chief_that_refuses_to_start_is_the_one_reported(tmp_path):
+    """The chief exits 2 (its run folder is locked); the servers' abort is not the cause."""
+    import fcntl
+    out = tmp_path / 'locked'
+    out.mkdir()
+    with open(out / '.lock', 'w') as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc, _ = launch(out, workers=1)
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith('launch: worker #0 exited with 2: error: ') and \
+        'is in use by another gluon_dcgan process' in last, stderr
+    assert 'terminate' not in stderr and 'server #0 exited' not in stderr, stderr
