@@ -10,10 +10,17 @@ is MXNet's ``KVStoreServer`` extended in two ways:
   steps after net_D's first update, so plain MXNet restarts net_D's Adam state
   after batch 1 of every run. This server keeps the states and counts.
 * **save / load commands.** Rank 0 sends them through MXNet's controller channel
-  (command 0, whose body is otherwise a pickled optimizer sent by a worker). Each
-  server writes or reads ``server-R.params`` (Adam's arrays, ``mx.nd.save``) and
-  ``server-R.json`` (step counts) in the checkpoint folder: no pickle. The folder
-  must be visible to the servers (local, or the shared --out-dir of several hosts).
+  (command 0). Each server writes or reads ``server-R.params`` (Adam's arrays,
+  ``mx.nd.save``) and ``server-R.json`` (step counts) in the checkpoint folder: no
+  pickle. The folder must be visible to the servers (local, or the shared --out-dir of
+  several hosts).
+* **No pickle on the wire.** Stock MXNet sends the optimizer as a pickle and its server
+  runs ``pickle.loads`` on whatever command 0 carries: anyone who reaches a server's
+  port (ps-lite has no authentication) could run code there. Here a worker describes
+  its Adam as JSON (``optimizer_message``) and the server rebuilds it
+  (``optimizer_from_message``), checking every field; any other message is refused
+  in one line on the server's stderr and ignored. No message reaches MXNet's own
+  controller.
 
 Workers call ``save_server_states`` and ``load_server_states``. A server's keys
 are slices chosen by its rank, so a checkpoint resumes only with the same
@@ -23,25 +30,118 @@ import json
 import os
 import sys
 
-PREFIX = b'gluon_dcgan-states '  # a pickled optimizer (protocol 0) never starts like this
+PREFIX = 'gluon_dcgan-states '  # every message of ours starts so; nothing else is read
 FORMAT = 1
+MAX_MESSAGE = 1 << 16  # bytes: a message of ours is a few hundred
+# Adam's attributes a worker's Trainer sets, with their JSON types; nothing else is sent.
+ADAM_FIELDS = {'lr': float, 'wd': float, 'rescale_grad': float, 'beta1': float,
+               'beta2': float, 'epsilon': float, 'clip_gradient': (float, type(None)),
+               'multi_precision': bool, 'lazy_update': bool, 'allow_np_array': bool,
+               'begin_num_update': int, 'num_update': int, 'aggregate_num': int,
+               'lr_mult': dict, 'wd_mult': dict, 'idx2name': dict}
 
 
 def _names(rank):
     return f'server-{rank}.params', f'server-{rank}.json'
 
 
-def _send(kvstore, action, folder):
-    body = PREFIX + json.dumps({'action': action, 'folder': os.path.abspath(folder)}).encode()
+def _send(kvstore, message):
     # Returns once every server has run the command (MXNet waits for their replies).
-    kvstore._send_command_to_servers(0, body.decode())
+    kvstore._send_command_to_servers(0, PREFIX + json.dumps(message))
+
+
+def _folder_command(kvstore, action, folder):
+    _send(kvstore, {'action': action, 'folder': os.path.abspath(folder)})
+
+
+def optimizer_message(optimizer):
+    """An Adam optimizer as data: {'action': 'optimizer', 'name': 'adam', 'fields': ...}.
+
+    What MXNet would pickle, less param_dict (which pickling drops too) and the step
+    counts (the server keeps its own). Anything else is refused: a worker of ours only
+    ever sends the Adam its Trainer built.
+    """
+    import mxnet as mx
+    if type(optimizer) is not mx.optimizer.Adam or optimizer.lr_scheduler is not None \
+            or optimizer.sym_info:
+        raise ValueError(f'dist_sync sends only a plain Adam to its servers, not {optimizer!r}')
+    fields = {name: getattr(optimizer, name) for name in ADAM_FIELDS}
+    for name in ('lr_mult', 'wd_mult', 'idx2name'):
+        fields[name] = {str(k): v for k, v in fields[name].items()}
+    return {'action': 'optimizer', 'name': 'adam', 'fields': fields}
+
+
+def _finite(value):
+    return isinstance(value, (int, float)) and abs(value) < float('inf')  # NaN fails too
+
+
+def _checked(name, value):
+    kind = ADAM_FIELDS[name]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f'{name} is {type(value).__name__}')
+    if isinstance(value, float) and not _finite(value):
+        raise ValueError(f'{name} is not finite')
+    if isinstance(value, int) and not 0 <= value < 2 ** 53:
+        raise ValueError(f'{name} is out of range')
+    if isinstance(value, dict):  # JSON keys are strings: indices come back as ints
+        value = {int(k) if k.isdigit() else k: v for k, v in value.items()}
+        for k, v in value.items():
+            ok = (isinstance(k, int) and isinstance(v, str)) if name == 'idx2name' else \
+                (_finite(v) and not isinstance(v, bool))
+            if not ok:
+                raise ValueError(f'{name}[{k!r}] is {v!r}')
+    return value
+
+
+def optimizer_from_message(message):
+    """The Adam that `message` (optimizer_message's) describes, every field checked.
+
+    Raises ValueError for anything else: another optimizer, a missing, unknown or
+    ill-typed field.
+    """
+    import mxnet as mx
+    fields = message.get('fields')
+    if message.get('name') != 'adam' or not isinstance(fields, dict) or \
+            set(fields) != set(ADAM_FIELDS):
+        raise ValueError('not the Adam optimizer a gluon_dcgan worker sends')
+    values = {name: _checked(name, fields[name]) for name in ADAM_FIELDS}
+    optimizer = mx.optimizer.Adam(learning_rate=values['lr'], beta1=values['beta1'],
+                                  beta2=values['beta2'], epsilon=values['epsilon'])
+    for name, value in values.items():
+        setattr(optimizer, name, value)
+    return optimizer
+
+
+def send_optimizer(kvstore, optimizer):
+    """What a worker's dist kvstore does instead of set_optimizer: the optimizer as data."""
+    _send(kvstore, optimizer_message(optimizer))
+
+
+def parse_message(body):
+    """The JSON message in a controller body of ours, or ValueError (never anything else)."""
+    if not isinstance(body, str):
+        body = bytes(body).decode('utf-8', 'replace')
+    if len(body) > MAX_MESSAGE or not body.startswith(PREFIX):
+        raise ValueError('not a gluon_dcgan message')
+    try:
+        message = json.loads(body[len(PREFIX):])
+    except (ValueError, RecursionError):
+        raise ValueError('not valid JSON') from None
+    if not isinstance(message, dict) or message.get('action') not in ('save', 'load',
+                                                                      'optimizer'):
+        raise ValueError('no known action')
+    if message['action'] != 'optimizer' and not isinstance(message.get('folder'), str):
+        raise ValueError('no folder')
+    return message
 
 
 def save_server_states(kvstore, folder):
     """Have every server write its optimizer state into `folder`; return the file names."""
     from ..errors import UserError
     num_servers = int(os.environ['DMLC_NUM_SERVER'])
-    _send(kvstore, 'save', folder)
+    _folder_command(kvstore, 'save', folder)
     names = [n for r in range(num_servers) for n in _names(r)]
     missing = [n for n in names if not os.path.exists(os.path.join(folder, n))]
     if missing:  # a server could not write (its error is in its log) or sees another disk
@@ -60,7 +160,7 @@ def load_server_states(kvstore, folder):
         raise UserError(f'{folder} holds the Adam state of {len(saved)} parameter server(s); '
                         f'resume with --servers {len(saved)}')
     if kvstore.rank == 0:  # once is enough: every server has loaded before its first update
-        _send(kvstore, 'load', folder)
+        _folder_command(kvstore, 'load', folder)
 
 
 def write_states(updater, folder, rank):
@@ -108,15 +208,23 @@ class StatefulServerMixin:
     pending = None  # (states, counts, num_update) loaded before the first optimizer arrived
 
     def _controller(self):
-        mxnet_controller = super()._controller()
-
+        # MXNet's own controller is never called: it unpickles command 0's body.
         def controller(cmd_id, cmd_body, handle):
-            if cmd_id == 0 and cmd_body.startswith(PREFIX):
-                command = json.loads(cmd_body[len(PREFIX):])
-                self._run_command(command['action'], command['folder'])
+            try:
+                if cmd_id != 0:
+                    raise ValueError(f'unknown command {cmd_id}')
+                message = parse_message(cmd_body)
+                optimizer = (optimizer_from_message(message)
+                             if message['action'] == 'optimizer' else None)
+            except ValueError as exc:
+                print(f'error: parameter server {self.kvstore.rank} refused a message ({exc}); '
+                      f'only gluon_dcgan workers may reach it', file=sys.stderr, flush=True)
+                return
+            if optimizer is None:
+                self._run_command(message['action'], message['folder'])
                 return
             old = self.kvstore._updater
-            mxnet_controller(cmd_id, cmd_body, handle)  # a worker's optimizer: a new updater
+            self.kvstore.set_optimizer(optimizer)  # on a server: a new local updater
             self._carry_over(old)
         return controller
 

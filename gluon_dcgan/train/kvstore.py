@@ -1,11 +1,15 @@
-"""Sharing one distributed KVStore between the two Trainers.
+"""Sharing one distributed KVStore between the two Trainers, and what it sends.
 
 ps-lite allows one dist KVStore per process (a second mx.kv.create('dist_sync')
 blocks), but each gluon.Trainer keys its parameters 0, 1, 2, ... so net_D's
 and net_G's would collide. ``KeyOffsetKVStore`` is the same store, seen with
-every key shifted by an offset, for the second Trainer.
+every key shifted by an offset; each Trainer gets one (net_D's with offset 0).
+It also sends the Trainer's optimizer to the servers as data (dist_server.py),
+where MXNet's KVStore would send a pickle, which our servers refuse.
 """
 from mxnet.kvstore import KVStore
+
+from .dist_server import send_optimizer
 
 
 class KeyOffsetKVStore(KVStore):
@@ -37,3 +41,6 @@ class KeyOffsetKVStore(KVStore):
 
     def broadcast(self, key, value, out, priority=0):
         return super().broadcast(self._key(key), value, out, priority)
+
+    def set_optimizer(self, optimizer):
+        send_optimizer(self, optimizer)

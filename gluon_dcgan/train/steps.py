@@ -62,7 +62,7 @@ def make_trainers(net_G, net_D, lr, beta1, kvstore=None):
     if kvstore is not None and not isinstance(kvstore, str):
         from .kvstore import KeyOffsetKVStore
         # One dist store per process; net_G's keys start after net_D's.
-        kv_D = {'kvstore': kvstore}
+        kv_D = {'kvstore': KeyOffsetKVStore(kvstore, 0)}
         kv_G = {'kvstore': KeyOffsetKVStore(kvstore, len(net_D.collect_params().keys()))}
     trainer_D = gluon.Trainer(net_D.collect_params(), 'adam', trainer_hp, **kv_D)
     trainer_G = gluon.Trainer(net_G.collect_params(), 'adam', trainer_hp, **kv_G)
