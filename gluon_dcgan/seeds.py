@@ -32,6 +32,7 @@ class Stream(enum.IntEnum):
     CLASSIFIER = 9  # (): the batch order of analyze-categories' classifier
     SPRITES = 10    # (): the embedded synthetic sprites (--data synthetic)
     ONNX_CHECK = 11  # (): the latents an ONNX export is checked on (a fixed seed, not the run's)
+    AUGMENT = 12    # (epoch, batch, rank, call): one DiffAugment draw of a batch's slice
 
 
 def _word(value, what):
