@@ -293,7 +293,28 @@ MALFORMED = {
         k: v * float('nan') for k, v in a.items()}), 'net_G.params holds values that are not finite'),
     'n_G -1 in state.json': (_state(lambda s: s['config'].update(n_G=-1)), 'state.json'),
     'channels 2 in state.json': (_state(lambda s: s['config'].update(channels=2)), 'state.json'),
+    # Issue #20: read bounded, and named, instead of a MemoryError or RecursionError.
+    'noise of 2**40 floats': (lambda c: _npy_declaring(c / 'fixed_noise.npy', (1 << 40,)),
+                              'it declares 4398046511104 bytes of data, more than 8400'),
+    'state.json 200000 deep': (lambda c: _deep_json(c / 'state.json'),
+                               'state.json nests deeper than'),
+    'adam_G.json 200000 deep': (lambda c: _deep_json(c / 'adam_G.json'),
+                                'adam_G.json nests deeper than'),
+    'server-0.json 200000 deep': (lambda c: _server_counters(c, deep=True),
+                                  'server-0.json nests deeper than'),
 }
+
+
+def _npy_declaring(path, shape):
+    """A float32 .npy whose header declares `shape` over 64 bytes of data."""
+    from numpy.lib import format as npy
+    with open(path, 'wb') as f:
+        npy.write_array_header_1_0(f, {'descr': '<f4', 'fortran_order': False, 'shape': shape})
+        f.write(bytes(64))
+
+
+def _deep_json(path, depth=200_000):
+    path.write_text('[' * depth + ']' * depth)
 
 
 def mx_zeros(shape):
@@ -316,10 +337,13 @@ def _net_G_of_width(path, n_G):
     net.save_parameters(str(path))
 
 
-def _server_counters(ckpt):
-    """A dist_sync server's counters with a key that is no number (the servers do int(key))."""
+def _server_counters(ckpt, deep=False):
+    """A dist_sync server's counters with a key that is no number (the servers do int(key)),
+    or (`deep`) nested 200000 deep."""
     (ckpt / 'server-0.json').write_text(json.dumps(
         {'num_update': 1, 'layout': {'w': 2}, 'update_counts': {'0': {}}}))
+    if deep:
+        _deep_json(ckpt / 'server-0.json')
     manifest = json.loads((ckpt / 'manifest.json').read_text())
     (ckpt / 'manifest.json').write_text(json.dumps(dict(manifest, **{'server-0.json': ''})))
 

@@ -28,7 +28,8 @@ import numpy as onp
 
 from ..config import MAX_EPOCHS, Config
 from ..errors import UserError, first_line
-from ..files import file_digest, fsync_path, remove_leftovers, temporary_folder
+from ..files import (Damaged, file_digest, fsync_path, load_npy, read_json, remove_leftovers,
+                     temporary_folder)
 from . import optimizer_state, shapes
 from .dist_server import load_server_states, save_server_states
 
@@ -43,6 +44,10 @@ _NAME, _DIGITS = re.compile(r'ckpt-E([0-9]+)-B([0-9]+)'), re.compile('[0-9]+').f
 PARTIAL = {'batch', 'sum_D', 'sum_G', 'examples', 'seconds'}
 PARTIAL_D = {'D_examples', 'sum_D_x', 'sum_D_G_z', 'sum_D_G_z2'}
 _intact = set()  # checkpoints this process wrote or verified: no need to hash them again
+# Bounds on what a checkpoint's files are read into memory with (a file over one is damaged):
+# its small JSON files, and state.json, whose history holds a row (about 250 bytes) an epoch.
+SMALL_JSON = 1 << 20
+STATE_JSON = SMALL_JSON + 512 * MAX_EPOCHS
 
 
 def checkpoint_name(epoch, batch):
@@ -202,8 +207,7 @@ def _servers_problem(path, manifest):
     def counts(d):  # {the text of a whole number: a whole number}
         return isinstance(d, dict) and all(_DIGITS(k) and _count(n) for k, n in d.items())
     for name in (n for n in manifest if re.fullmatch(r'server-[0-9]+\.json', n)):
-        with open(os.path.join(path, name)) as f:
-            info = json.load(f)
+        info = read_json(os.path.join(path, name), SMALL_JSON)
         if not (isinstance(info, dict) and _count(info.get('num_update')) and counts(
                 info.get('layout')) and isinstance(info.get('update_counts'), dict) and all(
                 _DIGITS(d) and counts(c) for d, c in info['update_counts'].items())):
@@ -224,13 +228,36 @@ def _readable(path, manifest):
             return why
         if parse_name(os.path.basename(path)) not in (None, (state['epoch'], state['batch'])):
             return 'state.json is of another position than its folder name'  # a renamed copy
-        shape = (FIXED_SAMPLES, Config.from_dict(state['config']).latent_dim, 1, 1)
-        noise = onp.load(os.path.join(path, 'fixed_noise.npy'))  # allow_pickle stays False
-        if noise.dtype != onp.float32 or noise.shape != shape or not onp.isfinite(noise).all():
-            return f'fixed_noise.npy is not finite float32 noise of shape {shape}'
-        return shapes.problem(Config.from_dict(state['config']), nets, adams)
-    except (ValueError, OSError, EOFError, RecursionError, mx.base.MXNetError) as exc:
-        return first_line(exc)
+        cfg = Config.from_dict(state['config'])
+        read_fixed_noise(path, cfg.latent_dim)
+        return shapes.problem(cfg, nets, adams)
+    except (ValueError, OSError, EOFError, RecursionError, MemoryError,
+            mx.base.MXNetError) as exc:  # Damaged is a ValueError
+        return _reason(exc, path)
+
+
+def _reason(exc, path):
+    """The first line of `exc`, naming the checkpoint's files without its path (the warning
+    names the checkpoint), so that the reason itself fits the line."""
+    text = str(exc).replace(os.path.join(path, ''), '')
+    return first_line(ValueError(text)) if text.strip() else type(exc).__name__
+
+
+def read_fixed_noise(path, latent_dim):
+    """The (FIXED_SAMPLES, latent_dim, 1, 1) float32 fixed_noise.npy of the checkpoint `path`.
+
+    Read only if its header declares at most that many bytes (one declaring 2**40 floats
+    is refused before anything is allocated); raises Damaged for any other file.
+    """
+    shape, file = (FIXED_SAMPLES, latent_dim, 1, 1), os.path.join(path, 'fixed_noise.npy')
+    why = f'fixed_noise.npy is not finite float32 noise of shape {shape}'
+    try:
+        noise = load_npy(file, 4 * FIXED_SAMPLES * latent_dim)
+    except Damaged as exc:
+        raise Damaged(f'{why}: {str(exc).replace(file, "it")}') from None
+    if noise.dtype != onp.float32 or noise.shape != shape or not onp.isfinite(noise).all():
+        raise Damaged(why)
+    return noise
 
 
 def verify(path):
@@ -238,11 +265,10 @@ def verify(path):
     if path in _intact:
         return None
     try:
-        with open(os.path.join(path, 'manifest.json')) as f:
-            manifest = json.load(f)
+        manifest = read_json(os.path.join(path, 'manifest.json'), SMALL_JSON)
         if not isinstance(manifest, dict):
             raise ValueError
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # Damaged too: not a regular file, too large or deep
         return 'manifest.json is missing or unreadable'
     paired = set(ADAM) & set(manifest)
     required = [n for n in FILES if n not in ADAM] + sorted(paired) + sorted(
@@ -273,9 +299,11 @@ def latest_valid(folder, warn):
 
 
 def load_state(path):
-    """The state.json of a checkpoint (epoch, batch, config, history, partial sums)."""
-    with open(os.path.join(path, 'state.json')) as f:
-        return json.load(f)
+    """The state.json of a checkpoint (epoch, batch, config, history, partial sums).
+
+    Raises Damaged for a file that is not bounded JSON (verify has said so before).
+    """
+    return read_json(os.path.join(path, 'state.json'), STATE_JSON)
 
 
 def load(path, gan):
@@ -295,4 +323,8 @@ def load(path, gan):
     elif optimizer_state.on_servers(gan.trainer_D) and \
             os.path.exists(os.path.join(path, 'server-0.json')):
         load_server_states(gan.trainer_D._kvstore_params['kvstore'], path)
-    return onp.load(os.path.join(path, 'fixed_noise.npy')), load_state(path)
+    try:  # verified before: only a file changed since then fails here
+        state = load_state(path)
+        return read_fixed_noise(path, Config.from_dict(state['config']).latent_dim), state
+    except (OSError, Damaged) as exc:
+        raise UserError(f'{path} changed while it was read ({first_line(exc)}): run again')

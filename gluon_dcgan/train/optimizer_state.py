@@ -18,8 +18,11 @@ import re
 import numpy as onp
 
 from ..errors import UserError
+from ..files import read_json
 
 FORMAT = 'gluon_dcgan adam state v1'
+# P.json holds a few counters per device and parameter: far less than this.
+MAX_JSON_BYTES = 1 << 20
 
 
 def _count(value):
@@ -91,11 +94,11 @@ def save(trainer, net, prefix):
 def read(prefix):
     """(arrays, meta) of a saved state, checked for the expected structure.
 
-    Raises ValueError with a short reason if the files are not such a state.
+    Raises ValueError with a short reason if the files are not such a state (files.Damaged
+    for a P.json that is not bounded JSON: too large, too deeply nested, not a regular file).
     """
     import mxnet as mx
-    with open(prefix + '.json') as f:
-        meta = json.load(f)
+    meta = read_json(prefix + '.json', MAX_JSON_BYTES)
     if not isinstance(meta, dict) or meta.get('format') != FORMAT:
         raise ValueError(f'{prefix}.json is not a {FORMAT!r} file')
     counts = meta.get('update_counts')
@@ -106,7 +109,7 @@ def read(prefix):
         raise ValueError(f'{prefix}.json has malformed step counters')
     try:
         arrays = mx.nd.load(prefix + '.params')
-    except mx.base.MXNetError:
+    except (mx.base.MXNetError, MemoryError):  # e.g. a header declaring a huge array
         raise ValueError(f'{prefix}.params is not an MXNet array file') from None
     names = {n.rpartition('.')[0] for n in arrays} if isinstance(arrays, dict) else None
     # Adam keeps a float32 mean and var of one shape per parameter (weights stay float32).
