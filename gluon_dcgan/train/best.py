@@ -11,7 +11,7 @@ import numpy as onp
 
 from .. import fid
 from ..export.run_export import export_run
-from ..files import temporary_folder
+from ..files import read_json, temporary_folder
 from ..images import to_pixels
 from ..seeds import Stream, rng
 from . import checkpoint
@@ -29,11 +29,14 @@ class BestByFID:
         self.best = self._saved_score()
 
     def _saved_score(self):
+        """The FID in checkpoints/best/score.json, or None (no best yet, or a damaged file:
+        the next score replaces it)."""
         try:
-            with open(os.path.join(self.folder, 'score.json')) as f:
-                return json.load(f)['fid']
-        except (OSError, ValueError, KeyError):
+            score = read_json(os.path.join(self.folder, 'score.json'), 1 << 16)['fid']
+        except (OSError, ValueError, KeyError, TypeError):  # files.Damaged is a ValueError
             return None
+        number = isinstance(score, (int, float)) and not isinstance(score, bool)
+        return score if number and onp.isfinite(score) else None
 
     def due(self, epoch):
         return epoch % self.cfg.fid_every == 0

@@ -7,7 +7,6 @@ all checks have passed.
 """
 import contextlib
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -15,7 +14,7 @@ import shutil
 from ..config import BUILT_IN_DATA, MODEL_FIELDS, Config
 from ..errors import UserError
 from ..export.mxnet_export import check_target
-from ..files import written_atomically
+from ..files import read_json, remove_stale_temps, written_atomically
 from . import checkpoint
 
 # Everything a run writes; --overwrite removes exactly these and nothing else: the files,
@@ -30,6 +29,7 @@ RUN_FOLDERS = ('samples', 'checkpoints', 'export')
 # folder is about 60 characters), with room to spare.
 PATH_ROOM = 128
 LOCK = '.lock'
+CONFIG_BYTES = 1 << 20  # a config.json is under 1 KiB (its paths at most PATH_MAX each)
 _held = {}  # real path of a run folder -> its open lock file: held as long as the process
 _created = {}  # real path -> True if the lock created the folder, False if only its .lock
 
@@ -57,9 +57,8 @@ class RunPaths:
 def _is_run_config(path):
     """True if `path` holds a run's config.json (a JSON object with the model's fields)."""
     try:
-        with open(path) as f:
-            values = json.load(f)
-    except (OSError, ValueError):
+        values = read_json(path, CONFIG_BYTES)
+    except (OSError, ValueError):  # files.Damaged too: too large, nested too deep, a FIFO
         return False
     return isinstance(values, dict) and set(MODEL_FIELDS) <= set(values)
 
@@ -132,8 +131,7 @@ def saved_config(paths):
     if os.path.exists(paths.root) and not os.path.isdir(paths.root):
         raise UserError(f'{paths.root} is not a folder: give the --out-dir of a training run')
     try:
-        with open(paths.config) as f:
-            return Config.from_dict(json.load(f))
+        return Config.from_dict(read_json(paths.config, CONFIG_BYTES))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError, AttributeError):
@@ -165,13 +163,21 @@ def _check_kinds(paths):
 
 
 def _check_outside_data(cfg, paths):
+    """Neither folder inside the other (real paths: through symbolic links too), as the
+    run's own pictures (samples/epoch_NNN.png) would become training images."""
     real_out, data = os.path.realpath(paths.root), cfg.data
     if data in BUILT_IN_DATA or not os.path.isdir(data):
         return
-    if os.path.commonpath([real_out, os.path.realpath(data)]) == os.path.realpath(data):
+    real_data = os.path.realpath(data)
+    common = os.path.commonpath([real_out, real_data])
+    if common == real_data:
         raise UserError(f'--out-dir {paths.root} is inside the --data folder {data}: its '
                         f'pictures would become training images; choose an --out-dir '
                         f'outside it')
+    if common == real_out:
+        raise UserError(f'--data {data} is inside the --out-dir {paths.root}: the run\'s own '
+                        f'pictures (samples/...) would become training images; move the '
+                        f'images out of the run folder, or choose another --out-dir')
 
 
 def check_start(cfg, paths, log):
@@ -277,7 +283,11 @@ def old_run_entries(paths):
 
 
 def clear_old_run(cfg, paths):
-    """--overwrite: remove the previous run's files, once every check has passed."""
+    """Once every check has passed: remove what killed writers left in the run's folders
+    (their *.tmp-HOST-PID-RANDOM files; a live writer's stay) and, with --overwrite, the
+    previous run's files."""
+    for folder in (paths.root,) + tuple(os.path.join(paths.root, n) for n in RUN_FOLDERS):
+        remove_stale_temps(folder)
     if not (cfg.overwrite and paths.holds_run()):
         return
     for path in old_run_entries(paths):
