@@ -12,14 +12,13 @@ images and the weights, so a second evaluation against the same data skips them.
 import glob
 import hashlib
 import os
-import zipfile
 
 import numpy as onp
 from scipy import linalg
 
 from . import seeds
 from .errors import UserError, first_line
-from .files import file_digest, written_atomically
+from .files import file_digest, load_npz, remove_stale_temps, written_atomically
 from .progress import progress_bar
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -181,12 +180,22 @@ def real_stats_key(images, weights_path):
     return digest.hexdigest()[:24]
 
 
+def _stats_bytes(count):
+    """The most a cache file of `count` images' features holds: its three arrays, and room
+    for the archive's and the arrays' headers."""
+    return 4 * count * FEATURES + 8 * FEATURES + 8 * FEATURES * FEATURES + (64 << 10)
+
+
 def _read_stats(path, count):
-    """(features, (mu, sigma)) from a cache file; None when it is missing or damaged."""
+    """(features, (mu, sigma)) from a cache file; None when it is missing or damaged.
+
+    The file and each member are bounded by what `count` images' statistics take, so a
+    member whose header declares 2**40 floats is damaged, not a MemoryError.
+    """
     try:
-        with onp.load(path) as saved:  # allow_pickle=False (the default): arrays only
-            feats, mu, sigma = saved['features'], saved['mu'], saved['sigma']
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        saved = load_npz(path, _stats_bytes(count))  # arrays only: nothing is unpickled
+        feats, mu, sigma = saved['features'], saved['mu'], saved['sigma']
+    except (OSError, ValueError, KeyError):  # files.Damaged is a ValueError
         return None
     fits = (feats.dtype == onp.float32 and feats.shape == (count, FEATURES)
             and mu.dtype == sigma.dtype == onp.float64 and mu.shape == (FEATURES,)
@@ -198,6 +207,7 @@ def _read_stats(path, count):
 
 def _write_stats(path, feats, stats):
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    remove_stale_temps(os.path.dirname(path))  # killed writers' files of any key
     # A full disk stays an OSError: real_statistics logs it and scores uncached.
     with written_atomically(path, full_disk_error=False) as tmp, open(tmp, 'wb') as f:
         onp.savez(f, features=feats, mu=stats[0], sigma=stats[1])

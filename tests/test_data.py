@@ -324,10 +324,23 @@ def _damage(kind, npy, meta):
         meta.write_text(meta.read_text().replace('"count": 4', '"count": 5'))
     elif kind == 'array of another shape':
         onp.save(npy, onp.zeros((3, 64, 64, 3), onp.uint8))
+    elif kind == 'header of 2**40 images':  # was a MemoryError traceback
+        from numpy.lib import format as npy_format
+        with open(npy, 'wb') as f:
+            npy_format.write_array_header_1_0(f, {'descr': '|u1', 'fortran_order': False,
+                                                  'shape': (1 << 40, 64, 64, 3)})
+            f.write(bytes(64))
+    elif kind == 'json 200000 deep':  # was a RecursionError traceback
+        meta.write_text('[' * 200_000 + ']' * 200_000)
+    elif kind == 'json a named pipe':  # would block the read
+        meta.unlink()
+        os.mkfifo(meta)
 
 
 @pytest.mark.parametrize('kind', ['truncated array', 'pickled array', 'bad json',
-                                  'count mismatch', 'array of another shape'])
+                                  'count mismatch', 'array of another shape',
+                                  'header of 2**40 images', 'json 200000 deep',
+                                  'json a named pipe'])
 def test_damaged_cache_is_rebuilt(tmp_path, kind, monkeypatch):
     from gluon_dcgan.data import cache
     decode_all = cache.decode_all

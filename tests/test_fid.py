@@ -109,7 +109,8 @@ def test_evaluate_prints_fid_and_kid_then_reuses_the_cached_real_features(
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize('damage', ['garbage', 'truncated', 'wrong shape', 'pickled'])
+@pytest.mark.parametrize('damage', ['garbage', 'truncated', 'wrong shape', 'pickled',
+                                    'member of 2**40 floats'])
 def test_a_damaged_cache_file_is_recomputed(tmp_path, monkeypatch, damage):
     # fid.real_statistics alone, with stand-in features: the cache logic without Inception.
     images = onp.arange(5 * 4 * 4 * 3, dtype=onp.uint8).reshape(5, 4, 4, 3)
@@ -130,9 +131,11 @@ def test_a_damaged_cache_file_is_recomputed(tmp_path, monkeypatch, damage):
     elif damage == 'wrong shape':
         onp.savez(cache, features=onp.zeros((3, 2048), onp.float32),
                   mu=onp.zeros(2048), sigma=onp.zeros((2048, 2048)))
-    else:  # an object array is stored with pickle; loading it must not run it
+    elif damage == 'pickled':  # an object array is stored with pickle; loading it must not run it
         onp.savez(cache, features=onp.array([{'a': 1}], dtype=object),
                   mu=onp.zeros(2048), sigma=onp.zeros((2048, 2048)))
+    else:  # the header alone declares 4 TiB: it was a MemoryError traceback
+        _npz_with_a_huge_member(cache, mu, sigma)
     again, (mu2, sigma2) = fid.real_statistics(None, images, str(weights), str(tmp_path / 'c'),
                                                log=logged.append)
     assert len(calls) == 2 and 'damaged' in logged[-2], logged
@@ -140,6 +143,22 @@ def test_a_damaged_cache_file_is_recomputed(tmp_path, monkeypatch, damage):
     assert cache.read_bytes() == good  # replaced by the recomputed statistics
     fid.real_statistics(None, images, str(weights), str(tmp_path / 'c'), log=logged.append)
     assert len(calls) == 2 and 'cached in' in logged[-1]
+
+
+def _npz_with_a_huge_member(path, mu, sigma):
+    """An .npz whose features.npy header declares 2**40 float32 over 64 bytes of data."""
+    import io
+    import zipfile
+    from numpy.lib import format as npy
+    header = io.BytesIO()
+    npy.write_array_header_1_0(header, {'descr': '<f4', 'fortran_order': False,
+                                        'shape': (1 << 40,)})
+    with zipfile.ZipFile(path, 'w') as zf:
+        zf.writestr('features.npy', header.getvalue() + bytes(64))
+        for name, array in (('mu', mu), ('sigma', sigma)):
+            member = io.BytesIO()
+            onp.save(member, array)
+            zf.writestr(f'{name}.npy', member.getvalue())
 
 
 @pytest.mark.unit

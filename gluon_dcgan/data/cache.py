@@ -4,7 +4,9 @@ An entry is two files named by a key over the images' paths, sizes and mtimes:
     images-KEY.npy    (N_good, size, size, channels) uint8, read with allow_pickle=False
     images-KEY.json   {"version", "key", "count", "shape", "bad": [[index, reason], ...]}
 The JSON is written last and checked against the array, so an entry is used only
-when both are whole and agree; anything else is decoded again and rewritten.
+when both are whole and agree; anything else is decoded again and rewritten. Both are
+read bounded (files.read_json, files.load_npy): a header declaring more images than the
+JSON vouches for, or JSON nested too deep, is a damaged entry, not a crash.
 """
 import hashlib
 import json
@@ -13,7 +15,7 @@ import threading
 
 import numpy as onp
 
-from ..files import written_atomically
+from ..files import load_npy, read_json, remove_stale_temps, written_atomically
 from ..progress import progress_bar
 from .decode import BadImage, decode_image, parallel_map, read_regular
 
@@ -39,14 +41,14 @@ def load_entry(cache_dir, key, count, size, channels):
     """(images, [(index, reason)]) from a whole, consistent cache entry, else None."""
     array_path, meta_path = _entry(cache_dir, key)
     try:
-        with open(meta_path) as f:
-            meta = json.load(f)
+        meta = read_json(meta_path)
         bad = [(int(i), str(r)) for i, r in meta['bad']]
         if (meta['version'], meta['key'], meta['count']) != (CACHE_VERSION, key, count) or \
                 any(not 0 <= i < count for i, _ in bad) or len({i for i, _ in bad}) != len(bad):
             return None
-        images = onp.load(array_path, allow_pickle=False)
-    except (OSError, ValueError, KeyError, TypeError):
+        # At most the bytes of the images the JSON vouches for (allow_pickle stays False).
+        images = load_npy(array_path, (count - len(bad)) * size * size * channels)
+    except (OSError, ValueError, KeyError, TypeError, OverflowError):  # Damaged: a ValueError
         return None
     if images.dtype != onp.uint8 or images.shape != (count - len(bad), size, size, channels):
         return None
@@ -111,6 +113,7 @@ def decoded_images(paths, stats, size, channels, cache_dir, num_workers, log, pr
     if hit is None:
         try:
             os.makedirs(cache_dir, exist_ok=True)  # before the decode, not after minutes of it
+            remove_stale_temps(cache_dir)  # a killed writer's half entry (of any key) is 20 MB
             writable = True
         except OSError as exc:
             writable = False
