@@ -1,4 +1,5 @@
-"""Component: d2l's DATA_HUB download against a zip served from 127.0.0.1."""
+"""Component: the Pokemon download (registered in d2l's DATA_HUB) against a zip served
+from 127.0.0.1. Servers that misbehave are in test_download_hostile.py."""
 import functools
 import http.server
 import io
@@ -79,3 +80,11 @@ def test_offline_is_a_clear_error(tmp_path, restore_hub):
     d2l.DATA_HUB['pokemon'] = ('http://127.0.0.1:9/pokemon.zip', hub.POKEMON_SHA1)
     with pytest.raises(UserError, match='--data synthetic'):
         hub.download_verified('pokemon', str(tmp_path))
+
+
+def test_a_missing_file_is_named_with_the_servers_answer(server, tmp_path, restore_hub):
+    _, url = server
+    d2l.DATA_HUB['pokemon'] = (url + 'pokemon.zip', hub.POKEMON_SHA1)  # nothing served
+    with pytest.raises(UserError, match='the server answered HTTP 404 File not found'):
+        hub.download_verified('pokemon', str(tmp_path / 'root'))
+    assert os.listdir(tmp_path / 'root') == []

@@ -8,12 +8,15 @@ import pytest
 
 from conftest import assert_one_line_error, run_cli
 
-# Gluon checks each file against the official SHA-1 and re-downloads on a mismatch.
-# The test's small files cannot match, so the download function is replaced by a
+# Gluon checks each file against the official SHA-1 and re-downloads on a mismatch, and
+# so does our bounded fetch before it (fashion_mnist.SPLIT_FILES). The test's small files
+# cannot match, so the table is given their SHA-1s and gluon's download is replaced by a
 # local-only one, in this process and (via sitecustomize) in the CLI's.
 PATCH = '''
+import hashlib
 import os
 from mxnet.gluon.data.vision import datasets
+from gluon_dcgan.data import fashion_mnist
 
 def _local_only(url, path=None, overwrite=False, sha1_hash=None, **kwargs):
     fname = os.path.join(path, url.split('/')[-1])
@@ -21,7 +24,16 @@ def _local_only(url, path=None, overwrite=False, sha1_hash=None, **kwargs):
         raise OSError(fname + ' is missing and the test has no network')
     return fname
 
+def _local_split_files(root):
+    def sha1(name):
+        with open(os.path.join(root, name), 'rb') as f:
+            return hashlib.sha1(f.read()).hexdigest()
+    return {train: tuple((name, sha1(name)) for name, _ in files)
+            for train, files in fashion_mnist.SPLIT_FILES.items()}
+'''
+INSTALL = '''
 datasets.download = _local_only
+fashion_mnist.SPLIT_FILES = _local_split_files({root!r})
 '''
 
 
@@ -47,23 +59,36 @@ def fashion_root(tmp_path_factory):
     _write_idx(str(root), 200, 0, 'train')
     _write_idx(str(root), 100, 1, 't10k')
     patch_dir = tmp_path_factory.mktemp('patch')
-    (patch_dir / 'sitecustomize.py').write_text(PATCH)
+    (patch_dir / 'sitecustomize.py').write_text(PATCH + INSTALL.format(root=str(root)))
     return data_root, {'PYTHONPATH': str(patch_dir)}
 
 
 @pytest.mark.unit
 def test_loader_reads_real_format_files(fashion_root, monkeypatch):
     from mxnet.gluon.data.vision import datasets
+    from gluon_dcgan.data import fashion_mnist
     data_root, _ = fashion_root
     namespace = {}
-    exec(PATCH.replace('datasets.download = _local_only', ''), namespace)
+    exec(PATCH, namespace)
     monkeypatch.setattr(datasets, 'download', namespace['_local_only'])
+    monkeypatch.setattr(fashion_mnist, 'SPLIT_FILES',
+                        namespace['_local_split_files'](str(data_root / 'fashion-mnist')))
     from gluon_dcgan.data.fashion_mnist import load_fashion_mnist
     images, labels = load_fashion_mnist(str(data_root), train=True, size=64)
     assert images.shape == (200, 64, 64, 1) and images.dtype == onp.uint8
     assert list(labels[:12]) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
     # class 9's bar (rows 20-21 of 28) lands near rows 46-49 of 64
     assert images[9, 47, 32, 0] > 200 and images[0, 47, 32, 0] < 100
+
+
+@pytest.mark.unit
+def test_the_sha1s_checked_before_gluon_are_gluons_own(tmp_path, monkeypatch):
+    from mxnet.gluon.data.vision import FashionMNIST, datasets
+    from gluon_dcgan.data.fashion_mnist import SPLIT_FILES
+    monkeypatch.setattr(datasets.MNIST, '_get_data', lambda self: None)  # no download
+    ds = FashionMNIST(root=str(tmp_path))
+    assert SPLIT_FILES == {True: (ds._train_data, ds._train_label),
+                           False: (ds._test_data, ds._test_label)}
 
 
 @pytest.mark.unit
@@ -123,3 +148,59 @@ def test_train_and_analyze_categories(fashion_root, tmp_path):
     assert second.returncode == 0 and 'classifier epoch' not in second.stderr
     assert 'cached' in (out / 'categories.md').read_text()
     assert 'classifier epoch' in first.stderr
+
+
+def _fashion_run_config(run, data_root):
+    """A run folder holding only the config.json of a --data fashion-mnist run."""
+    from gluon_dcgan.config import Config
+    run.mkdir()
+    (run / 'config.json').write_text(Config(data='fashion-mnist', channels=1,
+                                            data_root=str(data_root)).to_json())
+
+
+@pytest.mark.unit
+def test_analyze_categories_refuses_a_table_of_the_users(tmp_path, main_in_process):
+    run = tmp_path / 'run'
+    _fashion_run_config(run, tmp_path / 'dr')
+    (run / 'categories.md').write_text('my own table\n')
+    # Offline for sure: were the file not checked first, the download would fail instead.
+    proc = main_in_process(['analyze-categories', '--run', str(run)],
+                           env={'MXNET_GLUON_REPO': 'http://127.0.0.1:9/'})
+    line = assert_one_line_error(proc, contains='categories.md was not written by '
+                                                'analyze-categories')
+    assert '--overwrite' in line
+    assert (run / 'categories.md').read_text() == 'my own table\n'
+    assert not (tmp_path / 'dr').exists()  # refused before any download
+
+
+def _tiny_split():
+    images = onp.zeros((4, 64, 64, 1), onp.uint8)
+    return images, onp.arange(4) % 10
+
+
+@pytest.mark.unit
+def test_a_cached_classifier_that_does_not_load_is_refused_and_kept(tmp_path):
+    from gluon_dcgan import classifier
+    from gluon_dcgan.errors import UserError
+    images, labels = _tiny_split()
+    key = classifier.data_checksum(images, labels, 1)
+    planted = tmp_path / f'fashion-classifier-{key}.params'
+    planted.write_bytes(b'not MXNet weights at all')
+    with pytest.raises(UserError) as err:
+        classifier.cached_classifier(str(tmp_path), images, labels, 1, log=lambda m: None)
+    assert 'is not a classifier gluon_dcgan saved' in str(err.value)
+    assert '\n' not in str(err.value)
+    assert planted.read_bytes() == b'not MXNet weights at all'
+
+
+@pytest.mark.unit
+def test_a_classifiers_path_that_is_a_file_is_refused_before_training(tmp_path):
+    from gluon_dcgan import classifier
+    from gluon_dcgan.errors import UserError
+    (tmp_path / 'classifiers').write_text('mine')
+    logged = []
+    with pytest.raises(UserError, match='is not a folder'):
+        classifier.cached_classifier(str(tmp_path / 'classifiers'), *_tiny_split(), 1,
+                                     log=logged.append)
+    assert logged == []  # no epoch was trained
+    assert (tmp_path / 'classifiers').read_text() == 'mine'
