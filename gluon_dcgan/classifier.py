@@ -11,8 +11,12 @@ from mxnet import autograd, gluon, init, np
 from mxnet.gluon import nn
 
 from . import seeds
+from .errors import UserError, last_line
 from .files import written_atomically
 from .progress import progress_bar
+
+# The classifier's weights take about 0.4 MB: a larger file under its name is not one.
+MAX_CACHED_BYTES = 16 << 20
 
 
 def build_classifier(num_classes=10):
@@ -80,17 +84,49 @@ def predict(net, images, batch_size=256):
     return p, p.argmax(axis=1)
 
 
+def _load_cached(net, path):
+    """Load the cached weights at `path` into `net`, or refuse the file in one line."""
+    import stat
+    from mxnet.base import MXNetError
+    problem = None
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        problem = exc.strerror
+    else:
+        if not stat.S_ISREG(info.st_mode):
+            problem = 'not a regular file'
+        elif info.st_size > MAX_CACHED_BYTES:
+            problem = f'{info.st_size} bytes, more than its weights take'
+    if problem is None:
+        try:
+            net.load_parameters(path)
+        except (MXNetError, AssertionError, ValueError, OSError) as exc:
+            problem = last_line(exc)  # MXNet's message is a C++ traceback: its last line
+    if problem:
+        raise UserError(f'{path} is not a classifier gluon_dcgan saved ({problem}): it is '
+                        f'left as it is; move it away or delete it, then run again')
+
+
 def cached_classifier(folder, images, labels, epochs, log=print, progress=False):
-    """(net, checksum, trained_now): load the classifier for this data, or train and save it."""
+    """(net, checksum, trained_now): load the classifier for this data, or train and save it.
+
+    A cached file that does not load is refused, never replaced: the tool writes only
+    a name that is free.
+    """
     key = data_checksum(images, labels, epochs)
     path = os.path.join(folder, f'fashion-classifier-{key}.params')
     net = build_classifier()
-    if os.path.exists(path):
-        net.load_parameters(path)
+    if os.path.lexists(path):
+        _load_cached(net, path)
         net.hybridize(static_alloc=True)
         return net, key, False
+    if os.path.lexists(folder) and not os.path.isdir(folder):  # refused before training
+        raise UserError(f'{folder} is not a folder, where trained classifiers are cached: '
+                        f'move it away, then run again')
     net = train_classifier(images, labels, epochs, log=log, progress=progress)
     os.makedirs(folder, exist_ok=True)
-    with written_atomically(path) as tmp:
-        net.save_parameters(tmp)
+    if not os.path.lexists(path):  # another process may have saved one meanwhile: keep it
+        with written_atomically(path) as tmp:
+            net.save_parameters(tmp)
     return net, key, True

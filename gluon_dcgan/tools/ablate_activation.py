@@ -2,7 +2,10 @@
 
 Trains both variants with the same data and seed into DIR/leaky and DIR/relu
 (ordinary run folders), then measures each on fixed batches and writes
-DIR/ablation.md (a table) and DIR/ablation.png (loss curves and samples).
+DIR/ablation.md (a table), DIR/ablation.json (its numbers) and DIR/ablation.png
+(loss curves and samples). Those three replace only files it wrote before
+(outputs.py keeps their digests); a user's file under one of the names is
+refused before training starts, unless --overwrite.
 """
 import dataclasses
 import json
@@ -14,11 +17,14 @@ import numpy as onp
 from ..config import config_from_args, train_parser
 from ..errors import UserError
 from ..files import written_atomically
+from ..outputs import check_replaceable, record_written
 
 VARIANTS = ('leaky', 'relu')
 PROBE = 64  # real and fake images in the fixed measuring batches
 COLUMNS = ('variant', 'final loss_D', 'final loss_G', 'mean D(real)', 'mean D(fake)',
            'dead D units', 'diversity')
+REPORTS = ('ablation.md', 'ablation.json', 'ablation.png')
+COMMAND = 'ablate-activation'
 
 
 def dead_unit_share(pre_activations):
@@ -118,11 +124,13 @@ def main(argv):
     """Train both variants, then measure and report; returns the exit code."""
     parser = train_parser(prog='run.py ablate-activation', description=(
         'Exercise 1: train net_D with leaky ReLU and with ReLU on the same data and seed, '
-        'then compare them in OUT_DIR/ablation.md and ablation.png.'))
+        'then compare them in OUT_DIR/ablation.md, .json and .png. A file of yours under '
+        'one of those names is refused; --overwrite restarts both runs and replaces it.'))
     cfg = config_from_args(parser.parse_args(argv))
     if any(a.split('=')[0] in ('--d-activation', '--d_activation') for a in argv):
         raise UserError('ablate-activation trains both --d-activation variants (leaky and '
                         'relu) itself: drop --d-activation')
+    check_replaceable(cfg.out_dir, REPORTS, COMMAND, cfg.overwrite)  # before hours of training
     from ..runtime import avoid_onednn_single_channel_bug, use_np
     avoid_onednn_single_channel_bug(cfg.channels)
     use_np()
@@ -137,10 +145,17 @@ def main(argv):
             return code
     real = load_images(dataclasses.replace(cfg, batch_size=1), log=lambda m: None)[:PROBE]
     rows = [_probe_run(os.path.join(cfg.out_dir, v), real) for v in VARIANTS]
+    _write_reports(rows, cfg)
+    print(open(os.path.join(cfg.out_dir, 'ablation.md')).read())
+    return 0
+
+
+def _write_reports(rows, cfg):
+    # Checked again: a file may have been put there during the training.
+    check_replaceable(cfg.out_dir, REPORTS, COMMAND, cfg.overwrite)
     write_markdown(rows, os.path.join(cfg.out_dir, 'ablation.md'), cfg)
-    write_figure(rows, os.path.join(cfg.out_dir, 'ablation.png'))
     with written_atomically(os.path.join(cfg.out_dir, 'ablation.json')) as tmp, \
             open(tmp, 'w') as f:
         json.dump([{c: r[c] for c in COLUMNS} for r in rows], f, indent=1)
-    print(open(os.path.join(cfg.out_dir, 'ablation.md')).read())
-    return 0
+    write_figure(rows, os.path.join(cfg.out_dir, 'ablation.png'))
+    record_written(cfg.out_dir, REPORTS)

@@ -3,7 +3,9 @@
 A small CNN trained on the real training set labels N generated images. For each
 category: the share of generated images it gets (10% each in the data), the
 classifier's mean confidence on them, and its accuracy on real test images of
-that category (how reliable the judge is there).
+that category (how reliable the judge is there). RUN/categories.md and .png
+replace only files it wrote before (outputs.py keeps their digests): a user's
+file under one of the names is refused before any work, unless --overwrite.
 """
 import os
 import sys
@@ -13,7 +15,9 @@ import numpy as onp
 from ..flags import OneLineParser, flag, positive_int, seed_int
 from ..errors import UserError
 from ..files import written_atomically
+from ..outputs import check_replaceable, record_written
 
+REPORTS = ('categories.md', 'categories.png')
 SHOWN = 8  # most confident samples per category in categories.png
 RANKING = ('Ranked by the mean classifier confidence on the generated images labelled '
            'with the category (a category that gets no images ranks last); a well rendered '
@@ -56,8 +60,11 @@ def _parse(argv):
          help='epochs of the judging classifier (default: %(default)s)')
     p.add_argument('--seed', type=seed_int, default=0, help='noise seed (default: %(default)s)')
     p.add_argument('--no-progress', dest='progress', action='store_false',
-                   help="no progress bar for the classifier's training (none is drawn when "
-                        "stderr is not a terminal)")
+                   help="no progress bars for a download or the classifier's training (none "
+                        "is drawn when stderr is not a terminal)")
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace RUN/categories.md and .png even if analyze-categories did '
+                        'not write them')
     return p.parse_args(argv)
 
 
@@ -77,6 +84,7 @@ def main(argv):
     use_np()
     from .. import classifier
     from ..data.fashion_mnist import load_fashion_mnist
+    from ..data.hub import progress_note
     from ..train import rundir
     cfg = rundir.saved_config(rundir.RunPaths(args.run))
     if cfg is None:
@@ -84,9 +92,11 @@ def main(argv):
     if cfg.data != 'fashion-mnist':
         raise UserError(f'{args.run} was trained on {cfg.data!r}, not fashion-mnist: '
                         f'train with --data fashion-mnist --channels 1 first')
+    check_replaceable(args.run, REPORTS, 'analyze-categories', args.overwrite)
     log = lambda m: print(m, file=sys.stderr)
-    train_x, train_y = load_fashion_mnist(cfg.data_root, train=True, size=cfg.image_size)
-    test_x, test_y = load_fashion_mnist(cfg.data_root, train=False, size=cfg.image_size)
+    note = progress_note(args.progress)  # a download's line and bar, on a terminal only
+    train_x, train_y = load_fashion_mnist(cfg.data_root, True, cfg.image_size, note)
+    test_x, test_y = load_fashion_mnist(cfg.data_root, False, cfg.image_size, note)
     net, key, trained_now = classifier.cached_classifier(
         os.path.join(cfg.data_root, 'classifiers'), train_x, train_y, args.classifier_epochs, log,
         progress=args.progress)
@@ -104,7 +114,10 @@ def main(argv):
                      'real_accuracy': float((test_pred[real] == label).mean()) if real.any()
                      else float('nan')})
     rows.sort(key=lambda r: (-r['confidence'], -r['share']))
+    # Again: a file may have been put there while the classifier trained.
+    check_replaceable(args.run, REPORTS, 'analyze-categories', args.overwrite)
     _table(rows, accuracy, args.num, os.path.join(args.run, 'categories.md'), trained_now, key)
     _figure(fake, probs, preds, os.path.join(args.run, 'categories.png'))
+    record_written(args.run, REPORTS)
     print(open(os.path.join(args.run, 'categories.md')).read())
     return 0

@@ -1,0 +1,72 @@
+"""Reports a command writes into a folder that may also hold the user's files.
+
+ablate-activation writes DIR/ablation.{md,json,png} and analyze-categories writes
+RUN/categories.{md,png}. A command replaces only files it wrote itself: it keeps
+their SHA-256s in the folder's record (FOLDER/.gluon_dcgan-outputs.json), and a
+file under one of its names whose content is not the recorded one is the user's.
+Such a file is refused in one line before any work starts, unless --overwrite.
+"""
+import json
+import os
+
+from .errors import UserError
+from .files import Damaged, file_digest, read_json, written_atomically
+
+RECORD = '.gluon_dcgan-outputs.json'
+_RECORD_BYTES = 1 << 20  # a few names and digests; anything larger is not ours
+
+
+def _record(folder):
+    """{name: sha256} of the record in `folder`; None if there is one but it is not ours."""
+    path = os.path.join(folder, RECORD)
+    if not os.path.lexists(path):
+        return {}
+    try:
+        value = read_json(path, _RECORD_BYTES)
+    except (OSError, Damaged):
+        return None
+    files = value.get('files') if isinstance(value, dict) else None
+    if (value.get('written_by') != 'gluon_dcgan' or not isinstance(files, dict) or
+            not all(isinstance(v, str) for v in files.values())):
+        return None
+    return files
+
+
+def _is_recorded(path, digest):
+    if digest is None or os.path.islink(path) or not os.path.isfile(path):
+        return False
+    try:
+        return file_digest(path) == digest
+    except OSError:
+        return False
+
+
+def check_replaceable(folder, names, command, overwrite=False):
+    """Raise a UserError unless `command` may write each of `names` in `folder`.
+
+    A name is free if nothing is there, or if the file there is the one the record
+    says was written; with `overwrite`, a file of the user's may be replaced too. A
+    folder under one of the names is refused either way. Changes nothing on disk.
+    """
+    record = _record(folder)
+    if record is None and not overwrite:
+        raise UserError(f'{os.path.join(folder, RECORD)} is not the record of outputs '
+                        f'gluon_dcgan writes: move it away, or add --overwrite')
+    for name in names:
+        path = os.path.join(folder, name)
+        if not os.path.lexists(path):
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise UserError(f'{path} is a folder, where {command} writes its {name}: move it '
+                            f'away, or choose another folder')
+        if not (overwrite or _is_recorded(path, (record or {}).get(name))):
+            raise UserError(f'{path} was not written by {command} (or was changed since): '
+                            f'move it away, or add --overwrite to replace it')
+
+
+def record_written(folder, names):
+    """Add the SHA-256s of `names`, just written in `folder`, to the folder's record."""
+    files = _record(folder) or {}
+    files.update({name: file_digest(os.path.join(folder, name)) for name in names})
+    with written_atomically(os.path.join(folder, RECORD)) as tmp, open(tmp, 'w') as f:
+        json.dump({'written_by': 'gluon_dcgan', 'files': files}, f, indent=1, sort_keys=True)
