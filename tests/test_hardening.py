@@ -97,12 +97,24 @@ def test_a_crafted_checkpoint_runs_no_code(run_copy, tmp_path, main_in_process):
 @pytest.mark.unit
 def test_no_pickle_on_any_load_path():
     import gluon_dcgan
+    # The one reviewed exception: a pickle.Unpickler whose find_class knows a state dict's
+    # globals only (tests/test_quality_features.py checks it refuses os.system and eval).
+    restricted_unpickler = os.path.join('quality', 'torch_weights.py')
     root = os.path.dirname(gluon_dcgan.__file__)
     for folder, _, files in os.walk(root):
         for name in files:
             if name.endswith('.py'):
-                text = open(os.path.join(folder, name)).read()
+                path = os.path.join(folder, name)
+                text = open(path).read()
+                allowed = os.path.relpath(path, root) == restricted_unpickler
                 for bad in ('import pickle', 'allow_pickle=True', 'load_states(', 'eval('):
+                    if allowed and bad == 'import pickle':
+                        # Only its restricted Unpickler: no plain load, no other pickler.
+                        for plain in ('pickle.load(', 'pickle.loads(', 'import dill',
+                                      'import cloudpickle'):
+                            assert plain not in text, (name, plain)
+                        assert 'def find_class(' in text, name
+                        continue
                     assert bad not in text, (name, bad)
 
 
