@@ -12,7 +12,6 @@ from . import __version__
 from .errors import UserError
 from .flags import (OneLineParser, flag, int_in, mxnet_path, non_negative_int, positive_float,
                     positive_int, seed_int, unit_float)
-from .memory import check_training_memory
 from .runtime import bf16_problem, parse_ctx_spec, usable_cores
 
 DEFAULT_DATA_ROOT = os.path.join(
@@ -60,6 +59,12 @@ class Config:
     seed: int = 0                    # same seed, same run on CPU
     dtype: str = 'float32'           # float32 | bfloat16: the convolutions' arithmetic (CPU
                                      # with avx512_bf16); weights and checkpoints stay fp32
+    # recipes for small data (off in the chapter's recipe; docs/quality.md measures them)
+    recipe: str = 'chapter'          # chapter | small-data: a preset of the four below
+    diffaugment: Optional[str] = None  # DiffAugment policies, e.g. color,translation,cutout
+    ema: float = 0.0                 # decay of the generator's weight average (0: off)
+    lr_G: Optional[float] = None     # the generator's Adam learning rate (None: --lr)
+    lr_D: Optional[float] = None     # the discriminator's (None: --lr); TTUR sets them apart
     # where and how
     ctx: str = 'auto'                # auto | cpu | gpu | gpu:N | gpu:0,1 | cpu:0,1
     kvstore: Optional[str] = None    # None picks device/local; dist_sync for several hosts
@@ -86,6 +91,11 @@ class Config:
         return [f for f in MODEL_FIELDS if getattr(self, f) != getattr(other, f)]
 
 
+POLICIES = ('color', 'translation', 'cutout')  # DiffAugment's (train/augment.py)
+# --recipe small-data: what each field becomes unless its flag is given (docs/quality.md).
+RECIPES = {'chapter': {},
+           'small-data': {'diffaugment': 'color,translation,cutout', 'ema': 0.999,
+                          'lr_G': 2e-4, 'lr_D': 2e-4}}
 _worker_count, _epoch_count = int_in(0, MAX_WORKERS), int_in(1, MAX_EPOCHS)
 _fid_count = int_in(2, MAX_FID_NUM)  # FID compares spreads: one image has none
 
@@ -95,6 +105,30 @@ def _beta(text):
     if value == 1:
         raise argparse.ArgumentTypeError('must be in [0, 1)')
     return value
+
+
+def _ema(text):
+    value = unit_float(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError('must be in [0, 1): 0 is off, 0.999 is usual')
+    return value
+
+
+def parse_policies(text):
+    """'cutout,color' -> ('color', 'cutout') (always applied in POLICIES' order)."""
+    names = tuple(n.strip() for n in text.split(',') if n.strip())
+    unknown = [n for n in names if n not in POLICIES]
+    if unknown or len(set(names)) != len(names) or not names:
+        raise ValueError(f'--diffaugment takes a comma-separated list of {", ".join(POLICIES)} '
+                         f'(each once), got {text!r}')
+    return tuple(p for p in POLICIES if p in names)
+
+
+def _policies(text):
+    try:
+        return ','.join(parse_policies(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace('--diffaugment takes', 'takes'))
 
 
 def _ctx(text):
@@ -157,6 +191,21 @@ def add_train_flags(parser, defaults):
          help='convolution arithmetic: bfloat16 needs a CPU with avx512_bf16; weights, '
               'optimizer, BatchNorm statistics, losses and files stay float32 '
               '(default: %(default)s)')
+    group = parser.add_argument_group('recipes for small data (off by default)')
+    flag(group, 'recipe', choices=tuple(RECIPES), default=defaults.recipe,
+         help="chapter: the chapter's training, exactly; small-data: DiffAugment, an EMA "
+              "generator and lr 2e-4 (measured in docs/quality.md); any flag below given "
+              "as well wins (default: %(default)s)")
+    flag(group, 'diffaugment', type=_policies, default=None, metavar='POLICIES',
+         help='DiffAugment on every image D sees, real and fake: a comma-separated list '
+              'of color, translation, cutout')
+    flag(group, 'ema', type=_ema, default=None, metavar='DECAY',
+         help='samples, exports and evaluation use an exponential moving average of the '
+              "generator's weights with this decay, e.g. 0.999 (default: off)")
+    flag(group, 'lr-G', type=positive_float, default=None, metavar='LR',
+         help="the generator's Adam learning rate (default: --lr)")
+    flag(group, 'lr-D', type=positive_float, default=None, metavar='LR',
+         help="the discriminator's Adam learning rate (default: --lr)")
     group = parser.add_argument_group('output')
     flag(group, 'out-dir', type=mxnet_path, default=defaults.out_dir, metavar='DIR',
          help='run folder for figures, metrics, checkpoints, export (default: %(default)s)')
@@ -196,9 +245,20 @@ def train_parser(prog='run.py', description=None):
     return parser
 
 
+def apply_recipe(values):
+    """`values` (the parsed flags) with the recipe's settings where no flag gave one."""
+    values = dict(values)
+    for name, value in RECIPES[values.get('recipe', 'chapter')].items():
+        if values.get(name) is None:
+            values[name] = value
+    if values.get('ema') is None:
+        values['ema'] = 0.0
+    return values
+
+
 def config_from_args(args):
     """Build and cross-check the Config from parsed flags."""
-    cfg = Config.from_dict(vars(args))
+    cfg = Config.from_dict(apply_recipe(vars(args)))
     if cfg.resume and cfg.overwrite:
         raise UserError('--resume and --overwrite contradict each other: pick one')
     if cfg.data == 'fashion-mnist' and cfg.channels != 1:
@@ -208,7 +268,8 @@ def config_from_args(args):
         raise UserError(f"--data {cfg.data!r} {what}: give pokemon, synthetic, fashion-mnist "
                         f"or a folder of images")
     check_bf16(cfg)
-    check_adam_rate(cfg.lr, cfg.beta1)
+    for lr in {cfg.lr, cfg.lr_G or cfg.lr, cfg.lr_D or cfg.lr}:
+        check_adam_rate(lr, cfg.beta1)
     if cfg.fid_every and cfg.fid_every > cfg.epochs:
         raise UserError(f'--fid-every {cfg.fid_every} is more than --epochs {cfg.epochs}: '
                         f'no epoch would be scored')
@@ -219,8 +280,6 @@ def config_from_args(args):
     check_synthetic_limit(cfg)
     if cfg.data != 'synthetic' or cfg.fid_every:  # synthetic data needs no downloads or cache
         check_data_root(cfg.data_root)
-    check_training_memory(cfg.n_G, cfg.n_D, cfg.latent_dim, cfg.channels, cfg.batch_size,
-                          cfg.ctx)
     return cfg
 
 

@@ -1,7 +1,8 @@
 """What this machine's memory can hold: a rough peak of training, and what is free.
 
 Checked before anything is written, so nets or batches too large for the machine
-are refused in one line instead of ending in the kernel's out-of-memory kill.
+are refused in one line instead of ending in the kernel's out-of-memory kill. The
+estimate reads the layers of the chapter's nets (model.py), so it needs MXNet loaded.
 """
 from .errors import UserError
 from .runtime import parse_ctx_spec
@@ -28,9 +29,13 @@ def _layers(net, channels, side):
 
 
 def _nets(n_G, n_D, latent_dim, channels):
+    import mxnet as mx
     from .model import net_D, net_G  # built, not initialised: nothing is allocated
-    return (_layers(net_G(n_G, channels), latent_dim, 1),
-            _layers(net_D(n_D), channels, 64))
+    # Names of their own: Gluon numbers blocks process-wide, and the run's nets must get
+    # the names they always had (the export's generator-0000.params is keyed by them).
+    with mx.name.NameManager():
+        return (_layers(net_G(n_G, channels), latent_dim, 1),
+                _layers(net_D(n_D), channels, 64))
 
 
 def parameter_counts(n_G, n_D, latent_dim, channels):

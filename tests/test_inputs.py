@@ -531,3 +531,11 @@ def test_generate_with_a_damaged_manifest_is_one_line(export_copy, tmp_path, nam
                             str(tmp_path / 'g.png')])
     assert_one_line_error(proc, contains='re-export')
     assert not (tmp_path / 'g.png').exists()
+
+
+@pytest.mark.cli
+def test_a_net_too_large_for_memory_is_refused_before_the_run_folder_exists(tmp_path):
+    out = tmp_path / 'out'
+    proc = run_cli(SYNTHETIC + ['--n-G', '100000', '--out-dir', str(out)], timeout=120)
+    assert_one_line_error(proc, contains='GiB to train')
+    assert not out.exists()

@@ -99,3 +99,13 @@ def test_the_chapter_module_imports_no_optimisation():
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                  for alias in node.names}
     assert imported == {'mxnet.gluon', 'nn'}, imported
+
+
+def test_the_memory_estimate_leaves_the_run_nets_names_alone():
+    """The export's files are keyed by Gluon's process-wide block numbers (batchnorm0, ...)."""
+    from gluon_dcgan import memory
+    with mx.name.NameManager():
+        names = list(net_G_of(8).collect_params())
+    with mx.name.NameManager():
+        memory.check_training_memory(8, 8, 100, 3, 16, 'cpu')
+        assert list(net_G_of(8).collect_params()) == names

@@ -17,20 +17,8 @@ run as matrix products and masks: no gather, cheap next to the convolutions.
 """
 import numpy as onp
 
+from ..config import POLICIES, parse_policies  # noqa: F401  (the flag's names)
 from ..seeds import Stream, rng
-
-POLICIES = ('color', 'translation', 'cutout')
-
-
-def parse_policies(text):
-    """'color,translation' -> ('color', 'translation'); ValueError for an unknown name."""
-    names = tuple(n.strip() for n in text.split(',') if n.strip())
-    unknown = [n for n in names if n not in POLICIES]
-    if unknown or len(set(names)) != len(names) or not names:
-        raise ValueError(f'--diffaugment takes a comma-separated list of {", ".join(POLICIES)} '
-                         f'(each once), got {text!r}')
-    return tuple(p for p in POLICIES if p in names)  # always applied in this order
-
 
 def _shift_matrices(shifts, size):
     """(n, size, size) 0/1 matrices S with (S @ v)[y] = v[y - shift], 0 outside."""

@@ -63,7 +63,7 @@ class BestByFID:
                 json.dump({'fid': score, 'epoch': epoch, 'fid_num': self.cfg.fid_num}, f)
             shutil.rmtree(self.folder, ignore_errors=True)
             os.replace(tmp, self.folder)
-        export_run(self.gan.net_G, self.cfg, os.path.join(self.paths.export, 'best'), self.ctx,
+        export_run(self.gan.sampler, self.cfg, os.path.join(self.paths.export, 'best'), self.ctx,
                    epoch)
         self.best = score
         return True

@@ -3,6 +3,7 @@
 Layout of checkpoints/ckpt-E{epoch:04d}-B{batch:06d}/ (epoch = last complete
 epoch, batch = batches already done of the next one):
     net_G.params, net_D.params        both networks (with BatchNorm statistics)
+    ema_G.params                      with --ema: the average of net_G's weights
     adam_G.params, adam_D.params      both Adam states: moments as MXNet arrays
     adam_G.json, adam_D.json          and their step counters; for dist_sync, whose
                                       Adam states live on the parameter servers:
@@ -36,6 +37,7 @@ from .dist_server import load_server_states, save_server_states
 KEEP = 2  # the newest intact checkpoints kept; older ones are removed
 TMP_PREFIX = '.tmp-ckpt-'
 NETS = ('net_G.params', 'net_D.params')
+EMA = 'ema_G.params'  # only in the checkpoints of a run with --ema
 ADAM = ('adam_G.params', 'adam_G.json', 'adam_D.params', 'adam_D.json')
 FILES = NETS + ADAM + ('fixed_noise.npy', 'state.json')
 FIXED_SAMPLES = 21  # rows of fixed_noise.npy: the 3x7 grid of samples/epoch_NNN.png
@@ -75,6 +77,8 @@ def save(folder, gan, fixed_noise, state):
     with temporary_folder(folder, TMP_PREFIX) as tmp:
         gan.net_G.save_parameters(os.path.join(tmp, 'net_G.params'))
         gan.net_D.save_parameters(os.path.join(tmp, 'net_D.params'))
+        if gan.net_G_ema is not None:
+            gan.net_G_ema.save_parameters(os.path.join(tmp, EMA))
         optimizer_state.save(gan.trainer_G, gan.net_G, os.path.join(tmp, 'adam_G'))
         optimizer_state.save(gan.trainer_D, gan.net_D, os.path.join(tmp, 'adam_D'))
         servers = []
@@ -83,7 +87,7 @@ def save(folder, gan, fixed_noise, state):
         onp.save(os.path.join(tmp, 'fixed_noise.npy'), fixed_noise)
         with open(os.path.join(tmp, 'state.json'), 'w') as f:
             json.dump(state, f)
-        names = [n for n in FILES if os.path.exists(os.path.join(tmp, n))] + servers
+        names = [n for n in FILES + (EMA,) if os.path.exists(os.path.join(tmp, n))] + servers
         manifest = {name: file_digest(os.path.join(tmp, name)) for name in names}
         with open(os.path.join(tmp, 'manifest.json'), 'w') as f:
             json.dump(manifest, f, indent=1)
@@ -219,7 +223,8 @@ def _readable(path, manifest):
     """None if every file of the checkpoint parses as the data it should be, else why not."""
     import mxnet as mx
     try:
-        nets = {name: mx.nd.load(os.path.join(path, name)) for name in NETS}
+        nets = {name: mx.nd.load(os.path.join(path, name))
+                for name in NETS + (EMA,) if name in NETS or name in manifest}
         adams = {prefix: optimizer_state.read(os.path.join(path, prefix))
                  for prefix in ('adam_G', 'adam_D') if prefix + '.json' in manifest}
         state = load_state(path)
@@ -272,7 +277,7 @@ def verify(path):
         return 'manifest.json is missing or unreadable'
     paired = set(ADAM) & set(manifest)
     required = [n for n in FILES if n not in ADAM] + sorted(paired) + sorted(
-        n for n in manifest if n.startswith('server-'))
+        n for n in manifest if n.startswith('server-') or n == EMA)
     if paired and paired != set(ADAM):
         return 'the Adam state is incomplete'
     for name in required:
@@ -314,6 +319,10 @@ def load(path, gan):
     try:
         gan.net_G.load_parameters(os.path.join(path, 'net_G.params'), ctx=gan.ctxs)
         gan.net_D.load_parameters(os.path.join(path, 'net_D.params'), ctx=gan.ctxs)
+        if gan.net_G_ema is not None:  # a run that turns --ema on starts from net_G's weights
+            ema = os.path.join(path, EMA if os.path.exists(os.path.join(path, EMA))
+                               else 'net_G.params')
+            gan.net_G_ema.load_parameters(ema, ctx=gan.ctxs[0])
     except (AssertionError, mx.base.MXNetError) as exc:  # shapes or names that do not fit
         raise UserError(f'the networks in {path} do not fit this model ({first_line(exc)}): '
                         f'resume with the flags the run was started with')
@@ -325,6 +334,6 @@ def load(path, gan):
         load_server_states(gan.trainer_D._kvstore_params['kvstore'], path)
     try:  # verified before: only a file changed since then fails here
         state = load_state(path)
-        return read_fixed_noise(path, Config.from_dict(state['config']).latent_dim), state
+        return read_fixed_noise(path, gan.cfg.latent_dim), state  # resume checked they agree
     except (OSError, Damaged) as exc:
         raise UserError(f'{path} changed while it was read ({first_line(exc)}): run again')

@@ -12,10 +12,12 @@ from ..config import Config
 from ..data import load_images, loader
 from ..errors import UserError
 from ..export.run_export import export_run, exported_epochs
+from ..memory import check_training_memory
 from ..runtime import bf16_problem, describe_contexts, resolve_contexts
 from ..seeds import Stream, noise
 from . import checkpoint, report, rundir
 from .epoch_end import EpochEnd
+from .ema import EMA
 from .hooks import EpochLog, Progress, StopOnSignal
 from .loop import GAN, Diverged, Interrupted, StopFlag, new_state, train
 
@@ -61,8 +63,12 @@ def _check_resume(cfg, path, state, log):
         raise UserError(f'cannot change {pairs} when resuming in the middle of epoch '
                         f'{state["epoch"] + 1} (its batches were drawn with the old values): '
                         f'resume with the old values; they may change at an epoch boundary')
+    def rate(config, net):  # what each Trainer used: --lr-G/--lr-D, else --lr
+        return getattr(config, f'lr_{net}') or config.lr
     changes = [f'--{f} {getattr(old, f):g} -> {getattr(cfg, f):g}' for f in ('lr', 'beta1')
                if getattr(old, f) != getattr(cfg, f)]
+    changes += [f'--lr-{net} {rate(old, net):g} -> {rate(cfg, net):g}' for net in 'GD'
+                if rate(old, net) != rate(cfg, net) and old.lr == cfg.lr]
     if changes:
         log(f'resuming with new Adam settings from here on: {", ".join(changes)}')
 
@@ -112,6 +118,10 @@ class Run:
 def prepare(run):
     """Run every check, then set up the run folder. Returns False if there is nothing to do."""
     cfg, paths, log = run.cfg, run.paths, run.log
+    # Here, not in the config's checks: the estimate builds the chapter's nets, so MXNet
+    # must be loaded, after the process set-up that must come before it.
+    check_training_memory(cfg.n_G, cfg.n_D, cfg.latent_dim, cfg.channels, cfg.batch_size,
+                          cfg.ctx)
     if run.chief:
         rundir.lock(paths.root)
         rundir.check_start(cfg, paths, log)
@@ -178,8 +188,10 @@ def run_training(run):
         _announce(run)
     progress = Progress(cfg.epochs, run.num_workers, cfg.progress)
     with StopFlag() as stop:
+        averaging = [EMA(run.gan.net_G, run.gan.net_G_ema, cfg.ema)] if cfg.ema else []
         chief_only = [run.epoch_end] if run.chief else []  # checkpoints, figures, metrics
-        hooks = [progress, EpochLog(cfg.epochs, log), *chief_only, StopOnSignal(stop)]
+        hooks = [*averaging, progress, EpochLog(cfg.epochs, log), *chief_only,
+                 StopOnSignal(stop)]
         try:
             train(run.gan, run.images, cfg.epochs, state, hooks)
         except Interrupted as exc:
@@ -223,7 +235,7 @@ def finish(run, out):
     npx.waitall()
     if run.chief:
         report.write_gif(run.paths.samples, run.paths.gif)
-        export_run(run.gan.net_G, run.cfg, run.paths.export, run.ctxs[0], run.state['epoch'])
+        export_run(run.gan.sampler, run.cfg, run.paths.export, run.ctxs[0], run.state['epoch'])
     if run.num_workers > 1:  # dist_sync workers must end with the same weights: show it
         run.log(f'worker {run.rank}/{run.num_workers}: generator weights sha256 '
                 f'{weights_digest(run.gan.net_G)}')

@@ -93,7 +93,18 @@ class GAN:
             self.net_D_train = twin_D(self.net_D, cfg.dtype)
         steps.hybridize(self.net_G, self.net_D, self.net_G_train, self.net_D_train)
         self.trainer_G, self.trainer_D = steps.make_trainers(
-            self.net_G, self.net_D, cfg.lr, cfg.beta1, kvstore)
+            self.net_G, self.net_D, cfg.lr, cfg.beta1, kvstore, cfg.lr_G, cfg.lr_D)
+        # --ema: samples, checkpoints' ema_G.params and exports come from an average of
+        # net_G's weights (ema.py), kept on the first device; training does not see it.
+        self.net_G_ema = None
+        if cfg.ema:
+            from .ema import copy_into
+            self.net_G_ema = net_G(cfg.n_G, cfg.channels)
+            self.net_G_ema.initialize(ctx=ctxs[0])
+            self.net_G_ema(np.zeros((1, cfg.latent_dim, 1, 1), ctx=ctxs[0]))
+            copy_into(self.net_G_ema, self.net_G)
+            steps.hybridize(self.net_G_ema)
+        self.policies = tuple(cfg.diffaugment.split(',')) if cfg.diffaugment else ()
         self.loss = steps.make_loss()
 
     def batches(self, images, epoch, start_batch=0):
@@ -112,6 +123,19 @@ class GAN:
         the rank gives each worker noise of its own, as it has a share of the data of its own."""
         return noise(self.cfg.seed, Stream.NOISE, epoch, batch, self.rank,
                      shape=(size, self.cfg.latent_dim, 1, 1))
+
+    @property
+    def sampler(self):
+        """The generator samples and exports come from: the EMA one with --ema."""
+        return self.net_G if self.net_G_ema is None else self.net_G_ema
+
+    def discriminator(self, epoch, batch):
+        """net_D as the steps of batch `batch` see it: through DiffAugment with --diffaugment."""
+        if not self.policies:
+            return self.net_D_train
+        from .augment import AugmentedD
+        return AugmentedD(self.net_D_train, self.policies, self.cfg.seed, epoch, batch,
+                          self.rank)
 
     def to_devices(self, batch_uint8, Z):
         """(Xs, Zs): the batch in [-1, 1] and its noise, one slice per device."""
@@ -148,7 +172,7 @@ class GAN:
     def generate(self, Z):
         """net_G at inference on host noise Z -> host array (N, C, 64, 64) in [-1, 1]."""
         from mxnet import np
-        return self.net_G(np.array(Z, ctx=self.ctxs[0])).asnumpy()
+        return self.sampler(np.array(Z, ctx=self.ctxs[0])).asnumpy()
 
 
 class EpochSums:
@@ -239,7 +263,7 @@ def train(gan, images, num_epochs, state, hooks=()):
     epoch_start(epoch, total, first_batch), batch_end(epoch, batch, metric) and
     epoch_end(epoch, state); a hook stops training by raising Interrupted.
     """
-    net_D, net_G, loss = gan.net_D_train, gan.net_G_train, gan.loss
+    net_G, loss = gan.net_G_train, gan.loss
     for epoch in range(state['epoch'] + 1, num_epochs + 1):
         # Sums of loss_D, loss_G and examples: the chapter's d2l.Accumulator(3).
         metric = EpochSums(epoch, state['partial'])
@@ -247,6 +271,7 @@ def train(gan, images, num_epochs, state, hooks=()):
         for batch, X in gan.batches(images, epoch, state['batch']):
             Z = gan.noise(epoch, batch, len(X))
             Xs, Zs = gan.to_devices(X, Z)
+            net_D = gan.discriminator(epoch, batch)
             size = len(X) * gan.num_workers  # gradients are summed over workers
             D_out = []
             loss_D, fake_Xs = update_D(Xs, Zs, net_D, net_G, loss, gan.trainer_D, size, D_out)

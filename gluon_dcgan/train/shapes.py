@@ -32,7 +32,7 @@ def expected_parameters(cfg):
     The float32 nets: the bfloat16 ones have the same parameters (model.py).
     """
     import mxnet as mx
-    from ..model import build_net_D, build_net_G
+    from ..model import net_D, net_G
     key = (cfg.n_G, cfg.n_D, cfg.latent_dim, cfg.channels)
     # Names of their own: Gluon numbers blocks process-wide (conv0, conv1, ...), and the
     # run's nets, built after a resume's check, must get the names they always had (the
@@ -40,9 +40,9 @@ def expected_parameters(cfg):
     with mx.name.NameManager():
         if key not in _expected:
             _expected[key] = {
-                'net_G.params': _infer(build_net_G(cfg.n_G, cfg.channels),
+                'net_G.params': _infer(net_G(cfg.n_G, cfg.channels),
                                        (1, cfg.latent_dim, 1, 1)),
-                'net_D.params': _infer(build_net_D(cfg.n_D), (1, cfg.channels, 64, 64))}
+                'net_D.params': _infer(net_D(cfg.n_D), (1, cfg.channels, 64, 64))}
     return _expected[key]
 
 
@@ -72,7 +72,8 @@ def problem(cfg, nets, adams):
     except Exception as exc:  # MXNetError, ValueError: sizes no net can be built with
         return f'its state.json describes no network that can be built ({first_line(exc)})'[:190]
     for name, arrays in nets.items():
-        why = _net_problem(name, arrays, expected[name])
+        # ema_G.params (--ema) holds the average of net_G's weights: net_G's parameters
+        why = _net_problem(name, arrays, expected.get(name, expected['net_G.params']))
         if why:
             return why
     for prefix, (arrays, meta) in adams.items():

@@ -50,22 +50,25 @@ def hybridize(*nets):
         net.hybridize(static_alloc=True, static_shape=True)
 
 
-def make_trainers(net_G, net_D, lr, beta1, kvstore=None):
+def make_trainers(net_G, net_D, lr, beta1, kvstore=None, lr_G=None, lr_D=None):
     """(trainer_G, trainer_D): two Adam trainers with the chapter's hyper-parameters.
+
+    `lr_G` and `lr_D` (TTUR: a learning rate per net) default to the chapter's one `lr`.
 
     With a dist kvstore, Adam runs on the parameter servers (MXNet's default,
     update_on_kvstore): with worker-side updates MXNet 1.9.1's dist_sync let the
     workers' weights drift apart in about one run in three here.
     """
-    trainer_hp = {'learning_rate': lr, 'beta1': beta1}
+    hp_G = {'learning_rate': lr if lr_G is None else lr_G, 'beta1': beta1}
+    hp_D = {'learning_rate': lr if lr_D is None else lr_D, 'beta1': beta1}
     kv_D = kv_G = {} if kvstore is None else {'kvstore': kvstore}
     if kvstore is not None and not isinstance(kvstore, str):
         from .kvstore import KeyOffsetKVStore
         # One dist store per process; net_G's keys start after net_D's.
         kv_D = {'kvstore': KeyOffsetKVStore(kvstore, 0)}
         kv_G = {'kvstore': KeyOffsetKVStore(kvstore, len(net_D.collect_params().keys()))}
-    trainer_D = gluon.Trainer(net_D.collect_params(), 'adam', trainer_hp, **kv_D)
-    trainer_G = gluon.Trainer(net_G.collect_params(), 'adam', trainer_hp, **kv_G)
+    trainer_D = gluon.Trainer(net_D.collect_params(), 'adam', hp_D, **kv_D)
+    trainer_G = gluon.Trainer(net_G.collect_params(), 'adam', hp_G, **kv_G)
     return trainer_G, trainer_D
 
 

@@ -1,0 +1,81 @@
+"""The small-data recipes (DiffAugment, EMA, TTUR): off by default, exact on resume."""
+import numpy as onp
+import pytest
+
+from conftest import run_cli
+from gluon_dcgan.config import Config, parse_train_args
+from live import LiveRun
+
+RUN = ['--data', 'synthetic', '--limit', '96', '--batch-size', '16', '--epochs', '3',
+       '--n-G', '16', '--n-D', '16', '--ctx', 'cpu', '--no-progress', '--seed', '11',
+       '--recipe', 'small-data']
+
+
+def _gan(**fields):
+    import mxnet as mx
+    from gluon_dcgan.train.loop import GAN
+    return GAN(Config(data='synthetic', batch_size=8, n_G=8, n_D=8, **fields), [mx.cpu()])
+
+
+@pytest.mark.unit
+def test_the_chapter_recipe_has_none_of_them():
+    gan = _gan()
+    assert gan.net_G_ema is None and gan.sampler is gan.net_G
+    assert gan.discriminator(1, 0) is gan.net_D_train
+    assert gan.trainer_G.learning_rate == gan.trainer_D.learning_rate == 0.005
+
+
+@pytest.mark.unit
+def test_flags_win_over_the_preset():
+    cfg = parse_train_args(['--data', 'synthetic', '--recipe', 'small-data', '--ema', '0.99',
+                            '--lr-D', '0.001'])
+    assert (cfg.diffaugment, cfg.ema, cfg.lr_G, cfg.lr_D) == \
+        ('color,translation,cutout', 0.99, 2e-4, 1e-3)
+    cfg = parse_train_args(['--data', 'synthetic'])
+    assert (cfg.recipe, cfg.diffaugment, cfg.ema, cfg.lr_G, cfg.lr_D) == \
+        ('chapter', None, 0.0, None, None)
+
+
+@pytest.mark.unit
+def test_ttur_gives_each_net_its_rate_and_diffaugment_changes_what_D_sees():
+    from mxnet import np
+    gan = _gan(lr_G=1e-4, lr_D=4e-4, diffaugment='translation,cutout')
+    assert (gan.trainer_G.learning_rate, gan.trainer_D.learning_rate) == (1e-4, 4e-4)
+    X = np.array(onp.random.RandomState(0).uniform(-1, 1, (8, 3, 64, 64)).astype('float32'))
+    seen = gan.discriminator(1, 0)
+    assert not onp.allclose(seen(X).asnumpy(), gan.net_D_train(X).asnumpy())
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_an_uninterrupted_run_with_every_recipe(tmp_path):
+    ref = tmp_path / 'ref'
+    assert run_cli(RUN + ['--out-dir', str(ref)]).returncode == 0
+    out = tmp_path / 'killed'
+
+    def checkpoints():
+        folder = out / 'checkpoints'
+        return [p.name for p in folder.iterdir()] if folder.exists() else []
+    events = [lambda: True, lambda: 'ckpt-E0001-B000000' in checkpoints(),
+              lambda: 'ckpt-E0002-B000000' in checkpoints()]
+    for i, event in enumerate(events):
+        run = LiveRun(RUN + ['--out-dir', out] + (['--resume'] if i else []))
+        run.wait_for_line('training epochs')
+        run.wait_for(event, f'event {i}')
+        run.kill()
+    proc = run_cli(RUN + ['--out-dir', str(out), '--resume'])
+    assert proc.returncode == 0, proc.stderr
+    from mxnet import nd
+    for name in ('export/generator-0000.params',
+                 'checkpoints/ckpt-E0003-B000000/ema_G.params',
+                 'checkpoints/ckpt-E0003-B000000/net_D.params'):
+        a, b = nd.load(str(ref / name)), nd.load(str(out / name))
+        assert a.keys() == b.keys()
+        assert all(onp.array_equal(a[k].asnumpy(), b[k].asnumpy()) for k in a), name
+    # The export holds the average's arrays (under the graph's names), not the live net's.
+    def digests(name):
+        import hashlib
+        return sorted(hashlib.sha1(v.asnumpy().tobytes()).hexdigest()
+                      for v in nd.load(str(ref / name)).values())
+    last = 'checkpoints/ckpt-E0003-B000000/'
+    assert digests('export/generator-0000.params') == digests(last + 'ema_G.params')
+    assert digests(last + 'ema_G.params') != digests(last + 'net_G.params')
