@@ -20,7 +20,7 @@ DEFAULT_DATA_ROOT = os.path.join(
 # Changing any of these changes the model or the data, so a resume must not.
 BUILT_IN_DATA = ('pokemon', 'synthetic', 'fashion-mnist')  # --data names that are not paths
 MODEL_FIELDS = ('data', 'limit', 'latent_dim', 'n_G', 'n_D', 'channels', 'image_size',
-                'd_activation', 'alpha')
+                'd_activation', 'alpha', 'crop')
 # --data synthetic draws its sprites in memory: 16384 of them are 200 MB and about 5 s.
 MAX_SYNTHETIC_IMAGES = 16384
 MAX_WORKERS = 64    # decoding threads; more only contend for the same cores
@@ -44,6 +44,7 @@ class Config:
     num_workers: int = dataclasses.field(default_factory=default_num_workers)  # decode threads
     skip_bad_images: bool = False    # drop unreadable images instead of stopping
     image_size: int = 64             # the chapter's Resize(64); the nets are built for 64x64
+    crop: str = 'none'               # none: stretch as Resize(64) does | center: central square
     # model (the chapter's values)
     latent_dim: int = 100
     n_G: int = 64
@@ -155,6 +156,9 @@ def add_data_flags(parser, defaults):
                            f'%(default)s, from the core count)')
     flag(parser, 'skip-bad-images', action='store_true',
          help='leave out unreadable image files instead of stopping')
+    flag(parser, 'crop', choices=('none', 'center'), default=defaults.crop,
+         help="non-square images: none stretches them to square, as the chapter's "
+              "Resize(64) does; center uses their central square (default: %(default)s)")
 
 
 def add_model_flags(parser, defaults):

@@ -366,3 +366,19 @@ def test_folder_too_large_for_memory_is_refused_before_decoding(tmp_path, monkey
     cfg = Config(data=root, data_root=str(tmp_path / 'cache'), batch_size=2)
     with pytest.raises(UserError, match='6 images take .* use --limit 5 or fewer'):
         load_images(cfg, log=lambda m: None)
+
+
+@pytest.mark.unit
+def test_crop_center_keeps_the_central_square_and_the_default_stretches():
+    import io
+    from PIL import Image
+    from gluon_dcgan.data.decode import decode_image
+    pixels = onp.zeros((40, 120, 3), onp.uint8)
+    pixels[:, 40:80] = 255  # a white central square between black sides
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format='PNG')
+    cropped = decode_image(buffer.getvalue(), 16, 3, crop='center')
+    stretched = decode_image(buffer.getvalue(), 16, 3)
+    assert cropped.min() == 255  # only the white square
+    assert stretched[:, 0].max() == 0 and stretched[:, 8].min() == 255  # the sides squeezed in
+

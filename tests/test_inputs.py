@@ -539,3 +539,26 @@ def test_a_net_too_large_for_memory_is_refused_before_the_run_folder_exists(tmp_
     proc = run_cli(SYNTHETIC + ['--n-G', '100000', '--out-dir', str(out)], timeout=120)
     assert_one_line_error(proc, contains='GiB to train')
     assert not out.exists()
+
+
+@pytest.mark.cli
+def test_own_images_notes_name_other_extensions_and_count_non_square_ones(tmp_path):
+    from PIL import Image
+    root = tmp_path / 'imgs'
+    (root / 'a').mkdir(parents=True)
+    rng = onp.random.RandomState(0)
+    for i in range(12):
+        size = (48, 80) if i % 3 == 0 else (64, 64)
+        Image.fromarray(rng.randint(0, 255, size + (3,), dtype=onp.uint8)).save(root / 'a' / f'{i}.png')
+    Image.fromarray(onp.zeros((8, 8, 3), onp.uint8)).save(root / 'a' / 'photo.webp')
+    args = ['--data', str(root), '--epochs', '1', '--batch-size', '4', '--n-G', '8', '--n-D', '8',
+            '--ctx', 'cpu', '--no-progress', '--data-root', str(tmp_path / 'cache')]
+    proc = run_cli(args + ['--out-dir', str(tmp_path / 'stretched')])
+    assert proc.returncode == 0, proc.stderr
+    assert 'note: 1 file(s) with other image extensions are not read: a/photo.webp' in proc.stderr
+    assert 'note: 4 of 12 images are not square: they are stretched' in proc.stderr
+    assert 'give 3 steps in all (1 epochs of 3), too few to learn' in proc.stderr
+    proc = run_cli(args + ['--crop', 'center', '--out-dir', str(tmp_path / 'cropped')])
+    assert proc.returncode == 0 and 'their central squares are used' in proc.stderr
+    # Two decode cache entries: the crop is part of the key.
+    assert len(list((tmp_path / 'cache' / 'decoded').glob('images-*.npy'))) == 2

@@ -30,6 +30,11 @@ def _from_folder(root, cfg, log):
     items, note = folder.list_images(root)
     if note:
         log(note)
+    others = folder.other_images(root)
+    if others:
+        log(f'note: {len(others)} file(s) with other image extensions are not read: '
+            f'{", ".join(others[:3])}{" ..." if len(others) > 3 else ""}; convert them to '
+            f'.png or .jpg to train on them')
     if cfg.limit:
         items = items[:cfg.limit]
     paths, stats, skipped = folder.regular_files([p for p, _ in items])
@@ -39,9 +44,16 @@ def _from_folder(root, cfg, log):
     if not paths:
         raise UserError(f'no regular image files in {root}: nothing to train on')
     _check_fits_in_memory(len(paths), cfg)
+    crop = None if cfg.crop == 'none' else cfg.crop
+    not_square = folder.count_not_square(paths)
+    if not_square:
+        log(f'note: {not_square} of {len(paths)} images are not square: ' +
+            ('their central squares are used (--crop center)' if crop else
+             "they are stretched to square, as the chapter's Resize(64) does; "
+             '--crop center uses their central squares'))
     images, bad = cache.decoded_images(paths, stats, cfg.image_size, cfg.channels,
                                        os.path.join(cfg.data_root, 'decoded'),
-                                       cfg.num_workers, log, cfg.progress)
+                                       cfg.num_workers, log, cfg.progress, crop)
     if bad and not cfg.skip_bad_images:
         raise UserError(f'{len(bad)} unreadable image(s) in {root}: {_names(bad, root)}; '
                         f'fix or remove them, or add --skip-bad-images')  # each with its reason

@@ -22,9 +22,11 @@ from .decode import BadImage, decode_image, parallel_map, read_regular
 CACHE_VERSION = 2
 
 
-def cache_key(paths, stats, size, channels):
+def cache_key(paths, stats, size, channels, crop=None):
     """A hex key that changes when any image is added, removed, renamed or modified."""
-    digest = hashlib.sha1(f'v{CACHE_VERSION}:{size}:{channels}'.encode())
+    # The crop joins the key only when set: the chapter's (stretched) entries keep theirs.
+    digest = hashlib.sha1(f'v{CACHE_VERSION}:{size}:{channels}'.encode() +
+                          (f':crop={crop}'.encode() if crop else b''))
     for path, st in zip(paths, stats):
         # fsencode: a file name need not be valid UTF-8.
         digest.update(os.fsencode(os.path.abspath(path)))
@@ -70,7 +72,7 @@ def save_entry(cache_dir, key, images, bad):
         json.dump(meta, f)
 
 
-def decode_all(paths, size, channels, num_workers, progress=False):
+def decode_all(paths, size, channels, num_workers, progress=False, crop=None):
     """(images of the good files, [(index, reason)] of the bad ones), each file decoded once.
 
     progress: one bar over the images on stderr (if it is a terminal), fed by every thread.
@@ -80,7 +82,7 @@ def decode_all(paths, size, channels, num_workers, progress=False):
 
     def one(i):
         try:
-            out[i] = decode_image(read_regular(paths[i]), size, channels)
+            out[i] = decode_image(read_regular(paths[i]), size, channels, crop)
             return None
         except BadImage as exc:
             return str(exc)
@@ -103,12 +105,13 @@ def decode_all(paths, size, channels, num_workers, progress=False):
     return out, bad
 
 
-def decoded_images(paths, stats, size, channels, cache_dir, num_workers, log, progress=False):
+def decoded_images(paths, stats, size, channels, cache_dir, num_workers, log, progress=False,
+                   crop=None):
     """(images, [(path, reason)] of the bad files): from the cache, or decoded and cached.
 
     progress: draw a bar over the decode (only on a terminal).
     """
-    key = cache_key(paths, stats, size, channels)
+    key = cache_key(paths, stats, size, channels, crop)
     hit = load_entry(cache_dir, key, len(paths), size, channels)
     if hit is None:
         try:
@@ -119,7 +122,7 @@ def decoded_images(paths, stats, size, channels, cache_dir, num_workers, log, pr
             writable = False
             log(f'note: cannot create the decode cache {cache_dir} ({exc.strerror}); '
                 f'every start decodes the images again')
-        hit = decode_all(paths, size, channels, num_workers, progress)
+        hit = decode_all(paths, size, channels, num_workers, progress, crop)
         try:
             if writable:
                 save_entry(cache_dir, key, *hit)

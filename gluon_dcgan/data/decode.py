@@ -53,8 +53,12 @@ def read_regular(path):
         os.close(fd)
 
 
-def decode_image(data, size, channels):
-    """(size, size, channels) uint8 from encoded bytes, as mx.image.imread + Resize(size)."""
+def decode_image(data, size, channels, crop=None):
+    """(size, size, channels) uint8 from encoded bytes, as mx.image.imread + Resize(size).
+
+    crop='center' first cuts a non-square image to its central square, so that
+    Resize does not stretch it (the chapter's Resize(64) does: its sprites are square).
+    """
     from mxnet import image
     from mxnet.gluon.data.vision import transforms
     if jpeg_truncated(data):
@@ -72,6 +76,11 @@ def decode_image(data, size, channels):
         # Resize's op inherited the failure, MXNet would also keep it for the next
         # waitall, failing the training run long after this image was set aside.
         img.wait_to_read()
+        height, width = img.shape[:2]
+        if crop == 'center' and height != width:
+            side = min(height, width)
+            top, left = (height - side) // 2, (width - side) // 2
+            img = img[top:top + side, left:left + side]
         if img.shape[:2] != (size, size):
             img = transforms.Resize(size)(img)
         return img.asnumpy().reshape(size, size, channels)

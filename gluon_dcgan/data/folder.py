@@ -8,6 +8,9 @@ import stat
 from ..errors import UserError
 
 EXTENSIONS = ('.jpg', '.jpeg', '.png')  # what ImageFolderDataset accepts
+# Image files it does not read: named in a note, so that none is left out silently.
+OTHER_IMAGES = ('.webp', '.bmp', '.gif', '.tif', '.tiff', '.jfif', '.ppm', '.pgm', '.heic',
+                '.heif', '.avif', '.jp2', '.svg')
 
 
 def _is_image(name):
@@ -44,6 +47,39 @@ def list_images(root):
                 f'read as one class')
     raise UserError(f'no images (.jpg, .jpeg, .png) in {root!r} or its subfolders: point '
                     f'--data at a folder of images, or use --data synthetic')
+
+
+def other_images(root):
+    """Files with other image extensions than EXTENSIONS at the top of `root` and in its
+    class subfolders (where ImageFolderDataset looks), relative to `root`, sorted."""
+    found = []
+    try:
+        for entry in sorted(os.scandir(root), key=lambda e: e.name):
+            names = [entry.name]
+            if entry.is_dir():
+                names = [os.path.join(entry.name, n) for n in sorted(os.listdir(entry.path))]
+            found += [n for n in names if n.lower().endswith(OTHER_IMAGES)]
+    except OSError:  # listing errors are list_images' to report
+        pass
+    return found
+
+
+def count_not_square(paths, read=4096):
+    """How many of `paths` declare a width other than their height (headers only).
+
+    A JPEG's frame header may follow a large EXIF block; such a file, whose size is not
+    in its first bytes, is not counted.
+    """
+    from .headers import declared_size
+    count = 0
+    for path in paths:
+        try:
+            with open(path, 'rb') as f:
+                size = declared_size(f.read(read))
+        except OSError:
+            continue
+        count += bool(size and size[0] != size[1])
+    return count
 
 
 def _kind(mode):

@@ -134,3 +134,14 @@ def jpeg_size_problem(data):
             return _size_problem(int.from_bytes(data[pos + 7:pos + 9], 'big'),
                                  int.from_bytes(data[pos + 5:pos + 7], 'big'))
     return None
+
+
+def declared_size(data):
+    """(width, height) a PNG's or JPEG's header declares, or None if it declares none."""
+    if data.startswith(PNG_SIGNATURE) and len(data) >= 24 and data[12:16] == b'IHDR':
+        return int.from_bytes(data[16:20], 'big'), int.from_bytes(data[20:24], 'big')
+    for marker, pos, _ in _jpeg_segments(data):
+        if marker in JPEG_SOF and pos + 9 <= len(data):
+            return (int.from_bytes(data[pos + 7:pos + 9], 'big'),
+                    int.from_bytes(data[pos + 5:pos + 7], 'big'))
+    return None
