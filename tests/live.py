@@ -71,3 +71,23 @@ class LiveRun:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         return self.finish()
+
+
+def checkpoint_names(out):
+    """The checkpoint folders of the run in `out`, sorted (none before the run makes them)."""
+    folder = out / 'checkpoints'
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith('ckpt')) \
+        if folder.exists() else []
+
+
+def kill_at_each_epoch(args, out, epochs=2):
+    """Run `args` into `out` and SIGKILL it as soon as training starts, then (resumed each
+    time) as soon as each of the first `epochs` epochs' checkpoints exists."""
+    events = [lambda: True] + [
+        (lambda e: lambda: f'ckpt-E{e:04d}-B000000' in checkpoint_names(out))(e)
+        for e in range(1, epochs + 1)]
+    for i, event in enumerate(events):
+        run = LiveRun(args + ['--out-dir', out] + (['--resume'] if i else []))
+        run.wait_for_line('training epochs')
+        run.wait_for(event, f'event {i}')
+        run.kill()

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import run_cli
 from gluon_dcgan.config import Config, parse_train_args
-from live import LiveRun
+from live import kill_at_each_epoch
 
 RUN = ['--data', 'synthetic', '--limit', '96', '--batch-size', '16', '--epochs', '3',
        '--n-G', '16', '--n-D', '16', '--ctx', 'cpu', '--no-progress', '--seed', '11',
@@ -51,17 +51,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run_with_every_recipe(tmp_
     ref = tmp_path / 'ref'
     assert run_cli(RUN + ['--out-dir', str(ref)]).returncode == 0
     out = tmp_path / 'killed'
-
-    def checkpoints():
-        folder = out / 'checkpoints'
-        return [p.name for p in folder.iterdir()] if folder.exists() else []
-    events = [lambda: True, lambda: 'ckpt-E0001-B000000' in checkpoints(),
-              lambda: 'ckpt-E0002-B000000' in checkpoints()]
-    for i, event in enumerate(events):
-        run = LiveRun(RUN + ['--out-dir', out] + (['--resume'] if i else []))
-        run.wait_for_line('training epochs')
-        run.wait_for(event, f'event {i}')
-        run.kill()
+    kill_at_each_epoch(RUN, out)
     proc = run_cli(RUN + ['--out-dir', str(out), '--resume'])
     assert proc.returncode == 0, proc.stderr
     from mxnet import nd

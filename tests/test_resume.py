@@ -7,7 +7,7 @@ import pytest
 
 from conftest import FINAL_LINE, TINY, assert_one_line_error, run_cli
 from gluon_dcgan.train.fit import INTERRUPTED
-from live import LiveRun
+from live import LiveRun, kill_at_each_epoch
 
 RUN = ['--data', 'synthetic', '--limit', '96', '--batch-size', '16', '--epochs', '3',
        '--n-G', '16', '--n-D', '16', '--ctx', 'cpu', '--no-progress', '--seed', '11']
@@ -37,13 +37,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     out = tmp_path / 'killed'
     # Killed as soon as training starts (epoch 1), then as soon as epoch 1's and
     # epoch 2's checkpoints exist (during the epoch-end work or the next epoch).
-    events = [lambda: True, lambda: 'ckpt-E0001-B000000' in _checkpoints(out),
-              lambda: 'ckpt-E0002-B000000' in _checkpoints(out)]
-    for i, event in enumerate(events):
-        run = LiveRun(RUN + ['--out-dir', out] + (['--resume'] if i else []))
-        run.wait_for_line('training epochs')
-        run.wait_for(event, f'event {i}')
-        run.kill()
+    kill_at_each_epoch(RUN, out)
     proc = run_cli(RUN + ['--out-dir', str(out), '--resume'])
     assert proc.returncode == 0, proc.stderr
     ref_params, params = _params(ref), _params(out)
