@@ -26,13 +26,14 @@ neither: its end-of-file is delivered by the kernel however the other side ends.
 
 Stopping: when any process fails, on SIGINT (Ctrl-C) and on SIGTERM, every process on
 every host is stopped and the launcher exits with the failed process's code (130/143
-for a signal). Output lines carry a label: ``[worker #i@host]`` until the worker reports
+for a signal). A worker that prints the command line's ``error: ...`` line is the
+cause of what follows (a chief that finds its run folder locked makes a server abort a
+moment later): its line and exit code are reported, the others' dying output muted. Output lines carry a label: ``[worker #i@host]`` until the worker reports
 the rank ps-lite gave it (``worker R/N`` in its log), then ``[worker R]``.
 """
 import argparse
 import os
 import re
-import shlex
 import shutil
 import signal
 import socket
@@ -42,7 +43,7 @@ import threading
 import time
 
 from .errors import UserError
-from .launch_ssh import read_hosts, remote_free_port
+from .launch_ssh import forwarded_environment, read_hosts, remote_command, remote_free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GUARD = os.path.join(HERE, 'launch_guard.py')
@@ -50,10 +51,12 @@ SERVER = os.path.join(HERE, 'train', 'dist_server.py')
 GRACE = 10.0  # seconds a stopped process has to finish its batch and checkpoint
 RANK_LINE = re.compile(r'^worker (\d+)/\d+\b')  # what fit logs once ps-lite gave a rank
 STOPPED_LINE = re.compile(r'^(interrupted|terminated)\b')  # fit/cli: saved, or nothing to save
-FORWARDED = ('DMLC_', 'PS_', 'MXNET_', 'OMP_NUM_THREADS', 'GLUON_DCGAN_')
-# A name a remote shell reads as a variable assignment, and nothing else: any other
-# name (`X$(cmd)`) would be run by the remote shell, so it is never forwarded.
-SHELL_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*\Z')
+ERROR_LINE = re.compile(r'^error: ')  # the CLI's one-line error: that worker is ending
+CAUSE_WAIT = 5.0  # seconds a worker that printed its error has to exit with its own code
+# The exit code of a worker that printed its error line but hung on its way out (in
+# ps-lite's exit barrier, which waits for every node): the code of a user error.
+USER_ERROR = 2
+MAX_LINE = 1 << 16  # characters: a longer output line is passed on in pieces
 
 
 def _free_port():
@@ -65,26 +68,38 @@ def _free_port():
 class Process:
     """One launched process: its label, its Popen, and the pipe that keeps it alive."""
 
-    def __init__(self, label, popen):
-        self.label, self.popen = label, popen
+    def __init__(self, label, role, popen):
+        self.label, self.role, self.popen = label, role, popen
         self.stopped = threading.Event()  # it said it stopped (and saved what it had to)
         self.muted = False  # after another process failed: its dying words are noise
-        self.last_line = ''
+        self.last_line = self.error_line = ''
 
-    def forward(self, stream, out):
-        for line in iter(stream.readline, ''):
-            m = RANK_LINE.match(line)
-            if m and self.label.startswith('worker #'):
-                old, self.label = self.label, f'worker {m[1]}'
+    def _look_at(self, line, on_error):
+        m = RANK_LINE.match(line)
+        if m and self.label.startswith('worker #'):
+            old, self.label = self.label, f'worker {m[1]}'
+            if not self.muted:
                 print(f'launch: {old} has rank {m[1]}', file=sys.stderr, flush=True)
-            if STOPPED_LINE.match(line):
-                self.stopped.set()
-            if self.muted:
-                continue
-            if line.strip():
-                self.last_line = line.strip()
-            out.write(f'[{self.label}] {line}')
-            out.flush()
+        if STOPPED_LINE.match(line):
+            self.stopped.set()
+        if ERROR_LINE.match(line) and on_error:
+            self.error_line = line.strip()
+            on_error(self)  # before the next line of anyone: what follows is its effect
+        if line.strip() and not self.muted:
+            self.last_line = line.strip()
+
+    def forward(self, stream, out, on_error=None):
+        """Copy `stream` to `out`, each line labelled; at most MAX_LINE characters at once."""
+        at_start = True
+        for piece in iter(lambda: stream.readline(MAX_LINE), ''):
+            if at_start:
+                self._look_at(piece, on_error)
+            if not self.muted:
+                out.write(f'[{self.label}] {piece}' if at_start else piece)
+                out.flush()
+            at_start = piece.endswith('\n')
+        if not at_start and not self.muted:
+            out.write('\n')  # its last line had no end: the next label starts a line
         stream.close()
 
     def release(self, at_once):
@@ -101,8 +116,21 @@ class Process:
 class Cluster:
     """The launched processes, each under a guard, and how to stop them all."""
 
-    def __init__(self, base_env, hosts):
+    def __init__(self, base_env, hosts, exports=None):
         self.base_env, self.hosts, self.procs = base_env, hosts, []
+        self.exports = exports or {}  # what ssh mode forwards (forwarded_environment)
+        self.cause = None  # the first worker that printed the CLI's error line
+        self._cause_lock = threading.Lock()
+
+    def _worker_error(self, proc):
+        with self._cause_lock:
+            if self.cause is None:
+                self.cause = proc
+                self._mute_all_but(proc)
+
+    def _mute_all_but(self, proc):
+        for other in self.procs:  # what the others print as they die is not the cause
+            other.muted = other is not proc
 
     def start(self, label, command, role, index):
         """Start `command` as the index-th process of `role` (round robin over the hosts)."""
@@ -113,20 +141,20 @@ class Cluster:
             label = f'{label}@{host.name}' if role == 'worker' else label
             if 'DMLC_INTERFACE' not in os.environ:  # the user's choice of card wins
                 env['DMLC_NODE_HOST'] = host.address
-            exports = dict(forwarded_environment(), **env)
-            remote = (f'cd {shlex.quote(current_folder())} && exec env '
-                      + ' '.join(f'{k}={shlex.quote(v)}' for k, v in sorted(exports.items()))
-                      + ' ' + shlex.join(guarded))
+            remote = remote_command(current_folder(), dict(self.exports, **env), guarded)
             cmd, full_env = host.run(remote), None
         else:
             cmd, full_env = guarded, dict(os.environ, **env)
         popen = subprocess.Popen(cmd, env=full_env, stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 errors='replace',  # a stray byte must not stop the copying
                                  start_new_session=True)  # Ctrl-C reaches the launcher only
-        proc = Process(label, popen)
-        for stream, out in ((popen.stdout, sys.stdout), (popen.stderr, sys.stderr)):
-            threading.Thread(target=proc.forward, args=(stream, out), daemon=True).start()
+        proc = Process(label, role, popen)
         self.procs.append(proc)
+        on_error = self._worker_error if role == 'worker' else None
+        for stream, out in ((popen.stdout, sys.stdout), (popen.stderr, sys.stderr)):
+            threading.Thread(target=proc.forward, args=(stream, out, on_error),
+                             daemon=True).start()
 
     def stop_all(self, at_once=False):
         """Stop every process, on every host; returns once all are gone.
@@ -140,7 +168,7 @@ class Cluster:
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut this short
             signal.signal(sig, signal.SIG_IGN)
         if not at_once:
-            workers = [p for p in self.procs if p.label.startswith('worker')]
+            workers = [p for p in self.procs if p.role == 'worker']
             chief = [p for p in workers if p.label == 'worker 0'] or workers
             for proc in chief:  # the others keep stepping, so the chief's last batch ends
                 proc.release(at_once=False)
@@ -157,30 +185,40 @@ class Cluster:
     def supervise(self, poll=0.2):
         """Wait for the workers; the first failure stops everything. Returns the exit code.
 
-        Workers are looked at first: a worker that refuses to start (its run folder is
-        locked, exit 2) makes the servers abort a moment later, and the worker's reason
-        is the one to report, not a server's crash dump.
+        A worker that prints the CLI's error line (its run folder is locked, say) is the
+        cause, whatever fails next: the chief's refusal lets the other workers push to
+        keys it never initialised, and a server aborts with a C++ dump, which is muted.
         """
-        workers = [p for p in self.procs if p.label.startswith('worker')]
-        others = [p for p in self.procs if p not in workers]
+        workers = [p for p in self.procs if p.role == 'worker']
+        others = [p for p in self.procs if p.role != 'worker']
         while not all(p.popen.poll() == 0 for p in workers):
-            for proc in workers + others:
-                code = proc.popen.poll()
-                if code not in (None, 0):
-                    return self._failed(proc, code)
+            failed = self.cause or next(
+                (p for p in workers + others if p.popen.poll() not in (None, 0)), None)
+            if failed:
+                return self._failed(failed)
             time.sleep(poll)
         _wait(self.procs, 10.0)  # the scheduler and servers end once the workers leave
         self.stop_all(at_once=True)
         return 0
 
-
-    def _failed(self, proc, code):
-        for other in self.procs:  # what the others print as they die is not the cause
-            other.muted = other is not proc
-        reason = f': {proc.last_line}' if proc.last_line else ''
-        print(f'launch: {proc.label} exited with {code}{reason}; stopping the others',
+    def _failed(self, proc):
+        """Report the failure's cause in one line, stop every process; the exit code."""
+        if proc.role != 'worker':  # a worker's error line may still be on its way
+            deadline = time.time() + 2.0
+            while self.cause is None and time.time() < deadline:
+                time.sleep(0.05)
+        proc = self.cause or proc
+        self._mute_all_but(proc)
+        code, line = proc.popen.poll(), proc.error_line or proc.last_line
+        if proc is self.cause:  # it is ending: let its own exit code through
+            code = None if _wait([proc], CAUSE_WAIT) else proc.popen.poll()
+        reason = f': {line[:300]}' if line else ''
+        said = 'failed' if code is None else f'exited with {code}'
+        print(f'launch: {proc.label} {said}{reason}; stopping the others',
               file=sys.stderr, flush=True)
         self.stop_all(at_once=True)
+        if not code:  # it hung on its way out (ps-lite's exit barrier), or said 0
+            return USER_ERROR
         return code if code > 0 else 128 - code
 
 
@@ -191,24 +229,6 @@ def current_folder():
     except FileNotFoundError:
         raise UserError('the current folder was deleted: cd to an existing folder, then run '
                         'again') from None
-
-
-def forwarded_environment():
-    """The variables a remote process gets from this one: FORWARDED prefixes, valid names.
-
-    A name that is not a shell identifier is skipped with a note: in `env NAME=value`
-    on the remote shell it would be run, not assigned.
-    """
-    exports = {}
-    for name, value in os.environ.items():
-        if not name.startswith(FORWARDED):
-            continue
-        if SHELL_NAME.match(name):
-            exports[name] = value
-        else:
-            print(f'launch: note: not forwarding the variable {name!r}: not a valid shell '
-                  f'name', file=sys.stderr, flush=True)
-    return exports
 
 
 def _wait(procs, seconds):
@@ -287,7 +307,8 @@ def run(args, command):
         ssh = ['ssh'] + (['-F', args.ssh_config] if args.ssh_config else []) + \
             ['-T', '-o', 'BatchMode=yes']  # no pseudo-terminal; never wait for a password
         hosts = read_hosts(args.hostfile, ssh)
-    cluster = Cluster(_cluster_env(args, hosts), hosts)
+    exports = forwarded_environment() if hosts else None  # its notes, once per run
+    cluster = Cluster(_cluster_env(args, hosts), hosts, exports)
     env = cluster.base_env
     print(f"launch: scheduler at {env['DMLC_PS_ROOT_URI']}:{env['DMLC_PS_ROOT_PORT']}, "
           f'{args.servers} server(s), {args.workers} worker(s)', file=sys.stderr, flush=True)

@@ -64,7 +64,8 @@ class Guard:
 
     def watch_stdin(self):
         """Obey the launcher's ``stop`` and ``kill`` lines; stop gracefully at end-of-file."""
-        for line in sys.stdin:
+        # Lines of at most 64 characters: the launcher writes only 'stop' and 'kill'.
+        for line in iter(lambda: sys.stdin.readline(64), ''):
             if line.strip() == 'kill':
                 self._signal_group(signal.SIGKILL)
             else:

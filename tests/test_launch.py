@@ -392,27 +392,71 @@ def test_a_hostfile_that_is_not_a_regular_file_is_refused_without_reading_it(tmp
 
 
 @pytest.mark.cli
-def test_a_deleted_current_folder_is_one_line(tmp_path):
+@pytest.mark.parametrize('mode', ['local', 'ssh'])
+def test_a_deleted_current_folder_is_one_line(tmp_path, mode):
     gone = tmp_path / 'gone'
     gone.mkdir()
+    # --port: no ssh connection for one; the launcher used to get as far as building the
+    # first remote command (os.getcwd: a FileNotFoundError traceback).
+    (tmp_path / 'hosts.txt').write_text('localhost\n')
+    hosts = ['--hostfile', str(tmp_path / 'hosts.txt'), '--port', '9'] if mode == 'ssh' else []
     script = (f'cd {shlex.quote(str(gone))} && rmdir {shlex.quote(str(gone))} && exec '
-              + shlex.join(LAUNCH + ['--workers', '1', '--', 'python', 'run.py']))
+              + shlex.join(LAUNCH + ['--workers', '1'] + hosts + ['--', 'python', 'run.py']))
     proc = subprocess.run(['sh', '-c', script], capture_output=True, text=True, timeout=60)
-    assert_one_line_error(proc, code=2, contains='the current folder was deleted')
+    assert_one_line_error(proc, code=2, contains='the current folder was deleted: cd to an '
+                          'existing folder')
+
+
+@pytest.mark.cli
+def test_hostfile_names_that_ssh_or_a_shell_would_run_are_refused(tmp_path):
+    """ssh reads a leading '-' as an option (-oProxyCommand runs a command), and an ssh
+    configuration may put a user or host name into one (%r, %h): letters, digits, ._- only."""
+    marker = tmp_path / 'MARKER'
+    for line in (f'-oProxyCommand=touch${{IFS}}{marker}', f'a$(touch${{IFS}}{marker})@h1',
+                 f'h1`touch${{IFS}}{marker}`', f'-lroot@h1', 'h1;true'):
+        (tmp_path / 'hosts.txt').write_text(f'h1\n{line}\n')
+        hostfile = ['--hostfile', str(tmp_path / 'hosts.txt')]
+        proc = subprocess.run(LAUNCH + ['--workers', '1'] + hostfile + ['--', 'python', 'run.py'],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert_one_line_error(proc, code=2, contains=f'{line!r} is not [user@]host[:port]')
+        assert not marker.exists()
+
+
+@pytest.mark.cli
+def test_output_that_is_not_utf8_is_passed_on_and_the_exit_code_reported():
+    """A stray byte in a worker's output used to kill the thread that copies it (a
+    UnicodeDecodeError traceback, and the rest of its output lost)."""
+    worker = ("import sys; sys.stderr.buffer.write(b'bad \\xff\\xfe byte\\n'); "
+              "sys.stderr.write('error: the reason\\n'); sys.exit(3)")
+    proc = subprocess.run(LAUNCH + ['--workers', '1', '--', 'python', '-c', worker], cwd=ROOT,
+                          capture_output=True, text=True, errors='replace', timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert 'Traceback' not in proc.stderr and '[worker #0] bad ' in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == \
+        'launch: worker #0 exited with 3: error: the reason; stopping the others', proc.stderr
 
 
 @pytest.mark.slow
-def test_a_chief_that_refuses_to_start_is_the_one_reported(tmp_path):
-    """The chief exits 2 (its run folder is locked); the servers' abort is not the cause."""
+@pytest.mark.parametrize('mode, workers', [('local', 1), ('local', 2), ('ssh', 2)])
+def test_a_chief_that_refuses_to_start_is_the_one_reported(request, tmp_path, mode, workers):
+    """The chief refuses (its run folder is locked); with two workers the other one goes on,
+    pushes a key the chief never initialised, and the server aborts with a C++ dump (the
+    launcher used to exit 134 blaming server #0). The chief's line is the one reported."""
     import fcntl
+    hosts = []
+    if mode == 'ssh':
+        sshd = request.getfixturevalue('sshd')
+        hosts = ['--hostfile', str(sshd / 'hosts.txt'), '--ssh-config', str(sshd / 'ssh_config')]
     out = tmp_path / 'locked'
     out.mkdir()
-    with open(out / '.lock', 'w') as held:
+    with open(out / '.lock', 'w') as held:  # as gluon_dcgan.train.rundir.lock takes it
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        proc, _ = launch(out, workers=1)
+        proc, port = launch(out, workers=workers, launcher_args=hosts)
         _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 2, stderr
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith('launch: worker #0 exited with 2: error: ') and \
-        'is in use by another gluon_dcgan process' in last, stderr
-    assert 'terminate' not in stderr and 'server #0 exited' not in stderr, stderr
+    assert re.match(r'launch: worker #\d(@h\d)? (exited with 2|failed): error: \S+ is in use '
+                    r'by another gluon_dcgan process .*; stopping the others$', last), stderr
+    assert 'terminate' not in stderr and 'server #0' not in stderr, stderr
+    assert 'Traceback' not in stderr, stderr
+    wait_for(lambda: not run_processes(out, port), 15, 'every process of the run gone')
