@@ -557,7 +557,7 @@ def test_own_images_notes_name_other_extensions_and_count_non_square_ones(tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert 'note: 1 file(s) with other image extensions are not read: a/photo.webp' in proc.stderr
     assert 'note: 4 of 12 images are not square: they are stretched' in proc.stderr
-    assert 'give 3 steps in all (1 epochs of 3), too few to learn' in proc.stderr
+    assert 'note: only 3 steps (1 x 3 batches); a DCGAN needs 500+' in proc.stderr
     proc = run_cli(args + ['--crop', 'center', '--out-dir', str(tmp_path / 'cropped')])
     assert proc.returncode == 0 and 'their central squares are used' in proc.stderr
     # Two decode cache entries: the crop is part of the key.

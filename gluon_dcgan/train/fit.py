@@ -184,9 +184,9 @@ def _announce(run):
             (f', from batch {state["batch"] + 1}' if state['batch'] else ''))
     steps = batches * cfg.epochs
     if steps < FEW_STEPS:
-        run.log(f'note: {len(run.images)} images at --batch-size {cfg.batch_size} give '
-                f'{steps} steps in all ({cfg.epochs} epochs of {batches}), too few to learn '
-                f'(a DCGAN needs {FEW_STEPS} or more): raise --epochs, or lower --batch-size')
+        # Short, to fit 80 columns: 'note: only 40 steps (20 x 2 batches); a DCGAN ...'
+        run.log(f'note: only {steps} steps ({cfg.epochs} x {batches} batches); a DCGAN needs '
+                f'{FEW_STEPS}+: raise --epochs')
 
 
 def run_training(run):
