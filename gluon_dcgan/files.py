@@ -104,6 +104,11 @@ def _disk_full(exc, folder):
             (stats.f_files > 0 and stats.f_favail < 16))  # f_files 0: no inode limit
 
 
+def disk_full(exc, folder):
+    """True if `exc`, raised while writing in `folder`, came from a full disk (see _disk_full)."""
+    return _disk_full(exc, folder)
+
+
 def _discard(path):
     with contextlib.suppress(OSError):
         if os.path.isdir(path) and not os.path.islink(path):
@@ -182,22 +187,45 @@ def remove_stale_temps(folder):
 
 
 @contextlib.contextmanager
-def folder_lock(path, what):
+def folder_lock(path, what, remove=False):
     """Hold an exclusive flock on the file `path` (created if needed) for the block.
 
     Waits for another holder: two exports or downloads into one folder run one after
     the other. `what` names the folder in the error if the lock cannot be made.
+    remove=True deletes the lock file as the block ends if it is empty, as every lock
+    this makes is (a lock beside a user's folder leaves nothing behind); a waiter that
+    then holds the deleted file tries again, so two holders never overlap.
     """
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise UserError(f'cannot lock {what} ({exc.strerror}: {path}): fix the folder\'s '
+                            f'permissions or choose another one')
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        if not remove or _same_file(fd, path):
+            break
+        os.close(fd)  # its holder deleted it as we waited: lock the file now at `path`
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as exc:
-        raise UserError(f'cannot lock {what} ({exc.strerror}: {path}): fix the folder\'s '
-                        f'permissions or choose another one')
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
+        if remove and _same_file(fd, path) and os.fstat(fd).st_size == 0:
+            with contextlib.suppress(OSError):
+                os.remove(path)  # before the lock is released: no one can hold it anew
         os.close(fd)  # releases the lock
+
+
+def _same_file(fd, path):
+    try:
+        here = os.lstat(path)
+    except OSError:
+        return False
+    mine = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def read_bounded(path, limit, mode='rb'):

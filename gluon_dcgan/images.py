@@ -10,6 +10,7 @@ from .files import written_atomically
 
 PIXEL_RECIPE = 'pixels = round((x + 1) * 127.5), clipped to [0, 255], as uint8; NCHW -> NHWC'
 CHUNK = 256  # latents per forward pass in images_in_chunks: memory stays flat whatever N is
+CHUNK_BYTES = CHUNK * 3 * 64 * 64 * 4  # 12.6 MB: the float output of one pass of 64x64 RGB
 
 
 def to_pixels(images):
@@ -18,12 +19,15 @@ def to_pixels(images):
     return ((x.transpose(0, 2, 3, 1) + 1) * 127.5).round().clip(0, 255).astype(onp.uint8)
 
 
-def images_in_chunks(forward, Z, chunk=CHUNK):
+def images_in_chunks(forward, Z, chunk=CHUNK, image_shape=None):
     """(N, H, W, C) uint8 pixels of forward(Z), computed `chunk` latents at a time.
 
     `forward` maps host latents to host (n, C, H, W) floats in [-1, 1]; only the
-    uint8 result grows with N.
+    uint8 result grows with N. Given the (C, H, W) `image_shape`, a pass holds at
+    most CHUNK_BYTES of output (a single image, if one is larger).
     """
+    if image_shape is not None:
+        chunk = max(1, min(chunk, CHUNK_BYTES // (4 * int(onp.prod(image_shape)))))
     out = None
     for i in range(0, len(Z), chunk):
         pixels = to_pixels(forward(Z[i:i + chunk]))

@@ -5,27 +5,35 @@ latent through the generator, so a partial, edited or mismatched export is a
 one-line UserError naming the fix. The MXNet path uses gluon.SymbolBlock.imports;
 the ONNX path uses onnxruntime and numpy only and never imports mxnet.
 """
-import json
+import hashlib
 import os
 
 import numpy as onp
 
 from ..errors import UserError, last_line
-from ..files import file_digest
+from ..files import Damaged, file_digest, read_bounded, read_json
+from . import swap
+from .graph import check_graph
 from .names import MANIFEST, ONNX, PARAMS, SYMBOL
 
 REEXPORT = 're-export with: python run.py export --run RUN_DIR'
+MANIFEST_BYTES = swap.MANIFEST_BYTES
+# ONNX's protobuf holds at most 2 GiB, so no export's weights are larger.
+MAX_FILE_BYTES = 2 << 30
+# Bounds on what a manifest may declare, far beyond the chapter's 100 and 3x64x64:
+# past them one image, or the latents of one grid, would not fit in memory.
+MAX_LATENT_DIM, MAX_SIDE = 4096, 1024
 
 
 def _load_manifest(folder):
     path = os.path.join(folder, MANIFEST)
     try:
-        with open(path) as f:
-            manifest = json.load(f)
+        manifest = read_json(path, MANIFEST_BYTES)
         manifest['latent_dim'] = int(manifest['latent_dim'])
         manifest['files'] = dict(manifest['files'])
         shape = [int(n) for n in manifest['output_shape'][1:]]
-        if manifest['latent_dim'] < 1 or len(shape) != 3 or min(shape) < 1:
+        if not 1 <= manifest['latent_dim'] <= MAX_LATENT_DIM or len(shape) != 3 or \
+                min(shape) < 1:
             raise ValueError('shapes')
     except FileNotFoundError:
         if os.path.isfile(os.path.join(folder, 'export', MANIFEST)):
@@ -35,29 +43,51 @@ def _load_manifest(folder):
     except OSError as exc:  # a folder in its place, no permission
         raise UserError(f'cannot read {path} ({exc.strerror}); {REEXPORT}')
     except (ValueError, KeyError, TypeError, IndexError, OverflowError):  # not our JSON
-        raise UserError(f'{path} is damaged; {REEXPORT}')
+        raise UserError(f'{path} is damaged; {REEXPORT}')  # files.Damaged too
+    if max(shape[1:]) > MAX_SIDE:
+        raise UserError(f'{path} says the generator makes {shape[1]}x{shape[2]} images, '
+                        f'larger than the {MAX_SIDE}x{MAX_SIDE} generate and evaluate can '
+                        f'hold: it is not an export of this tool; {REEXPORT}')
     manifest['output_shape'] = ['N'] + shape
     return manifest
 
 
+def _checked_file(folder, manifest, name):
+    """`name` in the export, refused unless a regular file of bounded size matching its SHA-256."""
+    file = os.path.join(folder, name)
+    try:
+        info = os.stat(file)
+        if not os.path.isfile(file) or info.st_size > MAX_FILE_BYTES:  # a FIFO, /dev/zero
+            raise UserError(f'{file} is not an export\'s file (not a regular file, or over '
+                            f'{MAX_FILE_BYTES >> 30} GiB); {REEXPORT}')
+        digest = file_digest(file)
+    except FileNotFoundError:
+        raise UserError(f'{folder} lacks {name}: the export is partial; {REEXPORT}')
+    except OSError as exc:
+        raise UserError(f'cannot read {file} ({exc.strerror}); {REEXPORT}')
+    _check_digest(file, digest, manifest, name)
+    return file
+
+
+def _check_digest(file, digest, manifest, name):
+    if digest != manifest['files'].get(name):
+        raise UserError(f'{file} does not match the SHA-256 in {MANIFEST} (changed or '
+                        f'truncated); {REEXPORT}')
+
+
 def read_manifest(folder, needed):
-    """The export's manifest, after checking `needed` files exist and match their SHA-256."""
+    """The export's manifest, after checking `needed` files exist and match their SHA-256.
+
+    First puts back an export that a killed swap left half way (swap.heal).
+    """
+    swap.heal(folder)
     if not os.path.isdir(folder):
         what = 'is not a folder' if os.path.exists(folder) else 'does not exist'
         raise UserError(f'export folder {folder!r} {what}: point --export at a run\'s '
                         f'export/ folder')
     manifest = _load_manifest(folder)
     for name in needed:
-        file = os.path.join(folder, name)
-        if not os.path.exists(file):
-            raise UserError(f'{folder} lacks {name}: the export is partial; {REEXPORT}')
-        try:
-            digest = file_digest(file)
-        except OSError as exc:
-            raise UserError(f'cannot read {file} ({exc.strerror}); {REEXPORT}')
-        if digest != manifest['files'].get(name):
-            raise UserError(f'{file} does not match the SHA-256 in {MANIFEST} (changed or '
-                            f'truncated); {REEXPORT}')
+        _checked_file(folder, manifest, name)
     return manifest
 
 
@@ -102,11 +132,39 @@ def check_shapes(folder, forward, manifest):
                             f'generate needs any; {REEXPORT}')
 
 
+def pixels_of(folder, forward, manifest, Z):
+    """(N, H, W, C) uint8 pixels of forward(Z), in passes of bounded size (images_in_chunks),
+    each checked to be one image of the manifest's shape per latent."""
+    from ..images import images_in_chunks
+    expected = tuple(manifest['output_shape'][1:])
+
+    def checked(batch):
+        out = forward(batch)
+        if tuple(out.shape) != (len(batch),) + expected:
+            raise UserError(f'the generator in {folder} makes images of shape '
+                            f'{tuple(out.shape)} from {len(batch)} latents, but {MANIFEST} '
+                            f'says {expected} each: {REEXPORT}')
+        return out
+    return images_in_chunks(checked, Z, image_shape=expected)
+
+
+def check_memory(manifest, num, most, what):
+    """Refuse `num` images whose latents and pixels take more memory than `most` images of
+    the chapter's (64x64 RGB from 100 latents); `what` names the flag to lower."""
+    latent, (c, h, w) = manifest['latent_dim'], manifest['output_shape'][1:]
+    each, limit = 4 * latent + c * h * w, most * (4 * 100 + 3 * 64 * 64)
+    if num * each > limit:
+        raise UserError(f'{num} images of {c}x{h}x{w} pixels from {latent} latents need '
+                        f'{num * each / 1e6:.0f} MB, more than the {limit / 1e6:.0f} MB of '
+                        f'{most} 64x64 images: lower {what} (at most {limit // each} images)')
+
+
 def load_mxnet_generator(folder, ctx=None):
     """(SymbolBlock, manifest) from an export folder."""
     import warnings
     from mxnet import gluon
     manifest = read_manifest(folder, (SYMBOL, PARAMS))
+    _check_symbol(os.path.join(folder, SYMBOL), manifest)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
@@ -117,6 +175,18 @@ def load_mxnet_generator(folder, ctx=None):
                         f'graph and weights do not match; {REEXPORT}')
     check_shapes(folder, mxnet_forward(net, ctx), manifest)
     return net, manifest
+
+
+def _check_symbol(path, manifest):
+    """Refuse a graph MXNet's JSON reader could not parse safely (it recurses without limit)."""
+    try:
+        text = read_bounded(path, MAX_FILE_BYTES)
+        _check_digest(path, hashlib.sha256(text).hexdigest(), manifest, SYMBOL)
+        check_graph(text, path)
+    except Damaged as exc:
+        raise UserError(f'{exc}: the export is damaged; {REEXPORT}')
+    except OSError as exc:
+        raise UserError(f'cannot read {path} ({exc.strerror}); {REEXPORT}')
 
 
 def mxnet_forward(net, ctx=None):
@@ -133,7 +203,8 @@ def generate_mxnet(folder, Z, ctx=None):
 
 def load_onnx_generator(folder):
     """(a function Z -> images, manifest) from export/generator.onnx, without MXNet."""
-    manifest = read_manifest(folder, (ONNX,))
+    manifest = read_manifest(folder, ())
+    model = _onnx_bytes(folder, manifest)
     try:
         import onnxruntime as ort
     except ImportError:
@@ -141,8 +212,7 @@ def load_onnx_generator(folder):
     options = ort.SessionOptions()
     options.log_severity_level = 4  # fatal only: failures become the one line below
     try:
-        session = ort.InferenceSession(os.path.join(folder, ONNX), options,
-                                       providers=['CPUExecutionProvider'])
+        session = ort.InferenceSession(model, options, providers=['CPUExecutionProvider'])
     except Exception as exc:  # onnxruntime's Fail/InvalidGraph: not a usable model
         raise UserError(f'cannot load {os.path.join(folder, ONNX)} ({last_line(exc)}); '
                         f'{REEXPORT}')
@@ -150,6 +220,21 @@ def load_onnx_generator(folder):
     run = lambda Z: session.run(None, {name: Z})[0]
     check_shapes(folder, run, manifest)
     return run, manifest
+
+
+def _onnx_bytes(folder, manifest):
+    """generator.onnx read once, bounded, and checked against its SHA-256: the bytes loaded."""
+    path = os.path.join(folder, ONNX)
+    try:
+        model = read_bounded(path, MAX_FILE_BYTES)
+    except FileNotFoundError:
+        raise UserError(f'{folder} lacks {ONNX}: the export is partial; {REEXPORT}')
+    except Damaged as exc:
+        raise UserError(f'{exc}: it is not an export\'s file; {REEXPORT}')
+    except OSError as exc:
+        raise UserError(f'cannot read {path} ({exc.strerror}); {REEXPORT}')
+    _check_digest(path, hashlib.sha256(model).hexdigest(), manifest, ONNX)
+    return model
 
 
 def generate_onnx(folder, Z):

@@ -5,20 +5,21 @@ export/ holds:
     generator-0000.params   its weights, BatchNorm statistics included
     manifest.json           latent size, output shape and range, pixel recipe,
                             files with SHA-256, versions
-The folder is written under a temporary name and renamed when complete, so an
-export/ that exists is whole. An existing folder is replaced only if it is an
-export (every file in it is listed in its manifest): a user's files are never
-deleted.
+The folder is written whole under a temporary name, then swapped in (swap.py: a
+kill at any step loses neither export/ nor the exports kept inside it, such as
+export/best/). An existing folder is replaced only if it is an export (every file
+in it is listed in its manifest): a user's files are never deleted.
 """
-import hashlib
 import json
 import os
-import shutil
 
 from ..errors import UserError
-from ..files import file_digest, remove_leftovers, temporary_folder
+from ..files import file_digest, written_atomically
 from ..images import PIXEL_RECIPE
+from . import swap
 from .names import EPOCH, MANIFEST, PREFIX
+
+MAX_NESTING = 8  # exports inside exports: export/best/ is 1; deeper is not ours
 
 
 def sha256_of(path):
@@ -49,26 +50,19 @@ def write_manifest(folder, latent_dim, channels, image_size, extra=None):
         'versions': _versions(),
     }
     manifest.update(extra or {})
-    with open(os.path.join(folder, MANIFEST), 'w') as f:
+    # Atomically: a folder with a manifest.json is a finished export (swap.recover).
+    with written_atomically(os.path.join(folder, MANIFEST)) as tmp, open(tmp, 'w') as f:
         json.dump(manifest, f, indent=2)
     return manifest
 
 
-def _export_files(folder):
-    """The names of the files an export in `folder` wrote, or None if it is not an export."""
-    try:
-        with open(os.path.join(folder, MANIFEST)) as f:
-            files = json.load(f)['files']
-        return set(files) | {MANIFEST}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def check_target(folder, advice='choose an empty folder, or an existing export to replace'):
+def check_target(folder, advice='choose an empty folder, or an existing export to replace',
+                 depth=0):
     """Refuse an export target that is a file, a link, a run folder, or holds other things.
 
-    An existing export may hold exports of its own (export/best/); anything else in
-    it, file or folder, is the user's, and replacing the export would delete it.
+    An existing export may hold exports of its own (export/best/), up to MAX_NESTING
+    deep, and what their swaps leave beside them (swap.is_ours); anything else in it,
+    file or folder, is the user's, and replacing the export would delete it.
     """
     if not os.path.lexists(folder):
         return
@@ -80,22 +74,23 @@ def check_target(folder, advice='choose an empty folder, or an existing export t
     if 'config.json' in names or 'checkpoints' in names:
         raise UserError(f'{folder} is a run folder: export into a new folder, or into '
                         f'{os.path.join(folder, "export")} (the default)')
-    listed = _export_files(folder) or set()
-    others = sorted(n for n in names if n not in listed and not _is_export(os.path.join(folder, n)))
+    listed = swap.export_files(folder) or set()
+    others = sorted(n for n in names if n not in listed and not swap.is_ours(n) and
+                    not _is_export(os.path.join(folder, n), depth + 1))
     if others:
         raise UserError(f'{folder} holds files that are not part of an export '
                         f'({", ".join(others[:3])}{" ..." if len(others) > 3 else ""}): {advice}')
 
 
-def _is_export(path):
-    """A real folder (not a link) holding an export and nothing else, at any depth."""
-    if os.path.islink(path) or not os.path.isdir(path):
+def _is_export(path, depth):
+    """A real folder (not a link) holding an export and nothing else, at most MAX_NESTING deep."""
+    if depth > MAX_NESTING or os.path.islink(path) or not os.path.isdir(path):
         return False
     try:
-        check_target(path)
+        check_target(path, depth=depth)
     except UserError:
         return False
-    return _export_files(path) is not None
+    return swap.export_files(path) is not None
 
 
 def _traced(net_G, latent_dim, ctx):
@@ -113,44 +108,25 @@ def export_generator(net_G, folder, latent_dim, channels, image_size=64, ctx=Non
     """Export a hybridized net_G to `folder` (replacing an export there); return the manifest.
 
     `extra_writers` are callables f(tmp_folder) -> dict that add files (e.g. ONNX)
-    and manifest entries before the folder is put in place. A failure or an
-    interrupt leaves `folder` as it was and no temporary files.
+    and manifest entries before the folder is put in place. A failure, an interrupt
+    or a kill leaves `folder` (or, after a kill, what swap.recover puts back) as it
+    was and its sub-exports whole; two exporters of one folder take turns.
     """
+    folder = swap.target_path(folder)
     check_target(folder)
-    parent = os.path.dirname(os.path.abspath(folder))
-    prefix = _partial_prefix(os.path.basename(os.path.abspath(folder)))
-    os.makedirs(parent, exist_ok=True)
-    remove_leftovers(parent, prefix)  # left by an export that was killed
-    with temporary_folder(parent, prefix) as tmp:
-        _traced(net_G, latent_dim, ctx).export(os.path.join(tmp, PREFIX), epoch=EPOCH)
-        extra = {}
-        for writer in extra_writers:
-            extra.update(writer(tmp) or {})
-        manifest = write_manifest(tmp, latent_dim, channels, image_size, extra)
-        _swap_in(tmp, folder)
+    if swap.recover(os.path.dirname(folder)):  # export/ was mid-swap (for export/best/)
+        check_target(folder)
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    with swap.lock(folder):
+        if swap.recover(folder, locked=True):  # a killed export of this folder
+            check_target(folder)
+        swap.recover_sub_exports(folder)
+        with swap.partial_folder(folder) as tmp:
+            _traced(net_G, latent_dim, ctx).export(os.path.join(tmp, PREFIX), epoch=EPOCH)
+            extra = {}
+            for writer in extra_writers:
+                extra.update(writer(tmp) or {})
+            manifest = write_manifest(tmp, latent_dim, channels, image_size, extra)
+            swap.swap_in(tmp, folder)
     return manifest
 
-
-def _partial_prefix(name):
-    """'.NAME.partial-': unique to the target; a long NAME is cut and hashed to fit in 255."""
-    if len(name) > 80:
-        name = name[:60] + '-' + hashlib.sha1(os.fsencode(name)).hexdigest()[:8]
-    return '.' + name + '.partial-'
-
-
-def _swap_in(tmp, folder):
-    """Replace `folder` by the finished `tmp`, keeping sub-folders such as export/best/.
-
-    Signals wait until the swap is done, so an interrupt cannot lose export/best/.
-    """
-    import signal
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        if os.path.exists(folder):
-            for name in os.listdir(folder):
-                if os.path.isdir(os.path.join(folder, name)):
-                    os.replace(os.path.join(folder, name), os.path.join(tmp, name))
-            shutil.rmtree(folder)  # check_target found only files this tool wrote
-        os.replace(tmp, folder)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)

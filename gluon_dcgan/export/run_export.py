@@ -1,10 +1,11 @@
 """Export one run's generator: everything export/ holds, written by the two exporters."""
-import json
 import os
 
+from ..files import read_json
 from .mxnet_export import export_generator
 from .names import MANIFEST
 from .onnx_export import onnx_writer
+from .swap import MANIFEST_BYTES, heal
 
 
 def export_run(net_G, cfg, folder, ctx, epochs):
@@ -20,10 +21,13 @@ def export_run(net_G, cfg, folder, ctx, epochs):
 
 
 def exported_epochs(folder):
-    """The epochs_trained an export's manifest records, or None (no export, or an old one)."""
+    """The epochs_trained an export's manifest records, or None (no export, or an old one).
+
+    First puts back what a killed export left half swapped, there or in export/best/.
+    """
+    heal(folder)
     try:
-        with open(os.path.join(folder, MANIFEST)) as f:
-            epochs = json.load(f).get('epochs_trained')
-    except (OSError, ValueError, AttributeError):
+        epochs = read_json(os.path.join(folder, MANIFEST), MANIFEST_BYTES).get('epochs_trained')
+    except (OSError, ValueError, AttributeError):  # files.Damaged is a ValueError
         return None
     return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None

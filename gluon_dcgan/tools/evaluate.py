@@ -66,10 +66,10 @@ def main(argv):
     use_np()
     ctx = resolve_contexts(args.ctx)[0]
     from .. import fid
-    from ..export.load import load_mxnet_generator, mxnet_forward
-    from ..images import images_in_chunks
+    from ..export.load import check_memory, load_mxnet_generator, mxnet_forward, pixels_of
     from ..latent import latent_noise
     net_G, manifest = load_mxnet_generator(args.export, ctx)
+    check_memory(manifest, args.num, MAX_NUM, '--num')
     real = _real_images(args, channels=manifest['output_shape'][1])
     models = os.path.join(args.data_root, 'models')
     net = fid.load_inception(args.inception_params, models, ctx)
@@ -77,8 +77,8 @@ def main(argv):
         net, real, fid.weights_file(args.inception_params, models),
         os.path.join(args.data_root, 'fid-stats'), ctx, args.batch_size, args.progress, _log)
     # The same noise as `generate --seed`: the scored images are the ones it draws.
-    fake = images_in_chunks(mxnet_forward(net_G, ctx),
-                            latent_noise(args.num, manifest['latent_dim'], args.seed))
+    fake = pixels_of(args.export, mxnet_forward(net_G, ctx), manifest,
+                     latent_noise(args.num, manifest['latent_dim'], args.seed))
     fake_feats = fid.inception_features(net, fake, ctx, args.batch_size, args.progress,
                                         desc='generated images')
     score = fid.frechet_distance(*fid.statistics(fake_feats), *real_stats)

@@ -13,13 +13,12 @@ def main(argv):
     p.add_argument('--out', metavar='DIR', help='where to write: an empty or new folder, or an '
                    'existing export to replace (default: RUN/export)')
     args = p.parse_args(argv)
-    out = args.out or os.path.join(args.run, 'export')
     from ..export.mxnet_export import check_target
-    from ..train import rundir
+    from ..export.swap import target_path
+    out = target_path(args.out or os.path.join(args.run, 'export'))  # '.', '..' resolved
+    _check_not_here(out, args.out or out)
     check_target(out)  # before anything is loaded or written
-    parent = os.path.dirname(os.path.abspath(out))
-    if rundir.RunPaths(parent).holds_run():  # e.g. RUN/export of another run: not while it trains
-        rundir.lock(parent)
+    _lock_runs_around(out)
     from ..runtime import use_np
     use_np()
     import mxnet as mx
@@ -32,3 +31,28 @@ def main(argv):
     print(f'exported {path} to {out} (ONNX max abs diff '
           f'{manifest["onnx"]["verified_max_abs_diff"]:.1e})', file=sys.stderr)
     return 0
+
+
+def _check_not_here(out, given):
+    """The export replaces its folder: from inside it, the shell would be left in the old one."""
+    from ..errors import UserError
+    try:
+        here = os.path.samefile(out, '.')
+    except OSError:  # no such folder yet, or no current one
+        return
+    if here:
+        raise UserError(f'--out {given} is the current folder, which the export replaces (this '
+                        f'shell would be left in a deleted folder): run from its parent with '
+                        f'--out {os.path.basename(out)}')
+
+
+def _lock_runs_around(out):
+    """Take the run folder that holds `out` (RUN/export, RUN/export/best): not while it trains."""
+    from ..train import rundir
+    folder = os.path.dirname(out)
+    while True:
+        if rundir.RunPaths(folder).holds_run():
+            rundir.lock(folder)
+        if os.path.dirname(folder) == folder:
+            return
+        folder = os.path.dirname(folder)

@@ -8,9 +8,10 @@ import os
 import sys
 
 from ..errors import UserError
-from ..export.load import load_mxnet_generator, load_onnx_generator, mxnet_forward
+from ..export.load import (check_memory, load_mxnet_generator, load_onnx_generator,
+                           mxnet_forward, pixels_of)
 from ..flags import OneLineParser, flag, int_in, positive_int, seed_int
-from ..images import grid, images_in_chunks, save_gif, save_png, square_grid
+from ..images import grid, save_gif, save_png, square_grid
 from ..latent import latent_noise, latent_walk
 
 MAX_GRID = 10_000  # images in one grid: 100x100 tiles of 64 px, 6602 px square, 131 MB
@@ -105,10 +106,12 @@ def main(argv):
     _check_args(args)
     run, manifest = _loaded_generator(args)
     if args.interpolate:
+        check_memory(manifest, args.interpolate * args.steps, MAX_GRID, '--interpolate or --steps')
         Z = latent_walk(args.interpolate, args.steps, manifest['latent_dim'], args.seed)
     else:
+        check_memory(manifest, args.num, MAX_GRID, '--num')
         Z = latent_noise(args.num, manifest['latent_dim'], args.seed)
-    pixels = images_in_chunks(run, Z)  # bounded memory: only uint8 pixels pile up
+    pixels = pixels_of(args.export, run, manifest, Z)  # bounded passes: only uint8 piles up
     gif = args.output[:-4] + '.gif'
     try:
         if args.interpolate:
