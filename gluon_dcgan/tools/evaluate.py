@@ -1,7 +1,12 @@
-"""run.py evaluate: FID and KID between an exported generator's images and real images.
+"""run.py evaluate: an exported generator's images against real images.
 
-The real images' Inception features are cached under DATA_ROOT/fid-stats, keyed by
-the images and the weights, so scoring a second export against them skips that pass.
+By default in ImageNet EfficientNet-Lite0 features, which install with the package and
+so work offline: the quality report of quality/report.py (KID and FD in those
+features, precision, recall, density, coverage, 1-NN accuracy, NDB, the real-vs-real
+floor, memorisation), written as quality.json, quality.md and quality.png beside the
+export, with one summary line. `--features inception` gives FID and KID on the Gluon
+model zoo's InceptionV3, for users who have its weights. The real images' features are
+cached under DATA_ROOT, keyed by the images, so a second export scores faster.
 """
 import os
 import sys
@@ -28,6 +33,13 @@ def _parse(argv):
                    help=f'images per side, at most {MAX_NUM:,} (default: %(default)s; fewer '
                         f'real ones if the data is smaller)')
     p.add_argument('--seed', type=seed_int, default=0, help='noise seed (default: %(default)s)')
+    p.add_argument('--features', choices=('efficientnet', 'inception'), default=None,
+                   help='efficientnet: the offline quality report in ImageNet '
+                        'EfficientNet-Lite0 features; inception: FID and KID on InceptionV3 '
+                        '(needs its weights) (default: inception if --inception-params is '
+                        'given, else efficientnet)')
+    flag(p, 'overwrite', action='store_true',
+         help='replace quality.* files of yours beside the export')
     flag(p, 'inception-params', metavar='FILE',
          help='InceptionV3 weights from save_parameters (default: pretrained, '
               'downloaded once into DATA_ROOT/models)')
@@ -57,32 +69,60 @@ def _real_images(args, channels):
     return real
 
 
-def main(argv):
-    """Score an export; prints 'FID X, KID Y ± Z (N generated, M real images)'; returns 0."""
-    args = _parse(argv)
-    if args.num < 2:
-        raise UserError('--num must be at least 2: FID and KID compare spreads of images')
-    from ..runtime import resolve_contexts, use_np
-    use_np()
-    ctx = resolve_contexts(args.ctx)[0]
+def _inception(args, net_G, manifest, ctx, fake):
     from .. import fid
-    from ..export.load import check_memory, load_mxnet_generator, mxnet_forward, pixels_of
-    from ..latent import latent_noise
-    net_G, manifest = load_mxnet_generator(args.export, ctx)
-    check_memory(manifest, args.num, MAX_NUM, '--num')
     real = _real_images(args, channels=manifest['output_shape'][1])
     models = os.path.join(args.data_root, 'models')
     net = fid.load_inception(args.inception_params, models, ctx)
     real_feats, real_stats = fid.real_statistics(
         net, real, fid.weights_file(args.inception_params, models),
         os.path.join(args.data_root, 'fid-stats'), ctx, args.batch_size, args.progress, _log)
-    # The same noise as `generate --seed`: the scored images are the ones it draws.
-    fake = pixels_of(args.export, mxnet_forward(net_G, ctx), manifest,
-                     latent_noise(args.num, manifest['latent_dim'], args.seed))
     fake_feats = fid.inception_features(net, fake, ctx, args.batch_size, args.progress,
                                         desc='generated images')
     score = fid.frechet_distance(*fid.statistics(fake_feats), *real_stats)
     kid, kid_std = fid.kernel_inception_distance(real_feats, fake_feats)
     print(f'FID {score:.6g}, KID {kid:.4g} ± {kid_std:.2g} '
           f'({len(fake)} generated, {len(real)} real images)')
+
+
+def _report(args, manifest, ctx, fake):
+    from .. import outputs
+    from ..quality import report as quality
+    folder = os.path.dirname(os.path.abspath(args.export))  # beside it: export/ holds an export only
+    outputs.check_replaceable(folder, quality.FILES, 'evaluate', args.overwrite)
+    real = _real_images(args, channels=manifest['output_shape'][1])
+    if len(real) < 2 * (quality.metrics.K + 1) or len(fake) < quality.metrics.K + 1:
+        raise UserError(f'the quality report needs at least {2 * (quality.metrics.K + 1)} real '
+                        f'and {quality.metrics.K + 1} generated images: raise --num, or use '
+                        f'more --data')
+    report, details = quality.score(fake, real, args.seed,
+                                    os.path.join(args.data_root, 'quality-features'), ctx,
+                                    args.batch_size, args.progress, _log)
+    outputs.check_replaceable(folder, quality.FILES, 'evaluate', args.overwrite)
+    quality.write(folder, report, details, fake, real)
+    outputs.record_written(folder, quality.FILES)
+    _log(f'wrote {", ".join(os.path.join(folder, n) for n in quality.FILES)}')
+    print(quality.summary_line(report))
+
+
+def main(argv):
+    """Score an export; prints one summary line; returns 0."""
+    args = _parse(argv)
+    if args.num < 2:
+        raise UserError('--num must be at least 2: scores compare spreads of images')
+    from ..runtime import resolve_contexts, use_np
+    use_np()
+    ctx = resolve_contexts(args.ctx)[0]
+    from ..export.load import check_memory, load_mxnet_generator, mxnet_forward, pixels_of
+    from ..latent import latent_noise
+    net_G, manifest = load_mxnet_generator(args.export, ctx)
+    check_memory(manifest, args.num, MAX_NUM, '--num')
+    # The same noise as `generate --seed`: the scored images are the ones it draws.
+    fake = pixels_of(args.export, mxnet_forward(net_G, ctx), manifest,
+                     latent_noise(args.num, manifest['latent_dim'], args.seed))
+    if (args.features or ('inception' if args.inception_params else 'efficientnet')) == \
+            'inception':
+        _inception(args, net_G, manifest, ctx, fake)
+    else:
+        _report(args, manifest, ctx, fake)
     return 0
