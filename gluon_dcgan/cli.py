@@ -135,6 +135,12 @@ def main(argv=None):
     except UserError as exc:
         _log(_one_line(f'error: {exc}'))
         return exc.exit_code
+    except ModuleNotFoundError as exc:  # a module imported before runtime.import_mxnet
+        if exc.name != 'mxnet':
+            raise
+        from .runtime import NO_MXNET
+        _log(f'error: {NO_MXNET}')
+        return 2
     except OSError as exc:  # the file system refused (permissions, a name too long, ...)
         _log(_one_line(f'error: {_os_problem(exc)}'))
         return 1

@@ -136,6 +136,10 @@ NO_DRIVER = ('the GPU build of MXNet needs the NVIDIA driver (libcuda.so.1), whi
              'lacks: install the driver, or run `make setup` for the CPU build')
 
 
+NO_MXNET = ("MXNet is not installed: pip install 'gluon-dcgan[cpu]' (or 'gluon-dcgan[gpu]' "
+            "for CUDA 11.2), or run make setup")
+
+
 def import_mxnet():
     """``import mxnet``, with a one-line UserError when its shared library cannot load.
 
@@ -144,6 +148,10 @@ def import_mxnet():
     """
     try:
         import mxnet
+    except ModuleNotFoundError as exc:
+        if exc.name != 'mxnet':
+            raise
+        raise UserError(NO_MXNET) from None
     except OSError as exc:
         if 'libcuda' in str(exc):
             raise UserError(NO_DRIVER)
