@@ -120,8 +120,22 @@ def _os_problem(exc):
             f'then run again (a run continues with --resume)')
 
 
+def _utf8_mode():
+    """Run again in Python's UTF-8 mode where the locale is not UTF-8 (LC_ALL=POSIX).
+
+    There Python decodes a UTF-8 file name such as 'é' into surrogates that MXNet's C
+    API cannot take; UTF-8 mode reads the same bytes as the name they are.
+    """
+    if sys.flags.utf8_mode or sys.getfilesystemencoding().lower().replace('-', '') == 'utf8':
+        return
+    if getattr(sys, 'orig_argv', None) and sys.argv[0] and os.path.exists(sys.executable):
+        os.execv(sys.executable, [sys.executable, '-X', 'utf8'] + sys.orig_argv[1:])
+
+
 def main(argv=None):
     """Entry point of run.py; returns the exit code."""
+    if argv is None:
+        _utf8_mode()
     os.environ.setdefault('MPLBACKEND', 'Agg')  # figures go to files; the library leaves it be
     sys.unraisablehook = _quiet_mxnet_shutdown
     configure_process()  # before anything imports mxnet
@@ -135,6 +149,9 @@ def main(argv=None):
     except UserError as exc:
         _log(_one_line(f'error: {exc}'))
         return exc.exit_code
+    except BrokenPipeError:  # stdout closed early (`| head`): the run's files are complete
+        sys.stdout = open(os.devnull, 'w')  # Python would complain again at exit
+        return 128 + signal.SIGPIPE
     except ModuleNotFoundError as exc:  # a module imported before runtime.import_mxnet
         if exc.name != 'mxnet':
             raise

@@ -1,11 +1,15 @@
 """End to end: the real CLI on tiny synthetic data, asserting files and numbers."""
 import json
+import os
+import shlex
+import subprocess
+import sys
 
 import numpy as onp
 import pytest
 from PIL import Image
 
-from conftest import FINAL_LINE, TINY, assert_one_line_error, run_cli
+from conftest import FINAL_LINE, ROOT, TINY, assert_one_line_error, run_cli
 
 pytestmark = pytest.mark.cli
 
@@ -109,3 +113,24 @@ def test_main_in_process_answers_as_the_real_command(args, tmp_path, monkeypatch
     ours = main_in_process(args)
     assert (ours.returncode, ours.stdout, ours.stderr) == \
         (real.returncode, real.stdout, real.stderr)
+
+
+@pytest.mark.cli
+def test_a_stdout_closed_early_is_no_disk_problem(tmp_path):
+    out = tmp_path / 'run'
+    # `| true`: the reader is gone before the final line is printed.
+    script = (f'{shlex.quote(sys.executable)} {shlex.quote(os.path.join(ROOT, "run.py"))} '
+              f'{shlex.join(TINY)} --out-dir {shlex.quote(str(out))} | true; '
+              f'echo "rc=${{PIPESTATUS[0]}}" >&2')
+    proc = subprocess.run(['bash', '-c', script], capture_output=True, text=True, timeout=300)
+    assert 'rc=141' in proc.stderr and 'error' not in proc.stderr.lower(), proc.stderr
+    assert (out / 'export' / 'generator.onnx').exists()
+
+
+@pytest.mark.cli
+def test_an_ascii_locale_takes_a_utf8_folder_name(tmp_path):
+    out = tmp_path / 'sortie-é'
+    env = dict(os.environ, LC_ALL='POSIX', PYTHONUTF8='0')
+    proc = run_cli(TINY + ['--out-dir', str(out)], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / 'export' / 'generator.onnx').exists()
