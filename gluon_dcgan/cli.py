@@ -143,6 +143,11 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     _training['ran'] = False  # (tests call main several times in one process)
     try:
+        try:
+            os.getcwd()
+        except FileNotFoundError:
+            raise UserError('the current folder was deleted: cd to an existing folder, then '
+                            'run again') from None
         check_environment()
         _check_dmlc_role(argv)
         return _dispatch(argv)

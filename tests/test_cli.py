@@ -134,3 +134,14 @@ def test_an_ascii_locale_takes_a_utf8_folder_name(tmp_path):
     proc = run_cli(TINY + ['--out-dir', str(out)], env=env)
     assert proc.returncode == 0, proc.stderr
     assert (out / 'export' / 'generator.onnx').exists()
+
+
+@pytest.mark.cli
+def test_a_deleted_current_folder_is_one_line(tmp_path):
+    gone = tmp_path / 'gone'
+    gone.mkdir()
+    script = (f'cd {shlex.quote(str(gone))} && rmdir {shlex.quote(str(gone))} && exec '
+              f'{shlex.quote(sys.executable)} {shlex.quote(os.path.join(ROOT, "run.py"))} '
+              f'{shlex.join(TINY)}')
+    proc = subprocess.run(['bash', '-c', script], capture_output=True, text=True, timeout=120)
+    assert_one_line_error(proc, contains='the current folder was deleted')
