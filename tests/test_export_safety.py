@@ -384,7 +384,7 @@ def test_a_live_writers_swap_is_left_alone(tmp_path):
 def test_a_removable_lock_never_has_two_holders(tmp_path):
     from gluon_dcgan.files import folder_lock
     path = str(tmp_path / '.x.lock')
-    holders, overlaps, started = [], [], threading.Event()
+    holders, overlaps, done, started = [], [], [], threading.Event()
 
     def hold(tag):
         with folder_lock(path, str(tmp_path), remove=True):
@@ -394,6 +394,7 @@ def test_a_removable_lock_never_has_two_holders(tmp_path):
             started.set()
             wait_until(lambda: len(threads) == 3, 'the other threads to start')
             holders.remove(tag)
+        done.append(tag)
 
     threads = []
     for tag in range(3):
@@ -402,4 +403,4 @@ def test_a_removable_lock_never_has_two_holders(tmp_path):
         started.wait(60)
     for t in threads:
         t.join(60)
-    assert not overlaps and not os.path.exists(path)
+    assert sorted(done) == [0, 1, 2] and not overlaps and not os.path.exists(path)

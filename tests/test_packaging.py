@@ -52,7 +52,8 @@ def test_pyproject_metadata():
     assert pyproject()['tool']['setuptools']['dynamic']['version'] == {
         'attr': 'gluon_dcgan.__version__'}
     assert project['scripts'] == {'gluon-dcgan': 'gluon_dcgan.cli:run'}
-    assert project['optional-dependencies']['test'] == ['pytest', 'mxnet==1.9.1']
+    assert project['optional-dependencies']['test'] == [
+        'pytest', 'mxnet==1.9.1', 'scikit-image<0.25']
     assert not any(r.startswith('pytest') for r in project['dependencies'])
 
 
