@@ -4,6 +4,8 @@ One conversion serves training's sample grids, `generate`, the exercises and the
 export's manifest (PIXEL_RECIPE says it in words for code that has no numpy).
 Every file is written through a temporary name (files.written_atomically).
 """
+import io
+
 import numpy as onp
 
 from .files import written_atomically
@@ -19,15 +21,22 @@ def to_pixels(images):
     return ((x.transpose(0, 2, 3, 1) + 1) * 127.5).round().clip(0, 255).astype(onp.uint8)
 
 
+def chunk_size(image_shape=None, chunk=CHUNK):
+    """Latents per forward pass: `chunk`, fewer if a pass's float output of (C, H, W)
+    `image_shape` images would pass CHUNK_BYTES (one image, if one is larger)."""
+    if image_shape is None:
+        return chunk
+    return max(1, min(chunk, CHUNK_BYTES // (4 * int(onp.prod(image_shape)))))
+
+
 def images_in_chunks(forward, Z, chunk=CHUNK, image_shape=None):
     """(N, H, W, C) uint8 pixels of forward(Z), computed `chunk` latents at a time.
 
     `forward` maps host latents to host (n, C, H, W) floats in [-1, 1]; only the
     uint8 result grows with N. Given the (C, H, W) `image_shape`, a pass holds at
-    most CHUNK_BYTES of output (a single image, if one is larger).
+    most CHUNK_BYTES of output (chunk_size).
     """
-    if image_shape is not None:
-        chunk = max(1, min(chunk, CHUNK_BYTES // (4 * int(onp.prod(image_shape)))))
+    chunk = chunk_size(image_shape, chunk)
     out = None
     for i in range(0, len(Z), chunk):
         pixels = to_pixels(forward(Z[i:i + chunk]))
@@ -66,6 +75,14 @@ def save_png(image, path):
     """Write an (H, W, C) uint8 array as PNG via a temporary file (no half-written PNGs)."""
     with written_atomically(path) as tmp:
         _pil(image).save(tmp, format='PNG')
+
+
+def png_bytes(image):
+    """An (H, W, C) uint8 array as the bytes save_png writes, for a caller that writes
+    many files inside a temporary folder of its own (no temporary name per file)."""
+    buffer = io.BytesIO()
+    _pil(image).save(buffer, format='PNG')
+    return buffer.getvalue()
 
 
 def save_gif(frames, path, ms_per_frame=400):
