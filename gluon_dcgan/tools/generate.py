@@ -1,30 +1,39 @@
 """run.py generate: images from an exported generator, with no model code.
 
-The MXNet path loads export/ with gluon.SymbolBlock.imports. The --onnx path
-uses onnxruntime and numpy only and never imports mxnet.
+The images go into one PNG grid (--output), latent walks (--interpolate), or one
+PNG file each (--out-dir), the folder FID tools such as pytorch-fid, clean-fid and
+torch-fidelity read. The MXNet path loads export/ with gluon.SymbolBlock.imports.
+The --onnx path uses onnxruntime and numpy only and never imports mxnet.
 """
-import argparse
+import hashlib
+import json
 import os
+import shutil
+import signal
 import sys
 
 from ..errors import UserError
+from ..export import swap
 from ..export.load import (check_memory, load_mxnet_generator, load_onnx_generator,
                            mxnet_forward, pixels_of)
-from ..flags import OneLineParser, flag, int_in, positive_int, seed_int
-from ..images import grid, save_gif, save_png, square_grid
+from ..flags import OneLineParser, flag, int_in, non_empty_path, positive_int, seed_int
+from ..files import Damaged, leftovers, read_json, remove_leftovers, temporary_folder
+from ..images import chunk_size, grid, png_bytes, save_gif, save_png, square_grid
 from ..latent import latent_noise, latent_walk
+from ..outputs import _is_recorded as is_recorded
+from ..progress import progress_bar
 
 MAX_GRID = 10_000  # images in one grid: 100x100 tiles of 64 px, 6602 px square, 131 MB
-
-
-def _grid_size(text):
-    value = positive_int(text)
-    if value > MAX_GRID:
-        raise argparse.ArgumentTypeError(f'must be <= {MAX_GRID} (the images of one PNG '
-                                         f'grid), got {value}: for more, run again with '
-                                         f'other --seed values')
-    return value
-
+NUM_GRID, NUM_FILES = 21, 1000  # --num's default for a grid and for --out-dir
+# Images of one --out-dir. Their latents are one latent_noise draw, so they are the
+# grid's whatever chunks would do to the stream: 40 MB at the chapter's 100 numbers
+# each; wider latents are bounded by MAX_LATENT_BYTES.
+MAX_FILES, MAX_LATENT_BYTES = 100_000, 400 << 20
+# The --out-dir's record of what generate wrote there (the SHA-256 of each image), and
+# the names beside it of a folder being written and of one being replaced.
+FOLDER_RECORD = '.gluon_dcgan-images.json'
+_RECORD_BYTES = 200 * MAX_FILES  # about 85 bytes an image
+WRITING, REPLACED = '.writing-', '.replaced-'
 
 _walk_steps = int_in(2, MAX_GRID)
 
@@ -32,13 +41,21 @@ _walk_steps = int_in(2, MAX_GRID)
 def _parser():
     p = OneLineParser(prog='run.py generate',
                       description='Write a grid of generated images from an exported generator, '
-                                  'or (--interpolate) latent walks as a PNG grid and a GIF.')
+                                  'or (--interpolate) latent walks as a PNG grid and a GIF, '
+                                  'or (--out-dir) one PNG file per image for FID tools.')
     flag(p, 'export', required=True, metavar='DIR', help="a run's export/ folder")
-    flag(p, 'num', type=_grid_size, default=None,
-         help=f'images in the grid, at most {MAX_GRID} (default: 21)')
+    flag(p, 'num', type=int_in(1, MAX_FILES), default=None,
+         help=f'images: at most {MAX_GRID:,} in a grid (default: {NUM_GRID}), at most '
+              f'{MAX_FILES:,} as files with --out-dir (default: {NUM_FILES})')
     flag(p, 'seed', type=seed_int, default=0,
          help='noise seed in [0, 2**32) (default: %(default)s)')
-    flag(p, 'output', required=True, metavar='FILE.png', help='where to write the grid')
+    flag(p, 'output', type=non_empty_path, metavar='FILE.png',
+         help='where to write the grid (or, with --interpolate, the walks)')
+    flag(p, 'out-dir', type=non_empty_path, metavar='DIR',
+         help='instead of --output: write each image as its own PNG, 00000.png, 00001.png, '
+              '... (tile i of the grid of the same --num and --seed), into DIR, made whole '
+              'beside it and renamed into place at the end. A DIR of an earlier --out-dir '
+              'is replaced; a DIR holding anything else is refused')
     flag(p, 'interpolate', type=positive_int, metavar='K',
          help='instead of --num images: K latent walks, each between two noise '
               'vectors drawn from --seed, by spherical interpolation (slerp); '
@@ -50,6 +67,9 @@ def _parser():
     flag(p, 'onnx', action='store_true',
          help='run export/generator.onnx with onnxruntime; MXNet is not imported')
     flag(p, 'ctx', help='MXNet device (default: cpu; not with --onnx)')
+    p.add_argument('--no-progress', dest='progress', action='store_false',
+                   help='no progress bar for --out-dir (none is drawn when stderr is not a '
+                        'terminal)')
     return p
 
 
@@ -58,17 +78,38 @@ def _check_args(args):
         raise UserError('--ctx picks an MXNet device, and --onnx runs onnxruntime on the CPU '
                         'without MXNet: drop one of them')
     args.ctx = args.ctx or 'cpu'
+    if (args.output is None) == (args.out_dir is None):
+        raise UserError('give exactly one of --output FILE.png (one grid) and --out-dir DIR (one '
+                        'PNG file per image)')
     if args.interpolate is None:
         if args.steps is not None:
             raise UserError('--steps is the length of a latent walk: add --interpolate K')
-        args.num = 21 if args.num is None else args.num
+        _check_num(args)
     else:
+        if args.out_dir is not None:
+            raise UserError('--interpolate writes a grid and a GIF: give it --output FILE.png, '
+                            'not --out-dir')
         if args.num is not None:
             raise UserError('--num and --interpolate each choose what to draw: pick one')
         args.steps = 8 if args.steps is None else args.steps
         if args.interpolate * args.steps > MAX_GRID:
             raise UserError(f'--interpolate {args.interpolate} x --steps {args.steps} is more '
                             f'than the {MAX_GRID} images of one grid: lower either')
+    if args.out_dir is not None:
+        args.out_dir = _check_folder(args.out_dir, args.export)
+    else:
+        _check_output(args)
+
+
+def _check_num(args):
+    if args.num is None:
+        args.num = NUM_GRID if args.out_dir is None else NUM_FILES
+    elif args.out_dir is None and args.num > MAX_GRID:
+        raise UserError(f'--num {args.num} is more than the {MAX_GRID} images of one PNG '
+                        f'grid: lower it, or write the images as files with --out-dir DIR')
+
+
+def _check_output(args):
     if not args.output.lower().endswith('.png'):
         raise UserError(f'--output {args.output!r} must end in .png')
     out_dir = os.path.dirname(os.path.abspath(args.output))
@@ -77,6 +118,136 @@ def _check_args(args):
     for path in [args.output] + ([args.output[:-4] + '.gif'] if args.interpolate else []):
         if os.path.isdir(path):  # checked now: the write would fail on its temporary name
             raise UserError(f'{path!r} is a folder: give --output the name of a file')
+
+
+def image_names(num):
+    """00000.png, 00001.png, ...: zero-padded to the width of num - 1, at least 5 digits."""
+    width = max(5, len(str(num - 1)))
+    return [f'{i:0{width}d}.png' for i in range(num)]
+
+
+def _recorded(folder):
+    """{name: sha256} of the images generate wrote in `folder`; None if no record of ours."""
+    path = os.path.join(folder, FOLDER_RECORD)
+    if os.path.islink(path):
+        return None
+    try:
+        value = read_json(path, _RECORD_BYTES)
+    except (OSError, Damaged):
+        return None
+    files = value.get('files') if isinstance(value, dict) else None
+    if (not isinstance(files, dict) or value.get('written_by') != 'gluon_dcgan' or
+            value.get('command') != 'generate'):
+        return None
+    return files
+
+
+def _foreign_entry(folder):
+    """The first entry of `folder` that generate --out-dir did not write (or that has
+    changed since), or None: an empty folder, or one of generate's, may be replaced."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as exc:
+        raise UserError(f'cannot read --out-dir {folder} ({exc.strerror}): fix its '
+                        f'permissions, or choose another folder')
+    recorded = _recorded(folder) if FOLDER_RECORD in names else None
+    if names and recorded is None:
+        return FOLDER_RECORD if FOLDER_RECORD in names else names[0]
+    return next((n for n in names if n != FOLDER_RECORD and
+                 not is_recorded(os.path.join(folder, n), recorded.get(n))), None)
+
+
+def _check_owned(folder):
+    foreign = _foreign_entry(folder) if os.path.isdir(folder) else None
+    if foreign is not None:
+        raise UserError(f'--out-dir {folder} holds {foreign}, which generate did not write (or '
+                        f'which changed since): move it away, or choose another --out-dir')
+
+
+def _check_folder(out_dir, export):
+    """The absolute --out-dir, refused unless generate may make or replace it; writes nothing."""
+    folder = swap.target_path(out_dir)
+    parent = os.path.dirname(folder)
+    if not os.path.isdir(parent):
+        raise UserError(f'folder {parent!r} for --out-dir does not exist: create it first')
+    if os.path.islink(folder):
+        raise UserError(f'--out-dir {folder} is a symbolic link: give the folder it points to')
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise UserError(f'--out-dir {folder} is a file: give the name of a folder')
+    inside = os.path.realpath(export)
+    if os.path.commonpath([folder, inside]) == inside:
+        raise UserError(f'--out-dir {folder} is inside the --export folder: choose a folder '
+                        f'outside the export')
+    _check_owned(folder)
+    return folder
+
+
+def _check_latents(manifest, num):
+    each = 4 * manifest['latent_dim']
+    if num * each > MAX_LATENT_BYTES:
+        raise UserError(f'the {num} latents of --num, {manifest["latent_dim"]} numbers each, '
+                        f'take {num * each / 1e6:.0f} MB, more than {MAX_LATENT_BYTES >> 20} '
+                        f'MiB: lower --num (at most {MAX_LATENT_BYTES // each}), and write '
+                        f'more folders with other --seed values')
+
+
+def _write_folder(folder, pixels_of_latents, Z, manifest, source, progress):
+    """Write one PNG per latent of Z into a new folder beside `folder`, then put it in
+    `folder`'s place. The passes are those of the grid (images_in_chunks), so image i is
+    the grid's tile i to the bit; only one pass's pixels are held at a time."""
+    step = chunk_size(tuple(manifest['output_shape'][1:]))
+    names, digests = image_names(len(Z)), {}
+    parent, base = os.path.split(swap.stem(folder))
+    with temporary_folder(parent, base + WRITING) as tmp:
+        with progress_bar(len(Z), 'images', 'image', progress) as bar:
+            for start in range(0, len(Z), step):
+                pixels = pixels_of_latents(Z[start:start + step])
+                for name, image in zip(names[start:], pixels):
+                    data = png_bytes(image)
+                    with open(os.path.join(tmp, name), 'xb') as f:
+                        f.write(data)
+                    digests[name] = hashlib.sha256(data).hexdigest()
+                bar.update(len(pixels))
+        with open(os.path.join(tmp, FOLDER_RECORD), 'x') as f:
+            json.dump(dict(source, written_by='gluon_dcgan', command='generate',
+                           files=digests), f, indent=0, sort_keys=True)
+        with swap.lock(folder):
+            _recover(folder)
+            _check_owned(folder)  # again: it may have changed while the images were made
+            _swap_in(tmp, folder)
+
+
+def _recover(folder):
+    """Undo what a killed generate left beside `folder`: a folder it was replacing goes
+    back if `folder` is missing; its other leftovers (a killed writer's) are removed."""
+    parent, base = os.path.split(swap.stem(folder))
+    replaced = leftovers(parent, base + REPLACED)
+    if replaced and not os.path.lexists(folder):
+        os.rename(replaced[-1], folder)
+    remove_leftovers(parent, base + REPLACED)
+    remove_leftovers(parent, base + WRITING)
+
+
+def _swap_in(tmp, folder):
+    """Rename the finished `tmp` to `folder`, whose old content (generate's own) is then
+    removed. SIGINT and SIGTERM wait for both renames."""
+    old = swap.stem(folder) + REPLACED + tmp.rsplit(WRITING, 1)[1]
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        if os.path.lexists(folder):
+            os.rename(folder, old)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if os.path.lexists(old):
+                os.rename(old, folder)
+            raise
+    except OSError as exc:
+        raise UserError(f'cannot replace {folder} ({exc.strerror}): it is unchanged; fix the '
+                        f'permissions of {os.path.dirname(folder)}, or choose another folder')
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    shutil.rmtree(old, ignore_errors=True)  # if killed now, the next run removes the rest
 
 
 def _loaded_generator(args):
@@ -90,6 +261,12 @@ def _loaded_generator(args):
     return mxnet_forward(net, ctx), manifest
 
 
+def _source(args):
+    """What the record of an --out-dir says the images are, for whoever reads it later."""
+    return {'export': os.path.abspath(args.export), 'num': args.num, 'seed': args.seed,
+            'onnx': args.onnx}
+
+
 def save_latent_walk(pixels, steps, png_path, gif_path, ms_per_frame=200):
     """Write walk pixels (pairs*steps, H, W, C) uint8 as a PNG and a GIF.
 
@@ -101,10 +278,18 @@ def save_latent_walk(pixels, steps, png_path, gif_path, ms_per_frame=200):
 
 
 def main(argv):
-    """An image grid or latent walks from an export, via MXNet or onnxruntime; returns 0."""
+    """An image grid, latent walks or image files from an export, via MXNet or onnxruntime;
+    returns 0."""
     args = _parser().parse_args(argv)
     _check_args(args)
     run, manifest = _loaded_generator(args)
+    if args.out_dir is not None:
+        _check_latents(manifest, args.num)
+        Z = latent_noise(args.num, manifest['latent_dim'], args.seed)
+        _write_folder(args.out_dir, lambda z: pixels_of(args.export, run, manifest, z), Z,
+                      manifest, _source(args), args.progress)
+        print(f'wrote {args.num} images to {args.out_dir}', flush=True)
+        return 0
     if args.interpolate:
         check_memory(manifest, args.interpolate * args.steps, MAX_GRID, '--interpolate or --steps')
         Z = latent_walk(args.interpolate, args.steps, manifest['latent_dim'], args.seed)
