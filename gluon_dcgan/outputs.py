@@ -32,7 +32,7 @@ def _record(folder):
     return files
 
 
-def _is_recorded(path, digest):
+def is_recorded(path, digest):
     if digest is None or os.path.islink(path) or not os.path.isfile(path):
         return False
     try:
@@ -59,7 +59,7 @@ def check_replaceable(folder, names, command, overwrite=False):
         if os.path.isdir(path) and not os.path.islink(path):
             raise UserError(f'{path} is a folder, where {command} writes its {name}: move it '
                             f'away, or choose another folder')
-        if not (overwrite or _is_recorded(path, (record or {}).get(name))):
+        if not (overwrite or is_recorded(path, (record or {}).get(name))):
             raise UserError(f'{path} was not written by {command} (or was changed since): '
                             f'move it away, or add --overwrite to replace it')
 
