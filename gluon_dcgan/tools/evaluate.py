@@ -26,8 +26,10 @@ def _parse(argv):
     from ..flags import positive_int, seed_int
     defaults = Config(data='pokemon')
     p = OneLineParser(prog='run.py evaluate', description=(
-        'Fréchet and kernel Inception distances (FID, KID; InceptionV3 pool features, '
-        '299x299) between images from an export and real images.'))
+        "Score an export's images against real images: KID, FD, precision, recall, "
+        'density, coverage, 1-NN and NDB in ImageNet EfficientNet-Lite0 features (offline; '
+        'not FIDs), beside the real-vs-real floor; or FID and KID on InceptionV3 '
+        '(--features inception).'))
     p.add_argument('--export', required=True, metavar='DIR', help="a run's export/ folder")
     p.add_argument('--num', type=int_in(1, MAX_NUM), default=5000,
                    help=f'images per side, at most {MAX_NUM:,} (default: %(default)s; fewer '
