@@ -11,7 +11,7 @@ from typing import Optional
 from . import __version__
 from .errors import UserError
 from .flags import (OneLineParser, flag, int_in, mxnet_path, non_negative_int, positive_float,
-                    positive_int, seed_int, unit_float)
+                    positive_int, program, seed_int, unit_float)
 from .runtime import bf16_problem, parse_ctx_spec, usable_cores
 
 DEFAULT_DATA_ROOT = os.path.join(
@@ -234,14 +234,15 @@ def add_train_flags(parser, defaults):
          help='InceptionV3 weights saved by save_parameters, for FID offline')
 
 
-def train_parser(prog='run.py', description=None):
-    """The parser for training (and for commands that train, such as ablate-activation)."""
+def train_parser(prog=None, description=None, **kwargs):
+    """The parser for training (and for commands that train, such as ablate-activation).
+
+    `kwargs` go to the parser (cli gives the training command its usage and epilog)."""
     defaults = Config()
     parser = OneLineParser(
-        prog=prog, description=description or (
-            "Train d2l's DCGAN (chapter 'Deep Convolutional GAN') with MXNet Gluon. "
-            "Other commands: generate, export, evaluate, ablate-activation, "
-            "analyze-categories (run.py COMMAND --help)."))
+        prog=prog or program(), description=description or (
+            "Train d2l's DCGAN (chapter 'Deep Convolutional GAN') with MXNet Gluon."),
+        **kwargs)
     parser.add_argument('--version', action='version', version=f'gluon_dcgan {__version__}')
     add_data_flags(parser, defaults)
     add_model_flags(parser, defaults)

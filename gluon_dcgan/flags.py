@@ -1,5 +1,6 @@
-"""Command-line plumbing every command shares: the one-line parser, the --kebab/--snake
-flag pair, and the argparse types that validate values.
+"""Command-line plumbing every command shares: the name the user typed, the one-line
+parser (which takes --snake_case for every --kebab-case flag), and the argparse types
+that validate values.
 
 A bad value becomes argparse's ``argument --x: <reason>`` line, which OneLineParser
 prints alone, with exit 2.
@@ -10,15 +11,54 @@ import sys
 from .seeds import SEED_LIMIT
 
 
+# What the user typed to start the command line (cli.main sets it): run.py, gluon-dcgan or
+# python -m gluon_dcgan. Usage lines and hints name it, so that they can be typed again.
+_program = ['run.py']
+
+
+def set_program(name):
+    """Name the command line after what the user typed (see program)."""
+    _program[0] = name
+
+
+def program(command=None):
+    """'gluon-dcgan', or 'gluon-dcgan generate' for a command: the prog of its parser."""
+    return f'{_program[0]} {command}' if command else _program[0]
+
+
+def runnable(command=None):
+    """program(command) as a shell runs it: run.py is no program on PATH, python runs it."""
+    name = program(command)
+    return f'python {name}' if name.split()[0] == 'run.py' else name
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad flag gives one line and exit 2 instead of usage + error.
 
-    Abbreviations are off: '--epoch 3' is an error, not a silent '--epochs 3'.
+    Abbreviations are off: '--epoch 3' is an error, not a silent '--epochs 3'. Every
+    --kebab-case flag is also read as --snake_case (``--batch_size 8``), which --help
+    does not list: argparse cannot hide one name of a flag, so the snake spelling is
+    rewritten to the kebab one before parsing, for the flags this parser knows only.
     """
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault('allow_abbrev', False)
         super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args(self._kebab_case(args), namespace)
+
+    def _kebab_case(self, args):
+        known = self._option_string_actions
+        for i, arg in enumerate(args):
+            if arg == '--':  # what follows is no flag of this parser
+                break
+            name, sep, value = arg.partition('=')
+            kebab = name.replace('_', '-')
+            if name.startswith('--') and name not in known and kebab in known:
+                args[i] = kebab + sep + value
+        return args
 
     def error(self, message):
         sys.stderr.write(f'{self.prog}: error: {message} (see --help)\n')
@@ -26,10 +66,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def flag(parser, name, **kwargs):
-    """Add --kebab-name with its --snake_name twin, both writing the snake field."""
-    snake = name.replace('-', '_')
-    names = [f'--{name}'] + ([f'--{snake}'] if snake != name else [])
-    parser.add_argument(*names, dest=snake, **kwargs)
+    """Add --kebab-name, written to the snake_name field (OneLineParser reads --snake_name too)."""
+    parser.add_argument(f'--{name}', dest=name.replace('-', '_'), **kwargs)
 
 
 def int_in(minimum, maximum=None):

@@ -15,6 +15,7 @@ import sys
 import numpy as onp
 
 from ..config import config_from_args, train_parser
+from ..flags import program
 from ..errors import UserError
 from ..files import written_atomically
 from ..outputs import check_replaceable, record_written
@@ -122,7 +123,7 @@ def write_figure(rows, path):
 
 def main(argv):
     """Train both variants, then measure and report; returns the exit code."""
-    parser = train_parser(prog='run.py ablate-activation', description=(
+    parser = train_parser(prog=program('ablate-activation'), description=(
         'Exercise 1: train net_D with leaky ReLU and with ReLU on the same data and seed, '
         'then compare them in OUT_DIR/ablation.md, .json and .png. A file of yours under '
         'one of those names is refused; --overwrite restarts both runs and replaces it.'))

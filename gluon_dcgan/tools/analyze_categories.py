@@ -12,7 +12,7 @@ import sys
 
 import numpy as onp
 
-from ..flags import OneLineParser, flag, positive_int, seed_int
+from ..flags import OneLineParser, flag, positive_int, program, seed_int
 from ..errors import UserError
 from ..files import written_atomically
 from ..outputs import check_replaceable, record_written
@@ -52,7 +52,8 @@ def _figure(images, probs, preds, path):
 
 
 def _parse(argv):
-    p = OneLineParser(prog='run.py analyze-categories', description=__doc__.split('\n')[0])
+    p = OneLineParser(prog=program('analyze-categories'), description=(
+        'Exercise 2: which Fashion-MNIST categories the GAN renders well.'))
     p.add_argument('--run', required=True, metavar='DIR', help='a --data fashion-mnist run')
     p.add_argument('--num', type=positive_int, default=1000,
                    help='generated images to classify (default: %(default)s)')

@@ -13,7 +13,7 @@ import sys
 
 from ..config import BUILT_IN_DATA, MAX_FID_NUM, Config, add_data_flags
 from ..errors import UserError
-from ..flags import OneLineParser, flag, int_in
+from ..flags import OneLineParser, flag, int_in, program
 
 MAX_NUM = MAX_FID_NUM  # images per side, the same bound as training's --fid-num
 
@@ -25,7 +25,7 @@ def _log(message):
 def _parse(argv):
     from ..flags import positive_int, seed_int
     defaults = Config(data='pokemon')
-    p = OneLineParser(prog='run.py evaluate', description=(
+    p = OneLineParser(prog=program('evaluate'), description=(
         "Score an export's images against real images: KID, FD, precision, recall, "
         'density, coverage, 1-NN and NDB in ImageNet EfficientNet-Lite0 features (offline; '
         'not FIDs), beside the real-vs-real floor; or FID and KID on InceptionV3 '

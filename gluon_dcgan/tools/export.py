@@ -2,12 +2,12 @@
 import os
 import sys
 
-from ..flags import OneLineParser
+from ..flags import OneLineParser, program
 
 
 def main(argv):
     """Re-export; returns the exit code."""
-    p = OneLineParser(prog='run.py export',
+    p = OneLineParser(prog=program('export'),
                       description="Re-export a run's generator (MXNet + ONNX + manifest).")
     p.add_argument('--run', required=True, metavar='DIR', help='the --out-dir of a run')
     p.add_argument('--out', metavar='DIR', help='where to write: an empty or new folder, or an '

@@ -16,7 +16,8 @@ from ..errors import UserError
 from ..export import swap
 from ..export.load import (check_memory, load_mxnet_generator, load_onnx_generator,
                            mxnet_forward, pixels_of)
-from ..flags import OneLineParser, flag, int_in, non_empty_path, positive_int, seed_int
+from ..flags import (OneLineParser, flag, int_in, non_empty_path, positive_int, program,
+                     seed_int)
 from ..files import Damaged, leftovers, read_json, remove_leftovers, temporary_folder
 from ..images import chunk_size, grid, png_bytes, save_gif, save_png, square_grid
 from ..latent import latent_noise, latent_walk
@@ -39,7 +40,7 @@ _walk_steps = int_in(2, MAX_GRID)
 
 
 def _parser():
-    p = OneLineParser(prog='run.py generate',
+    p = OneLineParser(prog=program('generate'),
                       description='Write a grid of generated images from an exported generator, '
                                   'or (--interpolate) latent walks as a PNG grid and a GIF, '
                                   'or (--out-dir) one PNG file per image for FID tools.')
