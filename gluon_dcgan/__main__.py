@@ -2,4 +2,4 @@
 from .cli import run
 
 if __name__ == '__main__':
-    run()
+    run(prog='python -m gluon_dcgan')

@@ -1,16 +1,30 @@
-"""The command line: `run.py [train flags]` trains; `run.py COMMAND ...` runs a tool.
+"""The command line: `run.py [train] [flags]` trains; `run.py COMMAND ...` runs another command.
 
-Every user error ends here as one line on stderr and a non-zero exit.
+The same for `gluon-dcgan` and `python -m gluon_dcgan`: usage lines and hints name
+whichever the user typed. Every user error ends here as one line on stderr and a
+non-zero exit.
 """
+import argparse
 import os
+import shlex
 import signal
 import sys
 
-from .config import parse_train_args
 from .errors import UserError
+from .flags import program, runnable, set_program
 from .runtime import check_environment, configure_process
 
-COMMANDS = ('generate', 'export', 'evaluate', 'ablate-activation', 'analyze-categories')
+# Every command, as --help lists it. `train` is also what flags alone do (the chapter's
+# `python run.py`); `launch` is gluon_dcgan.launch; the others live in gluon_dcgan/tools.
+COMMANDS = {
+    'train': "train the chapter's DCGAN: the flags above (the default)",
+    'generate': 'images from an exported generator, with no model code',
+    'export': "re-export a run's generator from its newest checkpoint",
+    'evaluate': "score an export's images against real images",
+    'ablate-activation': 'exercise 1: leaky ReLU against ReLU in the discriminator',
+    'analyze-categories': 'exercise 2: which Fashion-MNIST categories come out well',
+    'launch': 'start a dist_sync training: scheduler, servers and workers',
+}
 # What gluon_dcgan.launch gives each worker besides DMLC_ROLE.
 DMLC_LAUNCH_VARIABLES = ('DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT', 'DMLC_NUM_SERVER',
                          'DMLC_NUM_WORKER')
@@ -23,36 +37,90 @@ def _log(message):
 _training = {'ran': False}  # fit() has returned: it reported what it saved itself
 
 
-def train_main(argv):
-    """run.py [flags]: train the chapter's DCGAN."""
-    cfg = parse_train_args(argv)
+def _training_parser(command):
+    """The flags of training; bare (no command) its --help also lists the commands."""
+    from .config import train_parser
+    if command:
+        return train_parser(prog=program(command), usage='%(prog)s [flags]')
+    width = max(map(len, COMMANDS))
+    epilog = '\n'.join([f'commands ({program()} COMMAND --help for each):'] +
+                       [f'  {name:<{width}}  {what}' for name, what in COMMANDS.items()])
+    return train_parser(usage='%(prog)s [train] [flags]\n       %(prog)s COMMAND [flags]',
+                        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+class _FinalLine:
+    """stdout for fit's final line, which it prints only once a run is complete."""
+
+    def __init__(self, stream):
+        self.stream, self.printed = stream, False
+
+    def write(self, text):
+        self.printed = True
+        return self.stream.write(text)
+
+    def flush(self):
+        self.stream.flush()
+
+
+def _wrote(out_dir):
+    """The lines after a complete run: the files a user looks at, and what to try next."""
+    from .train.rundir import RunPaths
+    paths = RunPaths(out_dir)
+    shown = [p for p in (paths.training, paths.samples, paths.gif, paths.checkpoints,
+                         paths.export) if os.path.exists(p)]
+    names = ', '.join(os.path.basename(p) + ('/' if os.path.isdir(p) else '') for p in shown)
+    return (f'wrote {os.path.join(out_dir, "")}: {names}\n'
+            f'next: {runnable("generate")} --export {shlex.quote(paths.export)} '
+            f'--output samples.png')
+
+
+def train_main(argv, command=None):
+    """run.py [train] [flags]: train the chapter's DCGAN; then, on stderr, what it wrote."""
+    from .config import config_from_args
+    cfg = config_from_args(_training_parser(command).parse_args(argv))
     from .runtime import avoid_onednn_single_channel_bug, use_np
     avoid_onednn_single_channel_bug(cfg.channels)
     use_np()
+    from .launch import RANK_LINE
     from .train.fit import fit
+    out, ranks = _FinalLine(sys.stdout), []
+
+    def log(message):  # a dist_sync worker says its rank: only rank 0 writes the run
+        found = RANK_LINE.match(message)
+        if found:
+            ranks.append(int(found[1]))
+        _log(message)
     try:
-        return fit(cfg, log=_log)
+        code = fit(cfg, log=log, out=out)
     finally:
         _training['ran'] = True
+    if code == 0 and out.printed and all(rank == 0 for rank in ranks):
+        _log(_wrote(cfg.out_dir))  # not after an interrupt, nor when there was nothing to do
+    return code
+
+
+def _is_training(argv):
+    return not argv or argv[0].startswith('-') or argv[0] == 'train'
 
 
 def _check_command(argv):
-    """Refuse a first word that is neither a command nor a flag (training takes flags only)."""
+    """Refuse a first word that is neither a command nor a flag."""
     if not argv or argv[0].startswith('-') or argv[0] in COMMANDS:
         return
     import difflib
     close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
     hint = f'did you mean {close[0]}? ' if close else ''
     raise UserError(f'unknown command {argv[0]!r}: {hint}the commands are '
-                    f'{", ".join(COMMANDS)}, or flags only to train (see run.py --help)')
+                    f'{", ".join(COMMANDS)}, or flags only to train (see {program()} --help)')
 
 
 def _dispatch(argv):
     _check_command(argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
     rest = argv[1:] if command else argv
-    if command is None:
-        return train_main(rest)
+    if command in (None, 'train'):
+        return train_main(rest, command)
     import importlib
     module = importlib.import_module('.tools.' + command.replace('-', '_'), __package__)
     return module.main(rest)
@@ -62,7 +130,7 @@ def _stopped(argv, how):
     """What a signal outside training's own handlers leaves: nothing, said per command."""
     if _training['ran']:  # after training's own handlers: its lines above said what it saved
         return f'{how} while the process was ending; what training reported above stands'
-    if not argv or argv[0].startswith('-'):
+    if _is_training(argv):
         return f'{how} before training started: nothing was saved'
     return f'{argv[0]} {how}: nothing was saved'
 
@@ -84,17 +152,17 @@ def _check_dmlc_role(argv):
     role = os.environ.get('DMLC_ROLE')
     if role is None:
         return
-    training = not argv or argv[0] not in COMMANDS
+    training = _is_training(argv)
     dist_sync = any(a == '--kvstore=dist_sync' or (a == '--kvstore' and b == 'dist_sync')
                     for a, b in zip(argv, argv[1:] + ['']))
     if not (training and dist_sync and role == 'worker'):
         raise UserError(f'DMLC_ROLE={role} is set, but this is not a dist_sync training '
                         f'worker: unset DMLC_ROLE, or train with --kvstore dist_sync under '
-                        f'python -m gluon_dcgan.launch')
+                        f'{program("launch")}')
     missing = [v for v in DMLC_LAUNCH_VARIABLES if not os.environ.get(v)]
     if missing:  # without them the worker waits for a scheduler that does not exist
         raise UserError(f'DMLC_ROLE=worker is set without {", ".join(missing)}: start '
-                        f'dist_sync training with python -m gluon_dcgan.launch')
+                        f'dist_sync training with {program("launch")}')
 
 
 def _quiet_mxnet_shutdown(unraisable, default=sys.unraisablehook):
@@ -132,15 +200,21 @@ def _utf8_mode():
         os.execv(sys.executable, [sys.executable, '-X', 'utf8'] + sys.orig_argv[1:])
 
 
-def main(argv=None):
-    """Entry point of run.py; returns the exit code."""
+def main(argv=None, prog='run.py'):
+    """The command line started as `prog` (what the user typed); returns the exit code."""
     if argv is None:
         _utf8_mode()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    set_program(prog)
+    # The launcher skips the set-up below: what it set in its environment (OMP_NUM_THREADS
+    # from this machine's cores) would reach every worker, remote ones too.
+    if argv[:1] == ['launch']:
+        from . import launch
+        return launch.main(argv[1:], cli=prog)
     os.environ.setdefault('MPLBACKEND', 'Agg')  # figures go to files; the library leaves it be
     sys.unraisablehook = _quiet_mxnet_shutdown
     configure_process()  # before anything imports mxnet
     signal.signal(signal.SIGTERM, _terminated)  # training installs its own, checkpointing one
-    argv = sys.argv[1:] if argv is None else list(argv)
     _training['ran'] = False  # (tests call main several times in one process)
     try:
         try:
@@ -171,6 +245,7 @@ def main(argv=None):
         return 130
 
 
-def run():
-    """Entry point of the `gluon-dcgan` script and `python -m gluon_dcgan`: exit with main's code."""
-    sys.exit(main())
+def run(prog=None):
+    """Entry point of the `gluon-dcgan` script (prog: the script's name) and of
+    `python -m gluon_dcgan`: exit with main's code."""
+    sys.exit(main(prog=prog or os.path.basename(sys.argv[0])))

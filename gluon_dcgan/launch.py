@@ -1,6 +1,10 @@
 """Start a dist_sync training: scheduler, servers and workers on MXNet's ps-lite KVStore.
 
-    python -m gluon_dcgan.launch --workers 2 --servers 1 -- python run.py --kvstore dist_sync ...
+    gluon-dcgan launch --workers 2 --servers 1 -- gluon-dcgan train --kvstore dist_sync ...
+
+(also ``python -m gluon_dcgan.launch``, and ``python run.py train`` as the command in a
+checkout). This docstring is for the code's readers; users read docs/distributed.md,
+which --help points to.
 
 Processes run on this machine by default, pinned to loopback (DMLC_NODE_HOST=127.0.0.1,
 DMLC_INTERFACE=lo, unless either is already set), so a machine without a network card
@@ -31,7 +35,6 @@ cause of what follows (a chief that finds its run folder locked makes a server a
 moment later): its line and exit code are reported, the others' dying output muted. Output lines carry a label: ``[worker #i@host]`` until the worker reports
 the rank ps-lite gave it (``worker R/N`` in its log), then ``[worker R]``.
 """
-import argparse
 import os
 import re
 import shutil
@@ -43,6 +46,7 @@ import threading
 import time
 
 from .errors import UserError
+from .flags import OneLineParser, flag
 from .launch_ssh import forwarded_environment, read_hosts, remote_command, remote_free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -242,29 +246,47 @@ def _wait(procs, seconds):
     return [p for p in procs if p.popen.poll() is None]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, like every other user error
-        raise UserError(f'{message} (see python -m gluon_dcgan.launch --help)')
+MODULE = 'python -m gluon_dcgan'  # how a worker command runs the package wherever it is
 
 
-def parse_args(argv):
-    """(launcher options, training command); every check runs before anything starts."""
+class _Parser(OneLineParser):
+    def error(self, message):  # one line, exit 2, raised to main like every other user error
+        raise UserError(f'{message} (see {self.prog} --help)')
+
+
+def train_command(cli=None):
+    """The training command to put after --, for a user who typed `cli` (None: the module)."""
+    return f'{"python " if cli == "run.py" else ""}{cli or MODULE} train --kvstore dist_sync'
+
+
+def parse_args(argv, cli=None):
+    """(launcher options, training command); every check runs before anything starts.
+
+    `cli`: what the user typed to reach `launch` (run.py, gluon-dcgan, python -m
+    gluon_dcgan), or None for python -m gluon_dcgan.launch."""
     split = argv.index('--') if '--' in argv else len(argv)
-    p = _Parser(prog='python -m gluon_dcgan.launch', description=__doc__,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--workers', type=int, required=True, help='worker processes')
-    p.add_argument('--servers', type=int, default=1, help='parameter servers (default: 1)')
-    p.add_argument('--hostfile', help='hosts to ssh into, one [user@]host[:port] per line '
-                   '(default: this machine, over loopback)')
+    example = train_command(cli)
+    p = _Parser(prog=f'{cli} launch' if cli else f'{MODULE}.launch',
+                usage='%(prog)s --workers N [flags] -- COMMAND ...',
+                description='Run a --kvstore dist_sync training on MXNet\'s parameter servers: '
+                            'a scheduler, servers and N workers, each running COMMAND, on '
+                            'this machine or over ssh; all are stopped if one fails.',
+                epilog=f'COMMAND is the training, e.g. {example} --out-dir runs/d. '
+                       f'Hostfiles, ssh, labels, stopping and resuming: docs/distributed.md '
+                       f'in the source.')
+    p.add_argument('--workers', type=int, required=True, metavar='N', help='worker processes')
+    p.add_argument('--servers', type=int, default=1, metavar='M',
+                   help='parameter servers (default: 1)')
+    p.add_argument('--hostfile', metavar='FILE', help='hosts to ssh into, one '
+                   '[user@]host[:port] per line (default: this machine, over loopback)')
     p.add_argument('--port', type=int, help='scheduler port (default: a free one on the '
                    "scheduler's host)")
-    p.add_argument('--ssh-config', help='ssh configuration file, passed to ssh as -F '
-                   '(default: $GLUON_DCGAN_SSH_CONFIG, else ssh\'s own)')
+    flag(p, 'ssh-config', metavar='FILE', help='ssh configuration file, passed to ssh as -F '
+         '(default: $GLUON_DCGAN_SSH_CONFIG, else ssh\'s own)')
     args = p.parse_args(argv[:split])
     command = argv[split + 1:]
     if split == len(argv) or not command:
-        raise UserError('put the training command after --, e.g. '
-                        '-- python run.py --kvstore dist_sync ...')
+        raise UserError(f'put the training command after --, e.g. -- {example} ...')
     if args.workers < 1 or args.servers < 1:
         raise UserError(f'--workers and --servers must be at least 1 '
                         f'(got {args.workers} and {args.servers})')
@@ -273,9 +295,17 @@ def parse_args(argv):
     args.ssh_config = args.ssh_config or os.environ.get('GLUON_DCGAN_SSH_CONFIG')
     if args.ssh_config and not os.path.isfile(args.ssh_config):
         raise UserError(f'--ssh-config {args.ssh_config!r} is not a file')
+    return args, _same_install(command)
+
+
+def _same_install(command):
+    """`python` and `gluon-dcgan` as the launcher's own: this venv's, even if not on PATH."""
     if command[0] in ('python', 'python3'):
-        command = [sys.executable] + command[1:]
-    return args, command
+        return [sys.executable] + command[1:]
+    script = os.path.join(os.path.dirname(sys.executable), 'gluon-dcgan')
+    if command[0] == 'gluon-dcgan' and os.path.isfile(script):
+        return [script] + command[1:]
+    return command
 
 
 def _cluster_env(args, hosts):
@@ -332,10 +362,10 @@ def run(args, command):
         return 128 + signum
 
 
-def main(argv=None):
-    """The command line: parse, check, run; returns the exit code."""
+def main(argv=None, cli=None):
+    """The command line: parse, check, run; returns the exit code (see parse_args for cli)."""
     try:
-        args, command = parse_args(sys.argv[1:] if argv is None else argv)
+        args, command = parse_args(sys.argv[1:] if argv is None else list(argv), cli)
         return run(args, command)
     except UserError as exc:
         print(f'error: {exc}', file=sys.stderr)
