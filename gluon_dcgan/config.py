@@ -26,6 +26,10 @@ MAX_SYNTHETIC_IMAGES = 16384
 MAX_WORKERS = 64    # decoding threads; more only contend for the same cores
 MAX_EPOCHS = 10 ** 6  # more overflows the figures' axes; no run gets near it
 MAX_FID_NUM = 100_000  # as evaluate --num: far beyond what FID needs, and bounded memory
+# --eval-num: coverage needs k + 1 = 6 images a side (quality/metrics.py), KID's halves 2
+# or more; 10,000 images are about 3 minutes of EfficientNet-Lite0 features on 2 cores,
+# at every score.
+MIN_EVAL_NUM, MAX_EVAL_NUM = 10, 10_000
 ADAM_BETA2 = 0.999  # MXNet's default, which the chapter keeps
 
 
@@ -76,6 +80,8 @@ class Config:
     fid_every: int = 0               # score FID every K epochs (0: never)
     fid_num: int = 1000              # generated and real images per FID score
     inception_params: Optional[str] = None  # local InceptionV3 weights for FID
+    eval_every: int = 0              # score KID in EfficientNet-Lite0 features every K epochs
+    eval_num: int = 500              # generated and real images per --eval-every score
 
     def to_json(self):
         """The config as a JSON text (stable key order)."""
@@ -99,6 +105,7 @@ RECIPES = {'chapter': {},
                           'lr_G': 2e-4, 'lr_D': 2e-4}}
 _worker_count, _epoch_count = int_in(0, MAX_WORKERS), int_in(1, MAX_EPOCHS)
 _fid_count = int_in(2, MAX_FID_NUM)  # FID compares spreads: one image has none
+_eval_count = int_in(MIN_EVAL_NUM, MAX_EVAL_NUM)
 
 
 def _beta(text):
@@ -179,7 +186,7 @@ def add_model_flags(parser, defaults):
 
 
 def add_train_flags(parser, defaults):
-    """Flags of the optimisation, the run folder, the devices and FID, in four groups."""
+    """Flags of the optimisation, the run folder, the devices and quality scores, in groups."""
     group = parser.add_argument_group('training')
     flag(group, 'epochs', type=_epoch_count, default=defaults.epochs,
          help=f'training epochs, at most {MAX_EPOCHS} (default: %(default)s)')
@@ -226,6 +233,13 @@ def add_train_flags(parser, defaults):
          help='gradient aggregation: device (GPUs), local (CPUs), dist_sync (several hosts, '
               'start with gluon_dcgan.launch) (default: picked from --ctx)')
     group = parser.add_argument_group('quality')
+    flag(group, 'eval-every', type=non_negative_int, default=0, metavar='K',
+         help='every K epochs and at the last, score KID and coverage in ImageNet '
+              'EfficientNet-Lite0 features (offline) and keep the best generator by KID '
+              '(default: off)')
+    flag(group, 'eval-num', type=_eval_count, default=defaults.eval_num, metavar='N',
+         help=f'images per side for --eval-every, {MIN_EVAL_NUM} to {MAX_EVAL_NUM:,} '
+              f'(default: %(default)s)')
     flag(group, 'fid-every', type=non_negative_int, default=0, metavar='K',
          help='score FID every K epochs and keep the best generator (default: off)')
     flag(group, 'fid-num', type=_fid_count, default=defaults.fid_num, metavar='N',
@@ -275,6 +289,10 @@ def config_from_args(args):
     check_bf16(cfg)
     for lr in {cfg.lr, cfg.lr_G or cfg.lr, cfg.lr_D or cfg.lr}:
         check_adam_rate(lr, cfg.beta1)
+    if cfg.eval_every and cfg.fid_every:
+        raise UserError('--eval-every and --fid-every are exclusive (each keeps '
+                        'checkpoints/best, by KID in EfficientNet-Lite0 features or by FID on '
+                        'InceptionV3): give one of them')
     if cfg.fid_every and cfg.fid_every > cfg.epochs:
         raise UserError(f'--fid-every {cfg.fid_every} is more than --epochs {cfg.epochs}: '
                         f'no epoch would be scored')

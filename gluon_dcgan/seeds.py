@@ -33,6 +33,8 @@ class Stream(enum.IntEnum):
     SPRITES = 10    # (): the embedded synthetic sprites (--data synthetic)
     ONNX_CHECK = 11  # (): the latents an ONNX export is checked on (a fixed seed, not the run's)
     AUGMENT = 12    # (epoch, batch, rank, call): one DiffAugment draw of a batch's slice
+    EVAL = 13       # (epoch,): the latents --eval-every scores (never a training stream's,
+                    # so scoring leaves training's numbers as they are)
 
 
 def _word(value, what):

@@ -287,10 +287,8 @@ def test_the_fid_cache_folder_loses_a_killed_writers_half_file(tmp_path, monkeyp
 def test_a_best_score_json_that_is_no_score_is_none(tmp_path, content):
     # --fid-every with a resume: score.json 200000 deep was a RecursionError traceback, and
     # a NaN best made every later score the best.
-    from gluon_dcgan.train.best import BestByFID
-    best = BestByFID.__new__(BestByFID)  # only the saved score: no Inception, no net
-    best.folder = str(tmp_path)
+    from gluon_dcgan.train.best import saved_score
     (tmp_path / 'score.json').write_text(content)
-    assert best._saved_score() is None
+    assert saved_score(str(tmp_path), 'fid') == (None, None)
     (tmp_path / 'score.json').write_text('{"fid": 7.5, "epoch": 2}')
-    assert best._saved_score() == 7.5
+    assert saved_score(str(tmp_path), 'fid') == (7.5, 'fid')

@@ -25,6 +25,7 @@ NAME = 'EfficientNet-Lite0'
 PIPELINE_VERSION = 1  # part of the cache key: bump when resizing or normalising changes
 FILES = ('quality.json', 'quality.md', 'quality.png')
 NEIGHBOURS_SHOWN = 3  # training images beside each generated one in quality.png
+CACHE_FOLDER = 'quality-features'  # under DATA_ROOT: real images' features, by their key
 
 
 def _key(pixels):

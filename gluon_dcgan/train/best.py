@@ -1,7 +1,13 @@
-"""--fid-every: score the generator every K epochs and keep the best one.
+"""--eval-every / --fid-every: score the generator every K epochs and keep the best one.
 
-The best checkpoint is copied to checkpoints/best (with score.json) and its
-generator exported to export/best/, next to the last one.
+What scores an epoch is a scorer (scorers.py: KID in EfficientNet-Lite0 features, or
+FID on InceptionV3; lower is better for both). The best epoch's checkpoint is copied
+to checkpoints/best, with score.json, and its generator exported to export/best/,
+next to the last one.
+
+score.json: {'metric': 'kid', 'value': ..., 'epoch': ..., 'num': ..., 'features': ...}
+and the scorer's values ('kid', 'kid_std', 'coverage'; or 'fid'). Files written before
+'metric' existed hold {'fid': ..., 'epoch': ..., 'fid_num': ...}: read as FID.
 """
 import json
 import os
@@ -9,50 +15,52 @@ import shutil
 
 import numpy as onp
 
-from .. import fid
 from ..export.run_export import export_run
 from ..files import read_json, temporary_folder
-from ..images import to_pixels
-from ..seeds import Stream, rng
 from . import checkpoint
 
+SCORE_BYTES = 1 << 16
 
-class BestByFID:
-    """Scores epochs and keeps checkpoints/best; `enabled` is False without --fid-every."""
 
-    def __init__(self, cfg, paths, gan, real_images, ctx, net):
-        """`net`: FID's InceptionV3 (fid.load_inception), loaded by the run's checks."""
-        self.cfg, self.paths, self.gan, self.ctx, self.net = cfg, paths, gan, ctx, net
+def saved_score(folder, metric):
+    """(value, metric it was chosen by) from folder/score.json; value None when there is no
+    best yet or a damaged file (the next score replaces it), or when it was chosen by
+    another metric (its value is not comparable)."""
+    # files.Damaged (too large, too deep) is a ValueError; a list or a number has no .get.
+    try:
+        saved = read_json(os.path.join(folder, 'score.json'), SCORE_BYTES)
+        by = saved.get('metric', 'fid')  # files before 'metric' held {'fid': X}
+        value = saved['value'] if 'metric' in saved else saved['fid']
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and onp.isfinite(value)) or not isinstance(by, str):
+        return None, None
+    return (value if by == metric else None), by
+
+
+class BestCheckpoint:
+    """Scores due epochs with `scorer` and keeps checkpoints/best and export/best."""
+
+    def __init__(self, cfg, paths, gan, ctx, scorer, log):
+        self.cfg, self.paths, self.gan, self.ctx, self.scorer = cfg, paths, gan, ctx, scorer
+        self.metric = scorer.metric
         self.folder = os.path.join(paths.checkpoints, 'best')
-        real = real_images[:cfg.fid_num]
-        self.real_stats = fid.statistics(fid.inception_features(self.net, real, ctx))
-        self.best = self._saved_score()
-
-    def _saved_score(self):
-        """The FID in checkpoints/best/score.json, or None (no best yet, or a damaged file:
-        the next score replaces it)."""
-        try:
-            score = read_json(os.path.join(self.folder, 'score.json'), 1 << 16)['fid']
-        except (OSError, ValueError, KeyError, TypeError):  # files.Damaged is a ValueError
-            return None
-        number = isinstance(score, (int, float)) and not isinstance(score, bool)
-        return score if number and onp.isfinite(score) else None
+        self.best, by = saved_score(self.folder, self.metric)
+        if by is not None and by != self.metric:
+            log(f'note: checkpoints/best was chosen by {by}; the first {self.metric} score '
+                f'of this run replaces it')
 
     def due(self, epoch):
-        return epoch % self.cfg.fid_every == 0
+        return self.scorer.due(epoch)
 
     def score(self, epoch):
-        """FID of fid_num images from this epoch's generator."""
-        # One draw per epoch, taken 256 latents at a time: the same latents as in one piece.
-        chunks, draw = [], rng(self.cfg.seed, Stream.FID, epoch)
-        for i in range(0, self.cfg.fid_num, 256):
-            n = min(256, self.cfg.fid_num - i)
-            Z = draw.standard_normal((n, self.cfg.latent_dim, 1, 1), dtype=onp.float32)
-            chunks.append(to_pixels(self.gan.generate(Z)))
-        return fid.fid_of_images(self.net, onp.concatenate(chunks), self.real_stats, self.ctx)
+        """The scorer's values for this epoch's generator (they go into its metrics row)."""
+        return self.scorer.score(epoch)
 
-    def keep_if_best(self, epoch, score, checkpoint_path):
+    def keep_if_best(self, epoch, values, checkpoint_path):
         """Copy the epoch's checkpoint to checkpoints/best and export it, if it is the best."""
+        score = values[self.metric]
         if self.best is not None and score >= self.best:
             return False
         # Built under a checkpoint temp name: a run killed meanwhile leaves only what the
@@ -60,10 +68,26 @@ class BestByFID:
         with temporary_folder(self.paths.checkpoints, checkpoint.TMP_PREFIX) as tmp:
             shutil.copytree(checkpoint_path, tmp, dirs_exist_ok=True)
             with open(os.path.join(tmp, 'score.json'), 'w') as f:
-                json.dump({'fid': score, 'epoch': epoch, 'fid_num': self.cfg.fid_num}, f)
+                json.dump({'metric': self.metric, 'value': score, 'epoch': epoch,
+                           'num': self.scorer.num, 'features': self.scorer.features,
+                           **values}, f)
             shutil.rmtree(self.folder, ignore_errors=True)
             os.replace(tmp, self.folder)
         export_run(self.gan.sampler, self.cfg, os.path.join(self.paths.export, 'best'), self.ctx,
                    epoch)
         self.best = score
         return True
+
+    def line(self, epoch, values, kept):
+        """The line to log for this score, or None."""
+        return self.scorer.line(epoch, values, kept)
+
+
+def keeper(cfg, paths, gan, real_images, ctx, net, log):
+    """The run's BestCheckpoint: by KID with --eval-every, by FID with --fid-every.
+
+    `net` is the scorer's feature network, loaded during the run's checks."""
+    from .scorers import FIDScorer, KIDScorer
+    scorer = (KIDScorer(cfg, gan, real_images, ctx, net, log) if cfg.eval_every else
+              FIDScorer(cfg, gan, real_images, ctx, net))
+    return BestCheckpoint(cfg, paths, gan, ctx, scorer, log)

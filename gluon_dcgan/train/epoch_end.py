@@ -11,14 +11,18 @@ from . import checkpoint, report
 
 
 class EpochEnd:
-    """The chief's per-epoch callback: checkpoint, sample grid, training figure, metrics."""
+    """The chief's per-epoch callback: score (--eval-every, --fid-every), checkpoint, sample
+    grid, training figure, metrics."""
 
     def __init__(self, cfg, paths, gan, fixed_noise, history, log, best=None):
         self.cfg, self.paths, self.gan, self.fixed_noise = cfg, paths, gan, fixed_noise
         self.log, self.best = log, best
         os.makedirs(paths.samples, exist_ok=True)
-        self.figure = report.TrainingFigure(cfg.epochs, paths.training, with_fid=bool(best))
-        for row in history:  # a resumed run's figure covers the whole run
+        metric = best.metric if best else None
+        self.figure = report.TrainingFigure(cfg.epochs, paths.training,
+                                            with_fid=metric == 'fid',
+                                            with_quality=metric == 'kid')
+        for row in history:  # a resumed run's figure covers the whole run, its scores too
             self.figure.add(row['epoch'], row['loss_D'], row['loss_G'], fid=row.get('fid'),
                             save=False, D=row)
 
@@ -28,12 +32,14 @@ class EpochEnd:
 
     def epoch_end(self, epoch, state):
         row = state['history'][-1]
-        if self.best and self.best.due(epoch):
-            row['fid'] = self.best.score(epoch)  # recorded before the checkpoint is written
+        values = self.best.score(epoch) if self.best and self.best.due(epoch) else None
+        if values:
+            row.update(values)  # recorded before the checkpoint is written: a resume keeps it
         path = self.save_checkpoint(state)
-        if 'fid' in row and self.best.keep_if_best(epoch, row['fid'], path):
-            self.log(f"epoch {epoch}: FID {row['fid']:.2f}, the best so far: kept in "
-                     f"checkpoints/best and export/best")
+        if values:
+            line = self.best.line(epoch, values, self.best.keep_if_best(epoch, values, path))
+            if line:
+                self.log(line)
         fixed = to_pixels(self.gan.generate(self.fixed_noise))
         save_png(grid(fixed, cols=7),
                         os.path.join(self.paths.samples, f'epoch_{epoch:03d}.png'))

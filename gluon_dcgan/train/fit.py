@@ -90,6 +90,15 @@ def _check_same_images(state, count, log):
     log(f'note: the data changed since the checkpoint ({before} -> {count} images)')
 
 
+def _check_scorable(cfg, count):
+    """--eval-every's coverage needs k + 1 real images (k nearest neighbours and itself)."""
+    from ..quality.metrics import K
+    if cfg.eval_every and count < K + 1:
+        raise UserError(f'--eval-every scores coverage, which needs at least {K + 1} real '
+                        f'images, and the data has {count}: use more images, or leave out '
+                        f'--eval-every')
+
+
 def _start_state(cfg, paths, log):
     """(checkpoint path, its state) to resume from, or (None, None) to start afresh."""
     if not cfg.resume:
@@ -116,7 +125,9 @@ class Run:
         self.chief = self.rank == 0  # other workers write nothing and trust rank 0's checks
         self.paths = rundir.RunPaths(cfg.out_dir)
         self.epoch_end = None
-        self.inception = None  # FID's InceptionV3, loaded during the checks (--fid-every)
+        # The scores' feature network, loaded during the checks: EfficientNet-Lite0
+        # (--eval-every) or FID's InceptionV3 (--fid-every).
+        self.scoring_net = None
 
 
 def prepare(run):
@@ -136,9 +147,13 @@ def prepare(run):
         return False
     if cfg.fid_every and run.chief:  # read now: weights that do not load are refused here,
         from ..fid import load_inception  # before --overwrite removes anything
-        run.inception = load_inception(cfg.inception_params,
-                                       os.path.join(cfg.data_root, 'models'), run.ctxs[0])
+        run.scoring_net = load_inception(cfg.inception_params,
+                                         os.path.join(cfg.data_root, 'models'), run.ctxs[0])
+    if cfg.eval_every and run.chief:  # likewise: a missing weights package is refused here
+        from ..quality.efficientnet import load
+        run.scoring_net = load(run.ctxs[0])
     run.images = load_images(cfg, log)
+    _check_scorable(cfg, len(run.images))
     if done:
         _check_same_images(done, len(run.images), log)
     if run.num_workers > 1:
@@ -161,9 +176,9 @@ def prepare(run):
         report.save_real_samples(run.images, paths.real_samples)
         report.save_leaky_relu(paths.leaky_relu)
         best = None
-        if cfg.fid_every:
-            from .best import BestByFID
-            best = BestByFID(cfg, paths, run.gan, run.images, run.ctxs[0], run.inception)
+        if cfg.fid_every or cfg.eval_every:  # the real images' side is computed here, once
+            from .best import keeper
+            best = keeper(cfg, paths, run.gan, run.images, run.ctxs[0], run.scoring_net, log)
         run.epoch_end = EpochEnd(cfg, paths, run.gan, run.fixed, run.state['history'], log,
                                  best)
     return True

@@ -21,6 +21,10 @@ D_LINES = {'D_x': ('-', 'D(x) on real images'), 'D_G_z': ('m--', 'D(G(z)) before
            'D_G_z2': ('g-.', 'D(G(z)) after the D step')}
 
 
+# The fourth panel (--eval-every): metric -> legend; lower KID and higher coverage are better.
+QUALITY_LEGEND = {'kid': 'KID×1000 (EfficientNet-Lite0)', 'coverage': 'coverage (right axis)'}
+
+
 def _d2l():
     from d2l import mxnet as d2l
     return d2l
@@ -59,20 +63,26 @@ def save_leaky_relu(path):
 
 
 class TrainingFigure:
-    """The chapter's d2l.Animator: losses, 21 fresh samples, and below them D's outputs."""
+    """The chapter's d2l.Animator: losses, 21 fresh samples, and below them D's outputs;
+    with --eval-every a fourth panel: KID x1000 and coverage of the epochs scored."""
 
-    def __init__(self, num_epochs, path, with_fid=False):
+    def __init__(self, num_epochs, path, with_fid=False, with_quality=False):
         d2l = _d2l()
         self.path, self.with_fid, self.num_epochs = path, with_fid, num_epochs
         legend = ['discriminator', 'generator'] + (['FID / 100'] if with_fid else [])
+        rows = 4 if with_quality else 3
         self.animator = d2l.Animator(xlabel='epoch', ylabel='loss', xlim=[1, num_epochs],
-                                     nrows=3, figsize=(5, 7.5), legend=legend)
-        self.animator.fig.subplots_adjust(hspace=0.45)
+                                     nrows=rows, figsize=(5, 2.5 * rows), legend=legend)
+        self.animator.fig.subplots_adjust(hspace=0.5 if with_quality else 0.45)
         self.D = {k: ([], []) for k in D_LINES}
+        # Coverage lies in [0, 1] and KID x1000 in the hundreds early on: an axis each.
+        self.quality = ([], [], []) if with_quality else None
+        self.coverage_axis = self.animator.axes[3].twinx() if with_quality else None
 
     def add(self, epoch, loss_D, loss_G, fake_x=None, fid=None, save=True, D=None):
         """Add an epoch's losses, FID if scored, 21 samples (NCHW in [-1, 1]) and the
-        mean D outputs in `D` (a metrics row: D_x, D_G_z, D_G_z2); re-save."""
+        mean D outputs in `D` (a metrics row: D_x, D_G_z, D_G_z2, and kid and coverage
+        if scored); re-save."""
         from matplotlib.ticker import MaxNLocator
         if fake_x is not None:
             self._show_samples(epoch, fake_x)
@@ -81,8 +91,11 @@ class TrainingFigure:
             fid_point = (None if fid is None else fid / 100,) if self.with_fid else ()
             self.animator.add(epoch, (loss_D, loss_G) + fid_point)  # None: not scored
             self._plot_D(epoch, D or {})
-            for ax in (self.animator.axes[0], self.animator.axes[2]):
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
+            if self.quality is not None:
+                self._plot_quality(epoch, D or {})
+            for i, ax in enumerate(self.animator.axes):
+                if i != 1:  # the samples have no axes
+                    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
         if save:
             _savefig(self.animator.fig, self.path)
 
@@ -112,6 +125,32 @@ class TrainingFigure:
         # Above the panel, in the gap below the samples: no line is ever hidden.
         ax.legend(loc='lower center', bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize='small',
                   frameon=False)
+        ax.grid()
+
+
+    def _plot_quality(self, epoch, row):
+        epochs, kids, coverages = self.quality
+        if row.get('kid') is not None:  # only the epochs --eval-every scored
+            epochs.append(epoch)
+            kids.append(1000 * row['kid'])
+            coverages.append(row['coverage'])
+        ax, right = self.animator.axes[3], self.coverage_axis
+        ax.cla()
+        right.cla()
+        # Markers: with --eval-every K the points are K epochs apart, and one alone is no line.
+        kid_line, = ax.plot(epochs, kids, 'b-o', markersize=3,
+                            label=QUALITY_LEGEND['kid'])
+        coverage_line, = right.plot(epochs, coverages, 'r--s', markersize=3,
+                                    label=QUALITY_LEGEND['coverage'])
+        ax.set_xlim(1, self.num_epochs)
+        ax.set_xlabel('epoch')
+        ax.set_ylabel('KID×1000')
+        right.yaxis.tick_right()  # cla() puts a twin's axis back on the left
+        right.yaxis.set_label_position('right')
+        right.set_ylim(0, 1)
+        right.set_ylabel('coverage')
+        ax.legend(handles=[kid_line, coverage_line], loc='lower center',
+                  bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize='small', frameon=False)
         ax.grid()
 
 

@@ -263,16 +263,17 @@ def old_run_entries(paths):
     """What --overwrite removes: the previous run's files and folders, config.json last.
 
     In checkpoints/: ckpt-E…-B… folders, their temporary folders, and best/ if the
-    run scored FID (damaged-… folders are kept: they are never deleted). In export/:
-    the export's own files and, after an FID run, export/best/; other exports kept there
-    stay. In samples/: epoch_NNN.png.
+    run kept a best one (--eval-every, --fid-every; damaged-… folders are kept: they are
+    never deleted). In export/: the export's own files and, after such a run,
+    export/best/; other exports kept there stay. In samples/: epoch_NNN.png.
     """
-    fid = _is_run_config(paths.config) and saved_config(paths).fid_every  # did it score FID?
+    old = saved_config(paths) if _is_run_config(paths.config) else None
+    best = bool(old and (old.fid_every or old.eval_every))  # did it keep a best one?
     ours = {'samples': _SAMPLE,
-            'checkpoints': lambda n: bool(checkpoint.parse_name(n) or (fid and n == 'best')
+            'checkpoints': lambda n: bool(checkpoint.parse_name(n) or (best and n == 'best')
                                           or n.startswith(checkpoint.TMP_PREFIX)),
             'export': lambda n: (not os.path.isdir(os.path.join(paths.export, n))
-                                 or (fid and n == 'best'))}
+                                 or (best and n == 'best'))}
     entries = []
     for name in RUN_FOLDERS:
         folder = os.path.join(paths.root, name)
