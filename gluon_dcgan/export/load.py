@@ -12,11 +12,17 @@ import numpy as onp
 
 from ..errors import UserError, last_line
 from ..files import Damaged, file_digest, read_bounded, read_json
+from ..flags import runnable
 from . import swap
 from .graph import check_graph
 from .names import MANIFEST, ONNX, PARAMS, SYMBOL
 
-REEXPORT = 're-export with: python run.py export --run RUN_DIR'
+
+def reexport():
+    """The fix for a bad export, in the program name the user typed."""
+    return f're-export with: {runnable("export")} --run RUN_DIR'
+
+
 MANIFEST_BYTES = swap.MANIFEST_BYTES
 # ONNX's protobuf holds at most 2 GiB, so no export's weights are larger.
 MAX_FILE_BYTES = 2 << 30
@@ -39,15 +45,15 @@ def _load_manifest(folder):
         if os.path.isfile(os.path.join(folder, 'export', MANIFEST)):
             raise UserError(f'{folder} is a run folder: give --export '
                             f'{os.path.join(folder, "export")}')
-        raise UserError(f'{folder} has no {MANIFEST}: it is not a complete export; {REEXPORT}')
+        raise UserError(f'{folder} has no {MANIFEST}: it is not a complete export; {reexport()}')
     except OSError as exc:  # a folder in its place, no permission
-        raise UserError(f'cannot read {path} ({exc.strerror}); {REEXPORT}')
+        raise UserError(f'cannot read {path} ({exc.strerror}); {reexport()}')
     except (ValueError, KeyError, TypeError, IndexError, OverflowError):  # not our JSON
-        raise UserError(f'{path} is damaged; {REEXPORT}')  # files.Damaged too
+        raise UserError(f'{path} is damaged; {reexport()}')  # files.Damaged too
     if max(shape[1:]) > MAX_SIDE:
         raise UserError(f'{path} says the generator makes {shape[1]}x{shape[2]} images, '
                         f'larger than the {MAX_SIDE}x{MAX_SIDE} generate and evaluate can '
-                        f'hold: it is not an export of this tool; {REEXPORT}')
+                        f'hold: it is not an export of this tool; {reexport()}')
     manifest['output_shape'] = ['N'] + shape
     return manifest
 
@@ -59,12 +65,12 @@ def _checked_file(folder, manifest, name):
         info = os.stat(file)
         if not os.path.isfile(file) or info.st_size > MAX_FILE_BYTES:  # a FIFO, /dev/zero
             raise UserError(f'{file} is not an export\'s file (not a regular file, or over '
-                            f'{MAX_FILE_BYTES >> 30} GiB); {REEXPORT}')
+                            f'{MAX_FILE_BYTES >> 30} GiB); {reexport()}')
         digest = file_digest(file)
     except FileNotFoundError:
-        raise UserError(f'{folder} lacks {name}: the export is partial; {REEXPORT}')
+        raise UserError(f'{folder} lacks {name}: the export is partial; {reexport()}')
     except OSError as exc:
-        raise UserError(f'cannot read {file} ({exc.strerror}); {REEXPORT}')
+        raise UserError(f'cannot read {file} ({exc.strerror}); {reexport()}')
     _check_digest(file, digest, manifest, name)
     return file
 
@@ -72,7 +78,7 @@ def _checked_file(folder, manifest, name):
 def _check_digest(file, digest, manifest, name):
     if digest != manifest['files'].get(name):
         raise UserError(f'{file} does not match the SHA-256 in {MANIFEST} (changed or '
-                        f'truncated); {REEXPORT}')
+                        f'truncated); {reexport()}')
 
 
 def read_manifest(folder, needed):
@@ -102,10 +108,10 @@ def _run(folder, forward, manifest, batch):
         if batch > 1:  # it ran on one latent: mostly a graph made for a fixed batch of 1
             raise UserError(f'the generator in {folder} runs on 1 latent but not on {batch} '
                             f'({last_line(exc)}): generate needs a graph that takes any batch '
-                            f'size, and this one may have a fixed batch of 1; {REEXPORT}')
+                            f'size, and this one may have a fixed batch of 1; {reexport()}')
         raise UserError(f'the generator in {folder} does not run on a latent of size {latent} '
                         f'as {MANIFEST} says ({last_line(exc)}): its graph, weights and '
-                        f'manifest disagree; {REEXPORT}')
+                        f'manifest disagree; {reexport()}')
 
 
 def check_shapes(folder, forward, manifest):
@@ -119,17 +125,17 @@ def check_shapes(folder, forward, manifest):
     if expected[0] not in (1, 3):
         raise UserError(f'the generator in {folder} makes images of {expected[0]} channels '
                         f'({MANIFEST}); only 1 (grey) or 3 (RGB) can be saved as pictures; '
-                        f'{REEXPORT}')
+                        f'{reexport()}')
     for batch in (1, 2):
         out = _run(folder, forward, manifest, batch)
         if tuple(out.shape[1:]) != expected:
             raise UserError(f'the generator in {folder} makes images of shape '
                             f'{tuple(out.shape[1:])}, but {MANIFEST} says {expected}: '
-                            f'{REEXPORT}')
+                            f'{reexport()}')
         if out.shape[0] != batch:
             raise UserError(f'the generator in {folder} makes {out.shape[0]} image(s) from '
                             f'{batch} latent(s): its graph has a fixed batch size, and '
-                            f'generate needs any; {REEXPORT}')
+                            f'generate needs any; {reexport()}')
 
 
 def pixels_of(folder, forward, manifest, Z):
@@ -143,7 +149,7 @@ def pixels_of(folder, forward, manifest, Z):
         if tuple(out.shape) != (len(batch),) + expected:
             raise UserError(f'the generator in {folder} makes images of shape '
                             f'{tuple(out.shape)} from {len(batch)} latents, but {MANIFEST} '
-                            f'says {expected} each: {REEXPORT}')
+                            f'says {expected} each: {reexport()}')
         return out
     return images_in_chunks(checked, Z, image_shape=expected)
 
@@ -172,7 +178,7 @@ def load_mxnet_generator(folder, ctx=None):
                                             os.path.join(folder, PARAMS), ctx=ctx)
     except Exception as exc:  # MXNetError, AssertionError: files that do not fit together
         raise UserError(f'cannot load the generator in {folder} ({last_line(exc)}): the '
-                        f'graph and weights do not match; {REEXPORT}')
+                        f'graph and weights do not match; {reexport()}')
     check_shapes(folder, mxnet_forward(net, ctx), manifest)
     return net, manifest
 
@@ -184,9 +190,9 @@ def _check_symbol(path, manifest):
         _check_digest(path, hashlib.sha256(text).hexdigest(), manifest, SYMBOL)
         check_graph(text, path)
     except Damaged as exc:
-        raise UserError(f'{exc}: the export is damaged; {REEXPORT}')
+        raise UserError(f'{exc}: the export is damaged; {reexport()}')
     except OSError as exc:
-        raise UserError(f'cannot read {path} ({exc.strerror}); {REEXPORT}')
+        raise UserError(f'cannot read {path} ({exc.strerror}); {reexport()}')
 
 
 def mxnet_forward(net, ctx=None):
@@ -215,7 +221,7 @@ def load_onnx_generator(folder):
         session = ort.InferenceSession(model, options, providers=['CPUExecutionProvider'])
     except Exception as exc:  # onnxruntime's Fail/InvalidGraph: not a usable model
         raise UserError(f'cannot load {os.path.join(folder, ONNX)} ({last_line(exc)}); '
-                        f'{REEXPORT}')
+                        f'{reexport()}')
     name = session.get_inputs()[0].name
     run = lambda Z: session.run(None, {name: Z})[0]
     check_shapes(folder, run, manifest)
@@ -228,11 +234,11 @@ def _onnx_bytes(folder, manifest):
     try:
         model = read_bounded(path, MAX_FILE_BYTES)
     except FileNotFoundError:
-        raise UserError(f'{folder} lacks {ONNX}: the export is partial; {REEXPORT}')
+        raise UserError(f'{folder} lacks {ONNX}: the export is partial; {reexport()}')
     except Damaged as exc:
-        raise UserError(f'{exc}: it is not an export\'s file; {REEXPORT}')
+        raise UserError(f'{exc}: it is not an export\'s file; {reexport()}')
     except OSError as exc:
-        raise UserError(f'cannot read {path} ({exc.strerror}); {REEXPORT}')
+        raise UserError(f'cannot read {path} ({exc.strerror}); {reexport()}')
     _check_digest(path, hashlib.sha256(model).hexdigest(), manifest, ONNX)
     return model
 
