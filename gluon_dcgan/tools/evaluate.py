@@ -98,7 +98,7 @@ def _report(args, manifest, ctx, fake):
                         f'and {quality.metrics.K + 1} generated images: raise --num, or use '
                         f'more --data')
     report, details = quality.score(fake, real, args.seed,
-                                    os.path.join(args.data_root, 'quality-features'), ctx,
+                                    os.path.join(args.data_root, quality.CACHE_FOLDER), ctx,
                                     args.batch_size, args.progress, _log)
     outputs.check_replaceable(folder, quality.FILES, 'evaluate', args.overwrite)
     quality.write(folder, report, details, fake, real)

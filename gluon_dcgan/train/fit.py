@@ -12,6 +12,7 @@ from ..config import Config
 from ..data import load_images, loader
 from ..errors import UserError
 from ..export.run_export import export_run, exported_epochs
+from ..flags import runnable
 from ..memory import check_training_memory
 from ..runtime import bf16_problem, describe_contexts, resolve_contexts
 from ..seeds import Stream, noise
@@ -38,9 +39,9 @@ def _kvstore(cfg, ctxs):
     """(kvstore for the Trainers, rank, number of workers)."""
     if cfg.kvstore == 'dist_sync':
         if 'DMLC_ROLE' not in os.environ:
-            raise UserError('--kvstore dist_sync needs the scheduler and servers: start it with '
-                            'python -m gluon_dcgan.launch --workers N --servers M -- python '
-                            'run.py ...')
+            launch, train = runnable('launch'), runnable('train')
+            raise UserError(f'--kvstore dist_sync needs the scheduler and servers: start it with '
+                            f'{launch} --workers N --servers M -- {train} ...')
         import mxnet as mx
         kv = mx.kv.create('dist_sync')
         return kv, kv.rank, kv.num_workers
