@@ -25,6 +25,8 @@ COMMANDS = {
     'analyze-categories': 'exercise 2: which Fashion-MNIST categories come out well',
     'launch': 'start a dist_sync training: scheduler, servers and workers',
 }
+# tools/export.py would read as the export/ package: the export command is tools/reexport.py.
+TOOL_MODULES = {'export': 'reexport'}
 # What gluon_dcgan.launch gives each worker besides DMLC_ROLE.
 DMLC_LAUNCH_VARIABLES = ('DMLC_PS_ROOT_URI', 'DMLC_PS_ROOT_PORT', 'DMLC_NUM_SERVER',
                          'DMLC_NUM_WORKER')
@@ -82,7 +84,7 @@ def train_main(argv, command=None):
     from .runtime import avoid_onednn_single_channel_bug, use_np
     avoid_onednn_single_channel_bug(cfg.channels)
     use_np()
-    from .launch import RANK_LINE
+    from .dist.launch import RANK_LINE
     from .train.fit import fit
     out, ranks = _FinalLine(sys.stdout), []
 
@@ -122,7 +124,8 @@ def _dispatch(argv):
     if command in (None, 'train'):
         return train_main(rest, command)
     import importlib
-    module = importlib.import_module('.tools.' + command.replace('-', '_'), __package__)
+    module = importlib.import_module('.tools.' + TOOL_MODULES.get(command, command.replace(
+        '-', '_')), __package__)
     return module.main(rest)
 
 
@@ -209,7 +212,7 @@ def main(argv=None, prog='run.py'):
     # The launcher skips the set-up below: what it set in its environment (OMP_NUM_THREADS
     # from this machine's cores) would reach every worker, remote ones too.
     if argv[:1] == ['launch']:
-        from . import launch
+        from .dist import launch
         return launch.main(argv[1:], cli=prog)
     os.environ.setdefault('MPLBACKEND', 'Agg')  # figures go to files; the library leaves it be
     sys.unraisablehook = _quiet_mxnet_shutdown

@@ -48,7 +48,7 @@ def test_generate_round_trip_is_repeatable_and_matches_the_trained_net(tiny_run,
     # The export equals the in-process generator rebuilt from the last checkpoint.
     import mxnet as mx
     from mxnet import np
-    from gluon_dcgan import latent
+    from gluon_dcgan.tools import latent
     from gluon_dcgan.export import load
     from gluon_dcgan.model import build_net_G
     ckpt = sorted((out / 'checkpoints').iterdir())[-1]

@@ -271,7 +271,7 @@ def test_the_decode_cache_folder_loses_a_killed_writers_half_entry(tmp_path):
 
 @pytest.mark.unit
 def test_the_fid_cache_folder_loses_a_killed_writers_half_file(tmp_path, monkeypatch):
-    from gluon_dcgan import fid
+    from gluon_dcgan.quality import fid
     planted = _plant_temps(tmp_path / 'fid-stats', 'real-0123456789abcdef01234567.npz')
     features = onp.random.default_rng(0).normal(size=(3, fid.FEATURES)).astype(onp.float32)
     monkeypatch.setattr(fid, 'inception_features', lambda net, x, *a, **k: features)

@@ -8,7 +8,7 @@ import sys
 import mxnet as mx
 import pytest
 
-from gluon_dcgan.train import dist_server
+from gluon_dcgan.dist import server as dist_server
 
 
 class _Planted:
@@ -108,7 +108,7 @@ def test_no_pickle_from_the_network_reaches_a_real_server(tmp_path):
     env = dict(os.environ, DMLC_PS_ROOT_URI='127.0.0.1', DMLC_PS_ROOT_PORT=str(port),
                DMLC_NUM_SERVER='1', DMLC_NUM_WORKER='1', DMLC_INTERFACE='lo',
                DMLC_NODE_HOST='127.0.0.1')
-    server_py = os.path.join(ROOT, 'gluon_dcgan', 'train', 'dist_server.py')
+    server_py = os.path.join(ROOT, 'gluon_dcgan', 'dist', 'server.py')
     roles = [subprocess.Popen([sys.executable, server_py], env=dict(env, DMLC_ROLE=role),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for role in ('scheduler', 'server')]

@@ -7,7 +7,8 @@ import io
 import numpy as onp
 import pytest
 
-from gluon_dcgan import classifier, fid
+from gluon_dcgan.quality import fid
+from gluon_dcgan.tools import classifier
 
 
 class Terminal(io.StringIO):

@@ -45,7 +45,7 @@ def test_ablate_activation_end_to_end(tmp_path):
         assert len(values) == len(COLUMNS) - 1 and onp.isfinite(values).all()
         assert 0 <= values[2] <= 1 and 0 <= values[3] <= 1 and 0 <= values[4] <= 1
     # The three reports are recorded as its own: a second run may replace them.
-    from gluon_dcgan.outputs import check_replaceable
+    from gluon_dcgan.tools.outputs import check_replaceable
     from gluon_dcgan.tools.ablate_activation import COMMAND, REPORTS
     check_replaceable(str(out), REPORTS, COMMAND)
 
@@ -76,7 +76,7 @@ def test_ablate_activation_refuses_a_report_of_the_users_before_training(tmp_pat
 @pytest.mark.unit
 def test_outputs_replace_only_what_they_recorded(tmp_path):
     from gluon_dcgan.errors import UserError
-    from gluon_dcgan.outputs import RECORD, check_replaceable, record_written
+    from gluon_dcgan.tools.outputs import RECORD, check_replaceable, record_written
     names = ('a.md', 'a.png')
     check_replaceable(str(tmp_path), names, 'cmd')  # nothing there yet
     for name in names:

@@ -48,7 +48,7 @@ def test_generate_onnx_runs_without_mxnet_and_matches(tiny_run, tmp_path):
     proc = run_cli(['generate', '--export', str(out / 'export'), '--num', '9', '--seed', '4',
                     '--output', str(mx_png)], env=env)
     assert proc.returncode != 0  # proves the block works: the MXNet path needs mxnet
-    from gluon_dcgan import latent
+    from gluon_dcgan.tools import latent
     from gluon_dcgan.export import load
     Z = latent.latent_noise(9, 100, seed=4)
     onnx_out, _ = load.generate_onnx(str(out / 'export'), Z)
@@ -62,7 +62,7 @@ def test_reexport_from_checkpoint(tiny_run, tmp_path):
     out, _ = tiny_run
     proc = run_cli(['export', '--run', str(out), '--out', str(tmp_path / 'again')])
     assert proc.returncode == 0, proc.stderr
-    from gluon_dcgan import latent
+    from gluon_dcgan.tools import latent
     from gluon_dcgan.export import load
     Z = latent.latent_noise(3, 100, seed=1)
     a = load.generate_mxnet(str(out / 'export'), Z)

@@ -180,7 +180,7 @@ def _tiny_split():
 
 @pytest.mark.unit
 def test_a_cached_classifier_that_does_not_load_is_refused_and_kept(tmp_path):
-    from gluon_dcgan import classifier
+    from gluon_dcgan.tools import classifier
     from gluon_dcgan.errors import UserError
     images, labels = _tiny_split()
     key = classifier.data_checksum(images, labels, 1)
@@ -195,7 +195,7 @@ def test_a_cached_classifier_that_does_not_load_is_refused_and_kept(tmp_path):
 
 @pytest.mark.unit
 def test_a_classifiers_path_that_is_a_file_is_refused_before_training(tmp_path):
-    from gluon_dcgan import classifier
+    from gluon_dcgan.tools import classifier
     from gluon_dcgan.errors import UserError
     (tmp_path / 'classifiers').write_text('mine')
     logged = []

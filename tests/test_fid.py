@@ -8,7 +8,7 @@ import numpy as onp
 import pytest
 
 from conftest import TINY, assert_one_line_error, run_cli
-from gluon_dcgan import fid
+from gluon_dcgan.quality import fid
 
 
 @pytest.mark.unit

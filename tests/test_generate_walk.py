@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from conftest import assert_one_line_error, run_cli
-from gluon_dcgan import latent
+from gluon_dcgan.tools import latent
 from gluon_dcgan.export import load
 
 TILE, PAD = 64, 2  # the export's image size and images.grid's padding

@@ -294,7 +294,7 @@ def test_generate_refuses_a_grid_above_the_limit(export_copy, tmp_path, main_in_
 @pytest.mark.cli
 @pytest.mark.parametrize('onnx', [False, True])
 def test_generate_in_chunks_equals_one_pass(export_copy, tmp_path, onnx):
-    from gluon_dcgan import latent
+    from gluon_dcgan.tools import latent
     from gluon_dcgan.export import load
     from gluon_dcgan.images import CHUNK, grid, to_pixels
     from PIL import Image

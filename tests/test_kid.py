@@ -2,7 +2,7 @@
 import numpy as onp
 import pytest
 
-from gluon_dcgan import fid
+from gluon_dcgan.quality import fid
 
 
 def cubic_kernel_mmd2(d, m):

@@ -360,7 +360,7 @@ def test_ssh_signal_to_the_launcher_stops_every_process(sshd, tmp_path, signum):
 
 @pytest.mark.cli
 def test_the_guard_says_in_one_line_that_a_command_cannot_start():
-    guard = os.path.join(ROOT, 'gluon_dcgan', 'launch_guard.py')
+    guard = os.path.join(ROOT, 'gluon_dcgan', 'dist', 'guard.py')
     proc = subprocess.run([sys.executable, guard, '1', '--', '/nonexistent/pyhton'],
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
     line = assert_one_line_error(proc, code=127, contains="cannot start '/nonexistent/pyhton'")

@@ -3,7 +3,8 @@ import numpy as onp
 import pytest
 
 from conftest import assert_one_line_error, run_cli
-from gluon_dcgan import latent, seeds
+from gluon_dcgan import seeds
+from gluon_dcgan.tools import latent
 from gluon_dcgan.data import loader
 from gluon_dcgan.seeds import Stream
 

@@ -3,7 +3,7 @@
 Every measure takes (N, D) float features (EfficientNet-Lite0's 1280-d pool, see
 features.py), generated `fake` first and `real` second:
 
-- KID and FD, from fid.py (the same estimators on other features): name them
+- KID and FD, from quality/fid.py (the same estimators on other features): name them
   "KID (EfficientNet-Lite0)" and "FD (EfficientNet-Lite0)", never FID;
 - precision and recall (Kynkaanniemi et al. 2019) and density and coverage (Naeem et
   al. 2020), from balls reaching each sample's k-th nearest neighbour;
@@ -22,7 +22,8 @@ import math
 
 import numpy as onp
 
-from .. import fid, seeds
+from .. import seeds
+from . import fid
 
 K = 5  # nearest neighbours behind the balls of precision, recall, density and coverage
 NDB_ALPHA = 0.05  # a bin is different when its two-sided p-value is below this

@@ -18,7 +18,7 @@ from ..config import config_from_args, train_parser
 from ..flags import program
 from ..errors import UserError
 from ..files import written_atomically
-from ..outputs import check_replaceable, record_written
+from .outputs import check_replaceable, record_written
 
 VARIANTS = ('leaky', 'relu')
 PROBE = 64  # real and fake images in the fixed measuring batches

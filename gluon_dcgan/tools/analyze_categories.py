@@ -15,7 +15,7 @@ import numpy as onp
 from ..flags import OneLineParser, flag, positive_int, program, seed_int
 from ..errors import UserError
 from ..files import written_atomically
-from ..outputs import check_replaceable, record_written
+from .outputs import check_replaceable, record_written
 
 REPORTS = ('categories.md', 'categories.png')
 SHOWN = 8  # most confident samples per category in categories.png
@@ -73,7 +73,7 @@ def _samples(run_dir, num, seed):
     """(N, H, W, 1) uint8: the images `generate --seed` draws from the run's export."""
     from ..export.load import load_mxnet_generator, mxnet_forward
     from ..images import images_in_chunks
-    from ..latent import latent_noise
+    from .latent import latent_noise
     net_G, manifest = load_mxnet_generator(os.path.join(run_dir, 'export'))
     return images_in_chunks(mxnet_forward(net_G), latent_noise(num, manifest['latent_dim'], seed))
 
@@ -83,7 +83,7 @@ def main(argv):
     args = _parse(argv)
     from ..runtime import use_np
     use_np()
-    from .. import classifier
+    from . import classifier
     from ..data.fashion_mnist import load_fashion_mnist
     from ..data.hub import progress_note
     from ..train import rundir

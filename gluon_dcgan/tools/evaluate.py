@@ -72,7 +72,7 @@ def _real_images(args, channels):
 
 
 def _inception(args, net_G, manifest, ctx, fake):
-    from .. import fid
+    from ..quality import fid
     real = _real_images(args, channels=manifest['output_shape'][1])
     models = os.path.join(args.data_root, 'models')
     net = fid.load_inception(args.inception_params, models, ctx)
@@ -88,7 +88,7 @@ def _inception(args, net_G, manifest, ctx, fake):
 
 
 def _report(args, manifest, ctx, fake):
-    from .. import outputs
+    from . import outputs
     from ..quality import report as quality
     folder = os.path.dirname(os.path.abspath(args.export))  # beside it: export/ holds an export only
     outputs.check_replaceable(folder, quality.FILES, 'evaluate', args.overwrite)
@@ -116,7 +116,7 @@ def main(argv):
     use_np()
     ctx = resolve_contexts(args.ctx)[0]
     from ..export.load import check_memory, load_mxnet_generator, mxnet_forward, pixels_of
-    from ..latent import latent_noise
+    from .latent import latent_noise
     net_G, manifest = load_mxnet_generator(args.export, ctx)
     check_memory(manifest, args.num, MAX_NUM, '--num')
     # The same noise as `generate --seed`: the scored images are the ones it draws.

@@ -20,8 +20,8 @@ from ..flags import (OneLineParser, flag, int_in, non_empty_path, positive_int, 
                      seed_int)
 from ..files import Damaged, leftovers, read_json, remove_leftovers, temporary_folder
 from ..images import chunk_size, grid, png_bytes, save_gif, save_png, square_grid
-from ..latent import latent_noise, latent_walk
-from ..outputs import is_recorded
+from .latent import latent_noise, latent_walk
+from .outputs import is_recorded
 from ..progress import progress_bar
 
 MAX_GRID = 10_000  # images in one grid: 100x100 tiles of 64 px, 6602 px square, 131 MB

@@ -8,7 +8,7 @@ epoch, batch = batches already done of the next one):
     adam_G.json, adam_D.json          and their step counters; for dist_sync, whose
                                       Adam states live on the parameter servers:
     server-R.params, server-R.json    each server's Adam state, written by the
-                                      servers themselves (train/dist_server.py)
+                                      servers themselves (dist/server.py)
     fixed_noise.npy                   the noise behind samples/epoch_NNN.png
     state.json                        epoch, batch, config, history, partial sums
     manifest.json                     SHA-256 of every file above; written last
@@ -32,7 +32,7 @@ from ..errors import UserError, first_line
 from ..files import (Damaged, file_digest, fsync_path, load_npy, read_json, remove_leftovers,
                      temporary_folder)
 from . import optimizer_state, shapes
-from .dist_server import load_server_states, save_server_states
+from ..dist.server import load_server_states, save_server_states
 
 KEEP = 2  # the newest intact checkpoints kept; older ones are removed
 TMP_PREFIX = '.tmp-ckpt-'

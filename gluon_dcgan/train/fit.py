@@ -147,7 +147,7 @@ def prepare(run):
             f'(raise --epochs to train longer)')
         return False
     if cfg.fid_every and run.chief:  # read now: weights that do not load are refused here,
-        from ..fid import load_inception  # before --overwrite removes anything
+        from ..quality.fid import load_inception  # before --overwrite removes anything
         run.scoring_net = load_inception(cfg.inception_params,
                                          os.path.join(cfg.data_root, 'models'), run.ctxs[0])
     if cfg.eval_every and run.chief:  # likewise: a missing weights package is refused here

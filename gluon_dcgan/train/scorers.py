@@ -37,7 +37,7 @@ class FIDScorer:
 
     def __init__(self, cfg, gan, real_images, ctx, net):
         """`net`: FID's InceptionV3 (fid.load_inception), loaded by the run's checks."""
-        from .. import fid
+        from ..quality import fid
         self.cfg, self.gan, self.ctx, self.net = cfg, gan, ctx, net
         self.num = cfg.fid_num
         self.real_stats = fid.statistics(fid.inception_features(net, real_images[:self.num],
@@ -47,7 +47,7 @@ class FIDScorer:
         return epoch % self.cfg.fid_every == 0
 
     def score(self, epoch):
-        from .. import fid
+        from ..quality import fid
         fake = generated(self.cfg, self.gan, Stream.FID, epoch, self.num)
         return {'fid': fid.fid_of_images(self.net, fake, self.real_stats, self.ctx)}
 

@@ -63,7 +63,7 @@ def make_trainers(net_G, net_D, lr, beta1, kvstore=None, lr_G=None, lr_D=None):
     hp_D = {'learning_rate': lr if lr_D is None else lr_D, 'beta1': beta1}
     kv_D = kv_G = {} if kvstore is None else {'kvstore': kvstore}
     if kvstore is not None and not isinstance(kvstore, str):
-        from .kvstore import KeyOffsetKVStore
+        from ..dist.kvstore import KeyOffsetKVStore
         # One dist store per process; net_G's keys start after net_D's.
         kv_D = {'kvstore': KeyOffsetKVStore(kvstore, 0)}
         kv_G = {'kvstore': KeyOffsetKVStore(kvstore, len(net_D.collect_params().keys()))}

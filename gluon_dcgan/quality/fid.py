@@ -16,10 +16,10 @@ import os
 import numpy as onp
 from scipy import linalg
 
-from . import seeds
-from .errors import UserError, first_line
-from .files import file_digest, load_npz, remove_stale_temps, written_atomically
-from .progress import progress_bar
+from .. import seeds
+from ..errors import UserError, first_line
+from ..files import file_digest, load_npz, remove_stale_temps, written_atomically
+from ..progress import progress_bar
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FEATURES = 2048

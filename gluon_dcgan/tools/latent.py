@@ -6,7 +6,7 @@ their scores describe the images `generate` shows.
 """
 import numpy as onp
 
-from .seeds import Stream, noise
+from ..seeds import Stream, noise
 
 
 def latent_noise(num, latent_dim, seed):

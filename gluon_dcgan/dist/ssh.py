@@ -22,8 +22,8 @@ import subprocess
 import sys
 import threading
 
-from .errors import UserError, last_line
-from .files import Damaged, read_bounded
+from ..errors import UserError, last_line
+from ..files import Damaged, read_bounded
 
 MAX_HOSTFILE = 1 << 20  # a hostfile is a few lines: 1 MiB is far more than any
 MAX_OUTPUT = 1 << 16  # bytes kept of what `ssh -G` or the port probe prints (a few KiB)

@@ -9,8 +9,8 @@ Such a file is refused in one line before any work starts, unless --overwrite.
 import json
 import os
 
-from .errors import UserError
-from .files import Damaged, file_digest, read_json, written_atomically
+from ..errors import UserError
+from ..files import Damaged, file_digest, read_json, written_atomically
 
 RECORD = '.gluon_dcgan-outputs.json'
 _RECORD_BYTES = 1 << 20  # a few names and digests; anything larger is not ours

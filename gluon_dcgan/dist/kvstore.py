@@ -4,12 +4,12 @@ ps-lite allows one dist KVStore per process (a second mx.kv.create('dist_sync')
 blocks), but each gluon.Trainer keys its parameters 0, 1, 2, ... so net_D's
 and net_G's would collide. ``KeyOffsetKVStore`` is the same store, seen with
 every key shifted by an offset; each Trainer gets one (net_D's with offset 0).
-It also sends the Trainer's optimizer to the servers as data (dist_server.py),
+It also sends the Trainer's optimizer to the servers as data (server.py),
 where MXNet's KVStore would send a pickle, which our servers refuse.
 """
 from mxnet.kvstore import KVStore
 
-from .dist_server import send_optimizer
+from .server import send_optimizer
 
 
 class KeyOffsetKVStore(KVStore):

@@ -1,6 +1,6 @@
 """Run one command of a launched cluster so that it cannot outlive its launcher.
 
-    python gluon_dcgan/launch_guard.py GRACE_SECONDS -- COMMAND ...
+    python gluon_dcgan/dist/guard.py GRACE_SECONDS -- COMMAND ...
 
 ``gluon_dcgan.launch`` starts every scheduler, server and worker through this
 guard, locally or at the far end of an ssh connection, with the guard's stdin a
@@ -76,7 +76,7 @@ class Guard:
 def main(argv):
     """Run the command after ``--`` under the guard; return its exit code."""
     if len(argv) < 3 or argv[1] != '--':
-        print('usage: launch_guard.py GRACE_SECONDS -- COMMAND ...', file=sys.stderr)
+        print('usage: guard.py GRACE_SECONDS -- COMMAND ...', file=sys.stderr)
         return 2
     try:
         guard = Guard(argv[2:], float(argv[0]))

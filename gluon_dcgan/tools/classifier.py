@@ -10,10 +10,10 @@ import numpy as onp
 from mxnet import autograd, gluon, init, np
 from mxnet.gluon import nn
 
-from . import seeds
-from .errors import UserError, last_line
-from .files import written_atomically
-from .progress import progress_bar
+from .. import seeds
+from ..errors import UserError, last_line
+from ..files import written_atomically
+from ..progress import progress_bar
 
 # The classifier's weights take about 0.4 MB: a larger file under its name is not one.
 MAX_CACHED_BYTES = 16 << 20
