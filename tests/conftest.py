@@ -11,6 +11,7 @@ into `make test-fast` by default.
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -220,3 +221,27 @@ def tiny_run(tmp_path_factory):
     proc = run_cli(TINY + ['--out-dir', str(out), '--data-root', str(out.parent / 'cache')])
     assert proc.returncode == 0, proc.stderr
     return out, proc
+
+
+@pytest.fixture
+def export_copy(tiny_run, tmp_path):
+    dst = tmp_path / 'export'
+    shutil.copytree(tiny_run[0] / 'export', dst)
+    return dst
+
+
+# The tiny run whose checkpoints the damage tests break (test_damaged_files, _abuse).
+DAMAGE_RUN = ['--data', 'synthetic', '--limit', '32', '--batch-size', '16', '--n-G', '8',
+              '--n-D', '8', '--no-progress', '--ctx', 'cpu']
+
+
+@pytest.fixture(scope='module')
+def two_epochs(tmp_path_factory):
+    """A finished 2-epoch run (checkpoints E0001 and E0002); tests work on copies."""
+    return finished_run(tmp_path_factory, DAMAGE_RUN + ['--epochs', '2'])
+
+
+@pytest.fixture
+def run_copy(two_epochs, tmp_path):
+    shutil.copytree(two_epochs, tmp_path / 'run')
+    return tmp_path / 'run'

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 
 def wait_until(predicate, what, timeout=180, proc=None):
@@ -83,11 +83,22 @@ def checkpoint_names(out):
 def kill_at_each_epoch(args, out, epochs=2):
     """Run `args` into `out` and SIGKILL it as soon as training starts, then (resumed each
     time) as soon as each of the first `epochs` epochs' checkpoints exists."""
-    events = [lambda: True] + [
-        (lambda e: lambda: f'ckpt-E{e:04d}-B000000' in checkpoint_names(out))(e)
-        for e in range(1, epochs + 1)]
+    def checkpointed(epoch):
+        return lambda: f'ckpt-E{epoch:04d}-B000000' in checkpoint_names(out)
+    events = [lambda: True] + [checkpointed(e) for e in range(1, epochs + 1)]
     for i, event in enumerate(events):
         run = LiveRun(args + ['--out-dir', out] + (['--resume'] if i else []))
         run.wait_for_line('training epochs')
         run.wait_for(event, f'event {i}')
         run.kill()
+
+
+def killed_and_resumed(args, tmp_path):
+    """(ref, out): `args` run uninterrupted into ref, and into out SIGKILLed at each epoch
+    (kill_at_each_epoch) and then resumed to the end."""
+    ref, out = tmp_path / 'ref', tmp_path / 'killed'
+    assert run_cli(args + ['--out-dir', str(ref)]).returncode == 0
+    kill_at_each_epoch(args, out)
+    proc = run_cli(args + ['--out-dir', str(out), '--resume'])
+    assert proc.returncode == 0, proc.stderr
+    return ref, out

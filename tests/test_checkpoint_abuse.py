@@ -14,12 +14,11 @@ import shutil
 import numpy as onp
 import pytest
 
-from conftest import finished_run, run_cli
+from conftest import DAMAGE_RUN, run_cli
 
 pytestmark = pytest.mark.cli  # real runs of the command
 
-RUN = ['--data', 'synthetic', '--limit', '32', '--batch-size', '16', '--n-G', '8', '--n-D', '8',
-       '--no-progress', '--ctx', 'cpu']
+RUN = DAMAGE_RUN
 E1, E2, E3 = 'ckpt-E0001-B000000', 'ckpt-E0002-B000000', 'ckpt-E0003-B000000'
 
 
@@ -52,18 +51,6 @@ def _resume(run, epochs):
     assert proc.returncode == 0, proc.stderr
     assert 'Traceback' not in proc.stderr, proc.stderr
     return proc
-
-
-@pytest.fixture(scope='module')
-def two_epochs(tmp_path_factory):
-    """A finished 2-epoch run (checkpoints E0001 and E0002); tests work on copies."""
-    return finished_run(tmp_path_factory, RUN + ['--epochs', '2'])
-
-
-@pytest.fixture
-def run_copy(two_epochs, tmp_path):
-    shutil.copytree(two_epochs, tmp_path / 'run')
-    return tmp_path / 'run'
 
 
 def test_other_names_are_the_users_never_resumed_from_or_pruned(run_copy):
@@ -290,7 +277,8 @@ MALFORMED = {
                                                  s.update(batch=2), s['partial'].update(batch=2))),
                                'batch 2 is past the end of an epoch of at most 32 images'),
     'net_G NaN': (lambda c: _edit_net(c / 'net_G.params', lambda a: {
-        k: v * float('nan') for k, v in a.items()}), 'net_G.params holds values that are not finite'),
+        k: v * float('nan') for k, v in a.items()}),
+     'net_G.params holds values that are not finite'),
     'n_G -1 in state.json': (_state(lambda s: s['config'].update(n_G=-1)), 'state.json'),
     'channels 2 in state.json': (_state(lambda s: s['config'].update(channels=2)), 'state.json'),
     # Issue #20: read bounded, and named, instead of a MemoryError or RecursionError.
@@ -330,6 +318,7 @@ def _edit_net(path, change):
 def _net_G_of_width(path, n_G):
     """Write the parameters of an `n_G`-wide generator (latent 100, RGB) to `path`."""
     import mxnet as mx
+
     from gluon_dcgan.model import build_net_G
     net = build_net_G(n_G)
     net.initialize(mx.init.Normal(0.02))

@@ -8,18 +8,16 @@ next start, a live writer's stay; and a --data folder inside the run folder is r
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import numpy as onp
 import pytest
 
-from conftest import assert_one_line_error, finished_run, run_cli
+from conftest import DAMAGE_RUN, assert_one_line_error, run_cli
 from gluon_dcgan.files import HOST
 
-RUN = ['--data', 'synthetic', '--limit', '32', '--batch-size', '16', '--n-G', '8', '--n-D', '8',
-       '--no-progress', '--ctx', 'cpu']
+RUN = DAMAGE_RUN
 E1, E2 = 'ckpt-E0001-B000000', 'ckpt-E0002-B000000'
 DEEP = 200_000  # past Python's recursion limit, far past files.MAX_JSON_DEPTH
 
@@ -59,18 +57,6 @@ def _deep_manifest(ckpt):
 
 CHECKPOINT_DAMAGE = {'noise of 2**40 floats': (_huge_noise, 'fixed_noise.npy'),
                      'manifest 200000 deep': (_deep_manifest, 'manifest.json')}
-
-
-@pytest.fixture(scope='module')
-def two_epochs(tmp_path_factory):
-    """A finished 2-epoch run (checkpoints E0001 and E0002); tests work on copies."""
-    return finished_run(tmp_path_factory, RUN + ['--epochs', '2'])
-
-
-@pytest.fixture
-def run_copy(two_epochs, tmp_path):
-    shutil.copytree(two_epochs, tmp_path / 'run')
-    return tmp_path / 'run'
 
 
 def _damaged_warning(proc, ckpt, why):

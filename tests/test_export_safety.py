@@ -213,13 +213,6 @@ def _nested_subgraphs(depth):
     return text
 
 
-@pytest.fixture
-def export_copy(tiny_run, tmp_path):
-    dst = tmp_path / 'export'
-    shutil.copytree(tiny_run[0] / 'export', dst)
-    return dst
-
-
 @pytest.mark.cli
 @pytest.mark.parametrize('depth', [5000, 1])
 def test_a_graph_with_subgraphs_is_refused_before_mxnet_reads_it(export_copy, tmp_path,
@@ -302,6 +295,7 @@ def test_generate_bounds_the_memory_of_large_images(tmp_path, main_in_process):
 @pytest.mark.unit
 def test_each_pass_is_checked_against_the_manifest():
     import numpy as onp
+
     from gluon_dcgan.errors import UserError
     from gluon_dcgan.export.load import pixels_of
     manifest = {'latent_dim': 4, 'output_shape': ['N', 3, 8, 8]}

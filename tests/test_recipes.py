@@ -2,9 +2,8 @@
 import numpy as onp
 import pytest
 
-from conftest import run_cli
 from gluon_dcgan.config import Config, parse_train_args
-from live import kill_at_each_epoch
+from live import killed_and_resumed
 
 RUN = ['--data', 'synthetic', '--limit', '96', '--batch-size', '16', '--epochs', '3',
        '--n-G', '16', '--n-D', '16', '--ctx', 'cpu', '--no-progress', '--seed', '11',
@@ -13,6 +12,7 @@ RUN = ['--data', 'synthetic', '--limit', '96', '--batch-size', '16', '--epochs',
 
 def _gan(**fields):
     import mxnet as mx
+
     from gluon_dcgan.train.loop import GAN
     return GAN(Config(data='synthetic', batch_size=8, n_G=8, n_D=8, **fields), [mx.cpu()])
 
@@ -48,12 +48,7 @@ def test_ttur_gives_each_net_its_rate_and_diffaugment_changes_what_D_sees():
 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run_with_every_recipe(tmp_path):
-    ref = tmp_path / 'ref'
-    assert run_cli(RUN + ['--out-dir', str(ref)]).returncode == 0
-    out = tmp_path / 'killed'
-    kill_at_each_epoch(RUN, out)
-    proc = run_cli(RUN + ['--out-dir', str(out), '--resume'])
-    assert proc.returncode == 0, proc.stderr
+    ref, out = killed_and_resumed(RUN, tmp_path)
     from mxnet import nd
     for name in ('export/generator-0000.params',
                  'checkpoints/ckpt-E0003-B000000/ema_G.params',

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import FINAL_LINE, TINY, assert_one_line_error, run_cli
 from gluon_dcgan.train.fit import INTERRUPTED
-from live import LiveRun, kill_at_each_epoch
+from live import LiveRun, killed_and_resumed
 
 RUN = ['--data', 'synthetic', '--limit', '96', '--batch-size', '16', '--epochs', '3',
        '--n-G', '16', '--n-D', '16', '--ctx', 'cpu', '--no-progress', '--seed', '11']
@@ -32,14 +32,9 @@ def _checkpoints(out):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
-    ref = tmp_path / 'ref'
-    assert run_cli(RUN + ['--out-dir', str(ref)]).returncode == 0
-    out = tmp_path / 'killed'
     # Killed as soon as training starts (epoch 1), then as soon as epoch 1's and
     # epoch 2's checkpoints exist (during the epoch-end work or the next epoch).
-    kill_at_each_epoch(RUN, out)
-    proc = run_cli(RUN + ['--out-dir', str(out), '--resume'])
-    assert proc.returncode == 0, proc.stderr
+    ref, out = killed_and_resumed(RUN, tmp_path)
     ref_params, params = _params(ref), _params(out)
     assert ref_params.keys() == params.keys()
     for k in ref_params:
@@ -127,6 +122,7 @@ def test_refusals(tmp_path, tiny_run, main_in_process):
 @pytest.mark.unit
 def test_nan_loss_stops_with_epoch_and_batch():
     from mxnet import np
+
     from gluon_dcgan.train.loop import Diverged, EpochSums
     sums = EpochSums(epoch=4)
     with pytest.raises(Diverged) as err:  # read one batch behind: when batch 3 is added
