@@ -161,11 +161,11 @@ def _check_dmlc_role(argv):
     if not (training and dist_sync and role == 'worker'):
         raise UserError(f'DMLC_ROLE={role} is set, but this is not a dist_sync training '
                         f'worker: unset DMLC_ROLE, or train with --kvstore dist_sync under '
-                        f'{program("launch")}')
+                        f'{runnable("launch")}')
     missing = [v for v in DMLC_LAUNCH_VARIABLES if not os.environ.get(v)]
     if missing:  # without them the worker waits for a scheduler that does not exist
         raise UserError(f'DMLC_ROLE=worker is set without {", ".join(missing)}: start '
-                        f'dist_sync training with {program("launch")}')
+                        f'dist_sync training with {runnable("launch")}')
 
 
 def _quiet_mxnet_shutdown(unraisable, default=sys.unraisablehook):

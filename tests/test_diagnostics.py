@@ -70,10 +70,14 @@ def test_D_outputs_are_recorded_shown_and_react(tmp_path):
         assert (f"loss_G {r['loss_G']:.3f} D(x) {r['D_x']:.2f} D(G) {r['D_G_z']:.2f}>"
                 f"{r['D_G_z2']:.2f}") in terminal, terminal
     # The progress bar shows the losses so far and the time left for the run, and
-    # every line and bar fits 80 columns.
+    # every line and bar fits 80 columns (but the closing lines, which name the run's
+    # folder: a path is as long as the user made it).
     assert re.search(r'epoch 1/2 +\d+%\|.{12}\| \d/\d+, D \d+\.\d{3} G \d+\.\d{3} '
                      r'\d+\.\d ex/s eta \d+:\d\d', terminal), terminal
-    assert max(len(line.rstrip()) for line in re.split(r'[\r\n]', terminal)) <= 80, terminal
+    lines = re.split(r'[\r\n]', terminal)
+    assert max(len(line.rstrip()) for line in lines
+               if not line.startswith(('wrote ', 'next: '))) <= 80, terminal
+    assert any(line.startswith('next: ') for line in lines), terminal
 
     def mean(k):
         return sum(r[k] for r in rows) / len(rows)

@@ -42,6 +42,7 @@ def _image_folder(tmp_path, count=31):  # + one extra file = --limit 32
 
 def _save_webp(path):
     from PIL import Image
+
     from gluon_dcgan.data.synthetic import make_sprites
     Image.fromarray(make_sprites(1, seed=5)[0]).save(path, format='WEBP')
 
@@ -255,7 +256,7 @@ def test_bad_seed_in_tools(command, seed, tmp_path, main_in_process):
 def test_stray_dmlc_role_is_refused_before_mxnet_loads(role, args, tmp_path):
     proc = run_cli(args + (['--out-dir', str(tmp_path / 'out')] if '--limit' in args else []),
                    env={'DMLC_ROLE': role}, timeout=60, cwd=str(tmp_path))
-    assert_one_line_error(proc, contains='gluon_dcgan.launch')
+    assert_one_line_error(proc, contains='python run.py launch')
     assert not (tmp_path / 'out').exists()
 
 
@@ -275,13 +276,6 @@ def test_gpu_build_without_driver_is_one_line(args, tmp_path):
 
 # ---- generate and exports ---------------------------------------------------------------
 
-@pytest.fixture
-def export_copy(tiny_run, tmp_path):
-    dst = tmp_path / 'export'
-    shutil.copytree(tiny_run[0] / 'export', dst)
-    return dst
-
-
 # From here on, the tests read a copy of the session's trained run (conftest.tiny_run): cli.
 @pytest.mark.cli
 def test_generate_refuses_a_grid_above_the_limit(export_copy, tmp_path, main_in_process):
@@ -294,10 +288,11 @@ def test_generate_refuses_a_grid_above_the_limit(export_copy, tmp_path, main_in_
 @pytest.mark.cli
 @pytest.mark.parametrize('onnx', [False, True])
 def test_generate_in_chunks_equals_one_pass(export_copy, tmp_path, onnx):
-    from gluon_dcgan.tools import latent
+    from PIL import Image
+
     from gluon_dcgan.export import load
     from gluon_dcgan.images import CHUNK, grid, to_pixels
-    from PIL import Image
+    from gluon_dcgan.tools import latent
     num = CHUNK + 44
     proc = run_cli(['generate', '--export', str(export_copy), '--num', str(num), '--seed', '3',
                     '--output', str(tmp_path / 'g.png')] + (['--onnx'] if onnx else []))
@@ -358,6 +353,7 @@ def _edit_output_shape(export):
 
 def _swap_in_other_width(export):
     import mxnet as mx
+
     from gluon_dcgan.export.mxnet_export import export_generator
     from gluon_dcgan.model import build_net_G
     net = build_net_G(8)  # the trained run's net_G is 16 wide
@@ -476,8 +472,9 @@ def test_a_foreign_export_with_any_batch_generates(tmp_path, main_in_process, bu
 def test_parameter_counts_match_the_built_nets(n_G, n_D, latent, channels):
     import mxnet as mx
     from mxnet import np
-    from gluon_dcgan.model import build_net_D, build_net_G, count_parameters
+
     from gluon_dcgan.memory import parameter_counts
+    from gluon_dcgan.model import build_net_D, build_net_G, count_parameters
     net_G, net_D = build_net_G(n_G, channels), build_net_D(n_D)
     for net in (net_G, net_D):
         net.initialize(mx.init.Normal(0.02))
@@ -549,7 +546,8 @@ def test_own_images_notes_name_other_extensions_and_count_non_square_ones(tmp_pa
     rng = onp.random.RandomState(0)
     for i in range(12):
         size = (48, 80) if i % 3 == 0 else (64, 64)
-        Image.fromarray(rng.randint(0, 255, size + (3,), dtype=onp.uint8)).save(root / 'a' / f'{i}.png')
+        pixels = rng.randint(0, 255, size + (3,), dtype=onp.uint8)
+        Image.fromarray(pixels).save(root / 'a' / f'{i}.png')
     Image.fromarray(onp.zeros((8, 8, 3), onp.uint8)).save(root / 'a' / 'photo.webp')
     args = ['--data', str(root), '--epochs', '1', '--batch-size', '4', '--n-G', '8', '--n-D', '8',
             '--ctx', 'cpu', '--no-progress', '--data-root', str(tmp_path / 'cache')]
