@@ -56,10 +56,13 @@ lock:
 demo: setup
 	$(BIN)/python run.py --data synthetic --epochs 10 --batch-size 64 --out-dir outputs/demo --overwrite
 
-# Every layer: unit, cli (the real command in a subprocess) and slow (pyproject.toml), in
-# one pytest process per core (tests/parallel.py; `python -m pytest tests` runs them serially).
+# ruff first (pyproject.toml), then every layer: unit, cli (the real command in a
+# subprocess) and slow, one pytest-xdist worker per usable core. --dist loadfile keeps a
+# file on one worker, so its module fixtures (finished runs) are built once. Without -n,
+# `python -m pytest tests` runs them serially. pytest exits 5 if nothing ran: make fails.
 test: setup
-	$(BIN)/python tests/parallel.py -q
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -n auto --dist loadfile tests
 
 # The unit layer alone, in process: under a minute. pytest exits 5 if nothing ran: make fails.
 test-fast: setup

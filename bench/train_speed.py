@@ -45,7 +45,7 @@ def _chapter_nets():
 
     class G_block(nn.Block):
         def __init__(self, channels, kernel_size=4, strides=2, padding=1, **kwargs):
-            super(G_block, self).__init__(**kwargs)
+            super().__init__(**kwargs)
             self.conv2d_trans = nn.Conv2DTranspose(
                 channels, kernel_size, strides, padding, use_bias=False)
             self.batch_norm = nn.BatchNorm()
@@ -56,7 +56,7 @@ def _chapter_nets():
 
     class D_block(nn.Block):
         def __init__(self, channels, kernel_size=4, strides=2, padding=1, alpha=0.2, **kwargs):
-            super(D_block, self).__init__(**kwargs)
+            super().__init__(**kwargs)
             self.conv2d = nn.Conv2D(channels, kernel_size, strides, padding, use_bias=False)
             self.batch_norm = nn.BatchNorm()
             self.activation = nn.LeakyReLU(alpha)
@@ -306,7 +306,8 @@ def _median(rows, key):
 
 def _report(rows, codes, conv, kernels):
     """The table, the convolution rates and kernels, then the speedup lines."""
-    names = {'A': 'A: chapter as written', 'B': 'B: gluon_dcgan', 'C': 'C: gluon_dcgan --dtype bfloat16'}
+    names = {'A': 'A: chapter as written', 'B': 'B: gluon_dcgan',
+             'C': 'C: gluon_dcgan --dtype bfloat16'}
     med = {w: _median(rows, lambda r: r[w]['value']) for w in codes}
     print()
     print('| code | examples/sec (median) | peak RSS (GB) |')

@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import os
-from typing import Optional
 
 from . import __version__
 from .errors import UserError
@@ -44,7 +43,7 @@ class Config:
     # data
     data: str = 'pokemon'            # pokemon | synthetic | fashion-mnist | PATH to an image folder
     data_root: str = DEFAULT_DATA_ROOT  # download and decode cache
-    limit: Optional[int] = None      # use only the first N images
+    limit: int | None = None         # use only the first N images
     num_workers: int = dataclasses.field(default_factory=default_num_workers)  # decode threads
     skip_bad_images: bool = False    # drop unreadable images instead of stopping
     image_size: int = 64             # the chapter's Resize(64); the nets are built for 64x64
@@ -66,20 +65,20 @@ class Config:
                                      # with avx512_bf16); weights and checkpoints stay fp32
     # recipes for small data (off in the chapter's recipe; docs/quality.md measures them)
     recipe: str = 'chapter'          # chapter | small-data: a preset of the four below
-    diffaugment: Optional[str] = None  # DiffAugment policies, e.g. color,translation,cutout
+    diffaugment: str | None = None   # DiffAugment policies, e.g. color,translation,cutout
     ema: float = 0.0                 # decay of the generator's weight average (0: off)
-    lr_G: Optional[float] = None     # the generator's Adam learning rate (None: --lr)
-    lr_D: Optional[float] = None     # the discriminator's (None: --lr); TTUR sets them apart
+    lr_G: float | None = None        # the generator's Adam learning rate (None: --lr)
+    lr_D: float | None = None        # the discriminator's (None: --lr); TTUR sets them apart
     # where and how
     ctx: str = 'auto'                # auto | cpu | gpu | gpu:N | gpu:0,1 | cpu:0,1
-    kvstore: Optional[str] = None    # None picks device/local; dist_sync for several hosts
+    kvstore: str | None = None       # None picks device/local; dist_sync for several hosts
     out_dir: str = 'outputs'
     resume: bool = False
     overwrite: bool = False
     progress: bool = True            # progress bar on stderr
     fid_every: int = 0               # score FID every K epochs (0: never)
     fid_num: int = 1000              # generated and real images per FID score
-    inception_params: Optional[str] = None  # local InceptionV3 weights for FID
+    inception_params: str | None = None  # local InceptionV3 weights for FID
     eval_every: int = 0              # score KID in EfficientNet-Lite0 features every K epochs
     eval_num: int = 500              # generated and real images per --eval-every score
 

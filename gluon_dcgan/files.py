@@ -175,7 +175,7 @@ def remove_leftovers(parent, prefix):
 
 
 def remove_stale_temps(folder):
-    """Remove the written_atomically leftovers of killed processes anywhere in `folder`'s top level."""
+    """Remove the written_atomically leftovers of killed processes in `folder`'s top level."""
     try:
         names = os.listdir(folder)
     except OSError:

@@ -1,4 +1,4 @@
-"""`python -m gluon_dcgan.launch`: the launcher under the name it had before dist/ (dist/launch.py)."""
+"""`python -m gluon_dcgan.launch`: the launcher by its old name (it is dist/launch.py)."""
 import sys
 
 from .dist.launch import main

@@ -12,11 +12,12 @@ import pytest
 
 from conftest import assert_one_line_error, finished_run, run_cli
 
-pytestmark = pytest.mark.cli  # the real command and runs of it, end to end
 from gluon_dcgan.errors import UserError
 from gluon_dcgan.export.mxnet_export import check_target
 from gluon_dcgan.train import rundir
 from gluon_dcgan.train.fit import _check_same_images
+
+pytestmark = pytest.mark.cli  # the real command and runs of it, end to end
 
 RUN = ['--data', 'synthetic', '--limit', '32', '--batch-size', '16', '--n-G', '8', '--n-D', '8',
        '--ctx', 'cpu', '--no-progress', '--epochs', '1']

@@ -41,7 +41,7 @@ class HostileServer:
         while not self.done.is_set() and time.monotonic() < deadline:
             try:
                 conn, _ = self.sock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             threading.Thread(target=self._answer, args=(conn, deadline), daemon=True).start()
         self.sock.close()

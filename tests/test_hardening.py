@@ -322,7 +322,7 @@ def test_a_folder_that_cannot_be_written_is_refused_before_anything_changes(run_
 @pytest.mark.cli
 def test_a_read_only_run_can_be_exported_elsewhere(run_copy, tmp_path):
     modes = {}
-    for top, dirs, files in os.walk(run_copy):
+    for top, _, files in os.walk(run_copy):
         for path in [top] + [os.path.join(top, f) for f in files]:
             modes[path] = os.stat(path).st_mode
             os.chmod(path, modes[path] & ~0o222)

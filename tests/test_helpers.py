@@ -112,24 +112,3 @@ def test_last_line_of_a_text_with_a_fallback_for_an_empty_one():
     assert last_line('Warning: x\n\nssh: connect to host h port 22: refused\n') == \
         'ssh: connect to host h port 22: refused'
     assert last_line('  \n', empty='no message') == 'no message'
-
-
-def test_the_parallel_runner_deals_every_file_once_and_balances_the_groups():
-    import parallel
-    files = [f'/t/test_{name}.py' for name in ('resume', 'hardening', 'fid', 'launch', 'a',
-                                                'b', 'c')]
-    groups = parallel.split(files, 2)
-    assert sorted(sum(groups, [])) == sorted(files)
-    loads = [sum(parallel.COST.get(os.path.basename(f), parallel.DEFAULT_COST) for f in g)
-             for g in groups]
-    assert abs(loads[0] - loads[1]) <= max(parallel.COST.values()) and min(loads) > 0
-    assert parallel.split(files[:1], 4) == [files[:1]]  # no empty group: it would exit 5
-
-
-@pytest.mark.parametrize('codes, signum, expected', [
-    ([0, 0], 0, 0), ([0, 1], 0, 1), ([5, 0], 0, 0), ([5, 5], 0, 5), ([5, 1], 0, 1),
-    ([2, 2], 2, 130), ([0, 0], 15, 143)])
-def test_the_parallel_runners_exit_code(codes, signum, expected):
-    """No test anywhere fails (5); a group that selects nothing under -k does not."""
-    import parallel
-    assert parallel._exit_code(codes, signum) == expected

@@ -413,7 +413,7 @@ def test_hostfile_names_that_ssh_or_a_shell_would_run_are_refused(tmp_path):
     configuration may put a user or host name into one (%r, %h): letters, digits, ._- only."""
     marker = tmp_path / 'MARKER'
     for line in (f'-oProxyCommand=touch${{IFS}}{marker}', f'a$(touch${{IFS}}{marker})@h1',
-                 f'h1`touch${{IFS}}{marker}`', f'-lroot@h1', 'h1;true'):
+                 f'h1`touch${{IFS}}{marker}`', '-lroot@h1', 'h1;true'):
         (tmp_path / 'hosts.txt').write_text(f'h1\n{line}\n')
         hostfile = ['--hostfile', str(tmp_path / 'hosts.txt')]
         proc = subprocess.run(LAUNCH + ['--workers', '1'] + hostfile + ['--', 'python', 'run.py'],

@@ -53,7 +53,7 @@ def test_pyproject_metadata():
         'attr': 'gluon_dcgan.__version__'}
     assert project['scripts'] == {'gluon-dcgan': 'gluon_dcgan.cli:run'}
     assert project['optional-dependencies']['test'] == [
-        'pytest', 'mxnet==1.9.1', 'scikit-image<0.25']
+        'pytest', 'pytest-xdist', 'mxnet==1.9.1', 'scikit-image<0.25']
     assert not any(r.startswith('pytest') for r in project['dependencies'])
 
 

@@ -90,7 +90,8 @@ def _inception(args, net_G, manifest, ctx, fake):
 def _report(args, manifest, ctx, fake):
     from . import outputs
     from ..quality import report as quality
-    folder = os.path.dirname(os.path.abspath(args.export))  # beside it: export/ holds an export only
+    # Beside the export: export/ holds an export only.
+    folder = os.path.dirname(os.path.abspath(args.export))
     outputs.check_replaceable(folder, quality.FILES, 'evaluate', args.overwrite)
     real = _real_images(args, channels=manifest['output_shape'][1])
     if len(real) < 2 * (quality.metrics.K + 1) or len(fake) < quality.metrics.K + 1:

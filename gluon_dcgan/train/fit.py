@@ -206,7 +206,7 @@ def _announce(run):
 
 
 def run_training(run):
-    """The chapter's train() with the run's hooks. Returns an exit code if interrupted, else None."""
+    """The chapter's train() with the run's hooks: an exit code if interrupted, else None."""
     cfg, state, log = run.cfg, run.state, run.log
     run.signals.check()
     if state['epoch'] < cfg.epochs:

@@ -278,7 +278,8 @@ def old_run_entries(paths):
     for name in RUN_FOLDERS:
         folder = os.path.join(paths.root, name)
         if os.path.isdir(folder):
-            entries += [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if ours[name](n)]
+            entries += [os.path.join(folder, n) for n in sorted(os.listdir(folder))
+                        if ours[name](n)]
     files = [os.path.join(paths.root, n) for n in RUN_FILES]
     return entries + [f for f in files[1:] + files[:1] if os.path.lexists(f)]
 
