@@ -2,7 +2,8 @@
 
 The pipeline reads from ``ls``: data -> model -> train -> export, then tools.
 Imports flow downward only, layer by layer (a module never reaches up):
-    cli                 the commands' dispatch and the one-line error policy
+    cli, api            the commands' dispatch and the one-line error policy; the Python
+                        API the notebook uses (notebooks/dcgan.ipynb, docs/api.md)
     tools/              the commands: generate, export (reexport.py), evaluate and the two
                         exercises, with what only they use (latent, outputs, classifier)
     train/              the chapter's train() and the run around it, attached as hooks

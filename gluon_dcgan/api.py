@@ -45,11 +45,9 @@ def config(**fields):
 
 def final_line(state, ctxs):
     """The chapter's last line: 'loss_D 0.035, loss_G 6.190, 2583.0 examples/sec on gpu(0)',
-    from the last epoch of `state`'s history, as train/fit.py:finish prints it."""
-    from .runtime import describe_contexts
-    last = state['history'][-1]
-    return (f"loss_D {last['loss_D']:.3f}, loss_G {last['loss_G']:.3f}, "
-            f"{last['examples_per_sec']:.1f} examples/sec on {describe_contexts(ctxs)}")
+    from the last epoch of `state`'s history, as training prints it."""
+    from .train.fit import final_line as line
+    return line(state, ctxs)
 
 
 class Animator:
