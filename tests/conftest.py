@@ -9,6 +9,9 @@ A file with any cli or slow test marks every one of its tests, so that no test i
 into `make test-fast` by default.
 """
 import contextlib
+import hashlib
+import io
+import json
 import os
 import re
 import shutil
@@ -23,6 +26,7 @@ from gluon_dcgan.runtime import configure_process, use_np
 # The checkout: run.py lives here. gluon_dcgan itself is imported from the editable
 # install that `make setup` makes (or from the current folder under `python -m pytest`).
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_PY = os.path.join(ROOT, 'run.py')
 
 # One OpenMP thread for the tests' tiny nets, here and in every CLI they start (unless the
 # caller chose): with two, each small op waits at a barrier for the second thread, and on
@@ -118,7 +122,7 @@ def pytest_runtest_setup(item):
 def run_cli(args, cwd=None, env=None, timeout=600, **kwargs):
     """Run `python run.py ARGS` as a user would; returns the CompletedProcess."""
     full_env = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, os.path.join(ROOT, 'run.py')] + list(args),
+    return subprocess.run([sys.executable, RUN_PY] + list(args),
                           cwd=cwd or ROOT, env=full_env, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
 
@@ -230,7 +234,16 @@ def export_copy(tiny_run, tmp_path):
     return dst
 
 
-# The tiny run whose checkpoints the damage tests break (test_damaged_files, _abuse).
+def _copy_of(run):
+    """A fixture: a copy of the finished run that the fixture named `run` made, in tmp_path."""
+    @pytest.fixture
+    def copy(request, tmp_path):
+        shutil.copytree(request.getfixturevalue(run), tmp_path / 'run')
+        return tmp_path / 'run'
+    return copy
+
+
+# The tiny run whose checkpoints the damage tests break (test_damaged_files, test_checkpoint).
 DAMAGE_RUN = ['--data', 'synthetic', '--limit', '32', '--batch-size', '16', '--n-G', '8',
               '--n-D', '8', '--no-progress', '--ctx', 'cpu']
 
@@ -241,7 +254,81 @@ def two_epochs(tmp_path_factory):
     return finished_run(tmp_path_factory, DAMAGE_RUN + ['--epochs', '2'])
 
 
-@pytest.fixture
-def run_copy(two_epochs, tmp_path):
-    shutil.copytree(two_epochs, tmp_path / 'run')
-    return tmp_path / 'run'
+run_copy = _copy_of('two_epochs')
+
+
+# The run that the refusals of run folders, resume, export and checkpoints work on: their
+# lines name its width (16), its batch size (16 of 64 images) and its seed (11).
+SEEDED_RUN = ['--data', 'synthetic', '--limit', '64', '--batch-size', '16', '--n-G', '16',
+              '--n-D', '16', '--ctx', 'cpu', '--no-progress', '--seed', '11']
+# One epoch of 32 images, 8 wide: without --data (for a folder of images), and synthetic.
+ONE_EPOCH = ['--limit', '32', '--batch-size', '16', '--epochs', '1', '--n-G', '8', '--n-D', '8',
+             '--no-progress', '--ctx', 'cpu']
+SYNTHETIC = ['--data', 'synthetic'] + ONE_EPOCH
+
+
+# Session-wide, the two runs below: tests in several files read them (test_rundir,
+# test_resume, test_export, ...), and a module fixture would train them again in each.
+@pytest.fixture(scope='session')
+def seeded_run(tmp_path_factory):
+    """SEEDED_RUN finished after 2 epochs (checkpoints E0001 and E0002); tests work on copies."""
+    return finished_run(tmp_path_factory, SEEDED_RUN + ['--epochs', '2'])
+
+
+seeded_copy = _copy_of('seeded_run')
+
+
+@pytest.fixture(scope='session')
+def one_epoch_run(tmp_path_factory):
+    """SYNTHETIC finished (one epoch, one checkpoint); tests that change it work on copies."""
+    return finished_run(tmp_path_factory, SYNTHETIC)
+
+
+one_epoch_copy = _copy_of('one_epoch_run')
+
+
+def snapshot(folder):
+    """{relative path: SHA-256} of every file under `folder` (the lock file aside)."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if name != '.lock':
+                out[os.path.relpath(path, folder)] = hashlib.sha256(
+                    open(path, 'rb').read()).hexdigest()
+    return out
+
+
+def rehash_checkpoint(ckpt, extra=()):
+    """Rewrite a checkpoint's manifest so that edited files pass the checksum test."""
+    names = json.loads((ckpt / 'manifest.json').read_text())
+    for name in list(names) + list(extra):
+        names[name] = hashlib.sha256((ckpt / name).read_bytes()).hexdigest()
+    (ckpt / 'manifest.json').write_text(json.dumps(names))
+
+
+def unprivileged():
+    """A command prefix under which file permissions hold: root's override dropped."""
+    if os.geteuid() != 0:
+        return []
+    if not shutil.which('setpriv'):
+        pytest.skip('running as root without setpriv: permissions cannot be made to hold')
+    caps = '-dac_override,-dac_read_search'
+    return ['setpriv', f'--bounding-set={caps}', f'--inh-caps={caps}']
+
+
+def fake_mxnet_without_driver(tmp_path):
+    """The environment of a GPU build of MXNet on a machine without the NVIDIA driver."""
+    fake = tmp_path / 'fake' / 'mxnet'
+    fake.mkdir(parents=True)
+    (fake / '__init__.py').write_text(
+        "raise OSError('libcuda.so.1: cannot open shared object file: No such file or "
+        "directory')\n")
+    return {'PYTHONPATH': str(tmp_path / 'fake')}
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, so tqdm draws into it."""
+
+    def isatty(self):
+        return True

@@ -7,15 +7,9 @@ import io
 import numpy as onp
 import pytest
 
+from conftest import Terminal
 from gluon_dcgan.quality import fid
 from gluon_dcgan.tools import classifier
-
-
-class Terminal(io.StringIO):
-    """A stderr that says it is a terminal, as tqdm checks."""
-
-    def isatty(self):
-        return True
 
 
 class Pipe(io.StringIO):

@@ -8,6 +8,7 @@ import numpy as onp
 import pytest
 from PIL import Image
 
+from conftest import Terminal
 from gluon_dcgan.errors import UserError, first_line, last_line
 from gluon_dcgan.files import written_atomically
 
@@ -89,15 +90,10 @@ def test_save_gif_writes_every_frame_and_nothing_for_none(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['a.gif']
 
 
-class _Terminal(io.StringIO):
-    def isatty(self):
-        return True
-
-
 @pytest.mark.parametrize('enabled, terminal', [(True, True), (False, True), (True, False)])
 def test_progress_bar_draws_only_when_enabled_on_a_terminal(monkeypatch, enabled, terminal):
     from gluon_dcgan.progress import progress_bar
-    err = _Terminal() if terminal else io.StringIO()
+    err = Terminal() if terminal else io.StringIO()
     monkeypatch.setattr(sys, 'stderr', err)
     with progress_bar(4, 'testing', 'item', enabled, initial=1) as bar:
         bar.update(3)
@@ -112,3 +108,13 @@ def test_last_line_of_a_text_with_a_fallback_for_an_empty_one():
     assert last_line('Warning: x\n\nssh: connect to host h port 22: refused\n') == \
         'ssh: connect to host h port 22: refused'
     assert last_line('  \n', empty='no message') == 'no message'
+
+
+@pytest.mark.unit
+def test_only_a_full_disk_is_called_full(tmp_path):
+    import errno
+    from gluon_dcgan.files import _disk_full
+    assert _disk_full(OSError(errno.ENOSPC, 'No space left on device'), str(tmp_path))
+    # /sys has no free space at all, but a refusal there is not a full disk.
+    assert not _disk_full(OSError(errno.EACCES, 'Permission denied'), '/sys')
+    assert not _disk_full(RuntimeError('an error without errno'), str(tmp_path))
