@@ -1,4 +1,5 @@
-"""End to end: the real CLI on tiny synthetic data, asserting files and numbers."""
+"""End to end: the real CLI on tiny synthetic data, asserting files and numbers; and the
+one-line error policy of cli.main (whatever fails, one line and no traceback)."""
 import json
 import os
 import shlex
@@ -9,11 +10,10 @@ import numpy as onp
 import pytest
 from PIL import Image
 
-from conftest import FINAL_LINE, ROOT, TINY, assert_one_line_error, run_cli
-
-pytestmark = pytest.mark.cli
+from conftest import FINAL_LINE, ROOT, SEEDED_RUN, TINY, assert_one_line_error, run_cli
 
 
+@pytest.mark.cli
 def test_run_writes_every_output(tiny_run):
     out, proc = tiny_run
     for name in ('config.json', 'metrics.jsonl', 'real_samples.png', 'leaky_relu.png',
@@ -35,6 +35,7 @@ def test_run_writes_every_output(tiny_run):
     assert Image.open(out / 'real_samples.png').size[0] > 100
 
 
+@pytest.mark.cli
 def test_generate_round_trip_is_repeatable_and_matches_the_trained_net(tiny_run, tmp_path,
                                                                        main_in_process):
     out, _ = tiny_run
@@ -60,6 +61,7 @@ def test_generate_round_trip_is_repeatable_and_matches_the_trained_net(tiny_run,
     assert onp.abs(ours - exported).max() < 1e-5
 
 
+@pytest.mark.cli
 def test_same_seed_same_losses(tiny_run, tmp_path):
     # A second run with the session's run's seed (the default, 0): its one epoch is the
     # session's run's first epoch, to the last bit.
@@ -72,6 +74,7 @@ def test_same_seed_same_losses(tiny_run, tmp_path):
     assert outs[0][0]['loss_G'] == outs[1][0]['loss_G']
 
 
+@pytest.mark.cli
 def test_gpu_without_a_usable_gpu_is_one_clear_line(tmp_path):
     proc = run_cli(['--ctx', 'gpu', '--data', 'synthetic', '--out-dir', str(tmp_path / 'o')])
     line = assert_one_line_error(proc, contains='--ctx gpu')
@@ -79,6 +82,7 @@ def test_gpu_without_a_usable_gpu_is_one_clear_line(tmp_path):
     assert not (tmp_path / 'o').exists()
 
 
+@pytest.mark.cli
 def test_help_documents_every_flag():
     proc = run_cli(['--help'])
     assert proc.returncode == 0
@@ -103,6 +107,7 @@ SAME_IN_PROCESS = [
 ]
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('args', SAME_IN_PROCESS)
 def test_main_in_process_answers_as_the_real_command(args, tmp_path, monkeypatch,
                                                      main_in_process):
@@ -145,3 +150,43 @@ def test_a_deleted_current_folder_is_one_line(tmp_path):
               f'{shlex.join(TINY)}')
     proc = subprocess.run(['bash', '-c', script], capture_output=True, text=True, timeout=120)
     assert_one_line_error(proc, contains='the current folder was deleted')
+
+
+@pytest.mark.unit
+def test_an_unforeseen_file_system_error_is_one_line(monkeypatch, main_in_process):
+    from gluon_dcgan import cli
+
+    def refused(argv):
+        raise PermissionError(13, 'Permission denied', '/some/where/x.png')
+    monkeypatch.setattr(cli, '_dispatch', refused)
+    proc = main_in_process(['generate'])
+    line = assert_one_line_error(proc, code=1, contains='Permission denied (/some/where/x.png)')
+    assert 'can be written' in line
+
+
+@pytest.mark.unit
+def test_a_line_break_in_a_path_stays_in_one_error_line(tmp_path, main_in_process):
+    odd = tmp_path / 'a\nb'
+    odd.write_text('a file, not a folder')
+    line = assert_one_line_error(main_in_process(SEEDED_RUN + ['--out-dir', str(odd)]),
+                                 contains='is a file')
+    assert 'a\\nb' in line
+
+
+@pytest.mark.cli
+def test_an_mxnet_shutdown_failure_adds_no_traceback_to_the_one_line(tmp_path):
+    script = tmp_path / 'exit.py'
+    script.write_text(
+        'import atexit, sys\n'
+        'from gluon_dcgan import cli\n'
+        'sys.unraisablehook = cli._quiet_mxnet_shutdown\n'
+        'def _notify_shutdown():\n'
+        '    raise RuntimeError("Failed to allocate CPU Memory")\n'
+        'def other():\n'
+        '    raise RuntimeError("another failure is still reported")\n'
+        'atexit.register(_notify_shutdown)\n'
+        'atexit.register(other)\n')
+    import sys
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert 'another failure is still reported' in proc.stderr
+    assert 'Failed to allocate' not in proc.stderr

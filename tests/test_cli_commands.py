@@ -1,6 +1,7 @@
 """The commands as a user types them: `train` (also flags alone), `launch`, the name typed
 (run.py, python -m gluon_dcgan, gluon-dcgan) in usage lines and hints, each flag once in
---help with snake_case still read, and what the end of a training says to do next."""
+--help with snake_case still read, and what the end of a training says to do next; and the
+surface: --version, --help's groups, an unknown command and a near miss."""
 import os
 import re
 import shlex
@@ -13,6 +14,7 @@ import pytest
 
 from conftest import FINAL_LINE, ROOT, assert_one_line_error, run_cli
 from live import LiveRun
+from gluon_dcgan import __version__
 from gluon_dcgan.cli import COMMANDS
 
 TRAIN = ['--data', 'synthetic', '--limit', '32', '--batch-size', '16', '--n-G', '8',
@@ -204,3 +206,65 @@ def test_train_runs_as_a_launched_worker_and_only_the_chief_says_what_it_wrote(t
     assert wrote == [
         f'[worker 0] wrote {out}/: training.png, samples/, progress.gif, checkpoints/, export/',
         f'[worker 0] next: {prog} generate --export {out}/export --output samples.png'], stderr
+
+
+@pytest.mark.cli
+def test_version_prints_the_package_version():
+    proc = run_cli(['--version'])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f'gluon_dcgan {__version__}' == 'gluon_dcgan 0.1.0'
+
+
+@pytest.mark.cli
+def test_training_help_groups_the_flags():
+    proc = run_cli(['--help'])
+    assert proc.returncode == 0
+    headings = re.findall(r'^(\w+):$', proc.stdout, re.M)
+    assert headings == ['options', 'data', 'model', 'training', 'output', 'distributed',
+                        'quality']
+    section = proc.stdout.split('\ndistributed:\n')[1].split('\n\n')[0]
+    assert '--ctx' in section and '--kvstore' in section
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize('word', ['genrate', 'trian', 'outputs'])
+def test_an_unknown_command_lists_the_commands(word, tmp_path):
+    proc = run_cli([word, '--epochs', '1', '--out-dir', str(tmp_path / 'out')])
+    line = assert_one_line_error(proc, contains=f'unknown command {word!r}')
+    assert all(command in line for command in COMMANDS)
+    assert not list(tmp_path.iterdir())  # nothing was trained or written
+
+
+@pytest.mark.cli
+def test_a_near_miss_gets_a_suggestion():
+    line = assert_one_line_error(run_cli(['genrate']), contains='did you mean generate?')
+    assert 'generate' in line
+
+
+def _long_flags(help_text):
+    """The option strings of --help's option lines (not flags named in help texts)."""
+    invocations = re.findall(r'^  (-.*?)(?:  |$)', help_text, re.M)
+    return {f for line in invocations for f in re.findall(r'--[A-Za-z][\w-]*', line)}
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize('command', [
+    None, 'train', 'generate', 'export', 'evaluate',
+    'ablate-activation', 'analyze-categories', 'launch'])
+def test_help_lists_each_flag_once_in_kebab_case(command):
+    proc = run_cli(([command] if command else []) + ['--help'])
+    assert proc.returncode == 0, proc.stderr
+    flags = _long_flags(proc.stdout)
+    assert '--help' in flags and len(flags) > 2, proc.stdout
+    assert not [f for f in flags if '_' in f], proc.stdout  # the snake twins are not listed
+    invocations = re.findall(r'^  (--[\w-]+)', proc.stdout, re.M)
+    assert len(invocations) == len(set(invocations)), invocations
+
+
+@pytest.mark.cli
+def test_snake_case_flags_parse_like_kebab_case(tmp_path):
+    proc = run_cli(['generate', '--export', str(tmp_path), '--output', str(tmp_path / 'g.png'),
+                    '--interpolate', '2', '--steps', '1'])
+    assert_one_line_error(proc, contains='must be >= 2')
+    proc = run_cli(['analyze-categories', '--run', str(tmp_path), '--classifier_epochs', '0'])
+    assert_one_line_error(proc, contains='must be >= 1')

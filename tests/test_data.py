@@ -1,16 +1,21 @@
-"""Component: the embedded dataset, image folders, batches and their value range."""
+"""Component: the embedded dataset, image folders, batches and their value range; and
+training on a folder of odd entries, end to end."""
+import io
 import os
+import sys
 
 import numpy as onp
 import pytest
 from mxnet import np
 
+from conftest import ONE_EPOCH, Terminal, assert_one_line_error, run_cli, snapshot
 from gluon_dcgan.config import Config
 from gluon_dcgan.data import folder, load_images, loader
 from gluon_dcgan.data.synthetic import make_sprites, write_image_folder
 from gluon_dcgan.errors import UserError
 
 
+@pytest.mark.unit
 def test_synthetic_is_deterministic_and_sprite_like():
     a, b, c = make_sprites(16, seed=1), make_sprites(16, seed=1), make_sprites(16, seed=2)
     assert a.shape == (16, 64, 64, 3) and a.dtype == onp.uint8
@@ -19,6 +24,7 @@ def test_synthetic_is_deterministic_and_sprite_like():
     assert (a[:, :, :32] == a[:, :, ::-1][:, :, :32]).all()  # left-right symmetric
 
 
+@pytest.mark.unit
 def test_batches_are_normalised_into_minus_one_one():
     images = make_sprites(8)
     X = loader.normalize(np.array(images, dtype='uint8')).asnumpy()
@@ -29,6 +35,7 @@ def test_batches_are_normalised_into_minus_one_one():
     assert onp.abs(X - expected).max() < 1e-6
 
 
+@pytest.mark.unit
 def test_epoch_order_depends_only_on_seed_and_epoch():
     a = loader.shard_order(100, seed=3, epoch=2)
     assert (a == loader.shard_order(100, seed=3, epoch=2)).all()
@@ -36,18 +43,21 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     assert sorted(a) == list(range(100))
 
 
+@pytest.mark.unit
 def test_shards_are_equal_and_disjoint():
     parts = [loader.shard_order(101, 0, 1, rank=r, num_workers=2) for r in range(2)]
     assert len(parts[0]) == len(parts[1]) == 50
     assert not set(parts[0]) & set(parts[1])
 
 
+@pytest.mark.unit
 def test_last_batch_is_kept_like_the_chapter():
     slices = loader.batch_slices(onp.arange(70), 32)
     assert [len(s) for s in slices] == [32, 32, 6]
     assert loader.num_batches(70, 32) == 3
 
 
+@pytest.mark.unit
 def test_folder_decodes_like_the_chapter(tmp_path):
     images = make_sprites(12, seed=4)
     root = write_image_folder(images, str(tmp_path / 'imgs'))
@@ -59,6 +69,7 @@ def test_folder_decodes_like_the_chapter(tmp_path):
     assert (load_images(cfg, log=lambda m: None) == images).all()
 
 
+@pytest.mark.unit
 def test_top_level_images_are_read_as_one_class(tmp_path):
     from PIL import Image
     for i, img in enumerate(make_sprites(3)):
@@ -67,6 +78,7 @@ def test_top_level_images_are_read_as_one_class(tmp_path):
     assert len(items) == 3 and 'one class' in note
 
 
+@pytest.mark.unit
 def test_resize_to_64(tmp_path):
     from PIL import Image
     (tmp_path / 'c').mkdir()
@@ -75,6 +87,7 @@ def test_resize_to_64(tmp_path):
     assert load_images(cfg, log=lambda m: None).shape == (1, 64, 64, 3)
 
 
+@pytest.mark.unit
 def test_bad_images_are_listed_or_skipped(tmp_path):
     root = write_image_folder(make_sprites(5), str(tmp_path / 'imgs'))
     cls = os.path.join(root, 'sprites')
@@ -98,6 +111,7 @@ def test_bad_images_are_listed_or_skipped(tmp_path):
     assert 'skipping 2' in logged[0]
 
 
+@pytest.mark.unit
 def test_a_huge_file_with_an_image_name_is_a_bad_image_not_read(tmp_path, monkeypatch):
     from gluon_dcgan.data import cache
     root = write_image_folder(make_sprites(3), str(tmp_path / 'imgs'))
@@ -114,6 +128,7 @@ def test_a_huge_file_with_an_image_name_is_a_bad_image_not_read(tmp_path, monkey
     assert len(reads) == 3 and max(reads) < 1 << 20  # only the three sprites were read
 
 
+@pytest.mark.unit
 def test_batch_larger_than_dataset_is_refused():
     with pytest.raises(UserError, match='larger than the dataset'):
         load_images(Config(data='synthetic', limit=10, batch_size=11))
@@ -124,6 +139,7 @@ def _sprite_folder(tmp_path, count=4):
     return root, os.path.join(root, 'sprites')
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('name, fmt', [('webp.png', 'WEBP'), ('gif.jpg', 'GIF'),
                                        ('truncated.jpg', 'JPEG')])
 def test_files_the_decoder_rejects_are_bad_images(tmp_path, name, fmt):
@@ -141,6 +157,7 @@ def test_files_the_decoder_rejects_are_bad_images(tmp_path, name, fmt):
     assert load_images(cfg, log=lambda m: None).shape == (4, 64, 64, 3)
 
 
+@pytest.mark.unit
 def test_jpeg_truncation_check_ignores_thumbnails_and_trailing_bytes(tmp_path):
     import io
     from PIL import Image
@@ -236,6 +253,7 @@ BROKEN = {
 }
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('case', sorted(BROKEN))
 def test_an_image_mxnet_would_misread_is_a_bad_image(case):
     """After a good image, as in a folder: MXNet's garbage was often that image's pixels."""
@@ -248,6 +266,7 @@ def test_an_image_mxnet_would_misread_is_a_bad_image(case):
     mx.nd.waitall()  # and no error left behind for training's next waitall
 
 
+@pytest.mark.unit
 def test_intact_images_pass_the_checks_and_decode_as_before():
     """Including what libpng only warns about (an ancillary chunk with a bad CRC), and
     a JPEG with the comment segment decode_image inserts: the same pixels."""
@@ -264,6 +283,7 @@ def test_intact_images_pass_the_checks_and_decode_as_before():
         assert (decode.decode_image(data, 64, 3) == expected).all()
 
 
+@pytest.mark.unit
 def test_a_decode_that_fails_inside_mxnet_leaves_no_error_for_a_later_waitall(monkeypatch):
     """A 2^31 x 2^31 PNG header handed to MXNet anyway: its allocation fails in the engine.
     Training's next waitall must not raise that (it did, at the end of an epoch)."""
@@ -275,6 +295,7 @@ def test_a_decode_that_fails_inside_mxnet_leaves_no_error_for_a_later_waitall(mo
     mx.nd.waitall()
 
 
+@pytest.mark.unit
 def test_file_name_that_is_not_utf8_is_accepted(tmp_path):
     root, cls = _sprite_folder(tmp_path)
     os.rename(os.path.join(cls, '00001.png'), os.path.join(cls, os.fsdecode(b'bad\xff.png')))
@@ -282,6 +303,7 @@ def test_file_name_that_is_not_utf8_is_accepted(tmp_path):
     assert load_images(cfg, log=lambda m: None).shape == (4, 64, 64, 3)
 
 
+@pytest.mark.unit
 def test_named_pipe_is_skipped_with_a_note(tmp_path):
     root, cls = _sprite_folder(tmp_path)
     os.mkfifo(os.path.join(cls, 'x.png'))
@@ -299,6 +321,7 @@ def _no_decoding(monkeypatch):
     monkeypatch.setattr(cache, 'decode_all', fail)
 
 
+@pytest.mark.unit
 def test_warm_cache_decodes_nothing_and_keeps_the_bad_list(tmp_path, monkeypatch):
     root, cls = _sprite_folder(tmp_path)
     with open(os.path.join(cls, 'broken.png'), 'wb') as f:
@@ -337,6 +360,7 @@ def _damage(kind, npy, meta):
         os.mkfifo(meta)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('kind', ['truncated array', 'pickled array', 'bad json',
                                   'count mismatch', 'array of another shape',
                                   'header of 2**40 images', 'json 200000 deep',
@@ -358,6 +382,7 @@ def test_damaged_cache_is_rebuilt(tmp_path, kind, monkeypatch):
     assert sorted(p.name for p in decoded.iterdir()) == sorted([npy.name, npy.stem + '.json'])
 
 
+@pytest.mark.unit
 def test_folder_too_large_for_memory_is_refused_before_decoding(tmp_path, monkeypatch):
     from gluon_dcgan import memory
     root, _ = _sprite_folder(tmp_path, count=6)
@@ -382,3 +407,99 @@ def test_crop_center_keeps_the_central_square_and_the_default_stretches():
     assert cropped.min() == 255  # only the white square
     assert stretched[:, 0].max() == 0 and stretched[:, 8].min() == 255  # the sides squeezed in
 
+
+@pytest.mark.unit
+def test_a_last_batch_smaller_than_the_device_count_is_dropped():
+    from gluon_dcgan.data import loader
+    order = onp.arange(33)
+    assert [len(s) for s in loader.batch_slices(order, 16, min_size=2)] == [16, 16]
+    assert [len(s) for s in loader.batch_slices(order, 16)] == [16, 16, 1]  # the chapter's
+    assert loader.num_batches(33, 16, min_size=2) == 2 and loader.num_batches(34, 16, 1, 2) == 3
+
+
+def _png_folder(folder, count):
+    from PIL import Image
+    folder.mkdir()
+    paths = []
+    for i in range(count):
+        paths.append(str(folder / f'{i}.png'))
+        Image.new('RGB', (64, 64), (i, 2 * i, 3 * i)).save(paths[-1])
+    return paths
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize('progress, terminal', [(True, True), (False, True), (True, False)])
+def test_decode_draws_one_bar_only_when_asked_and_on_a_terminal(tmp_path, monkeypatch,
+                                                               progress, terminal):
+    from gluon_dcgan.data import cache
+    paths = _png_folder(tmp_path / 'imgs', 12)
+    err = Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, 'stderr', err)
+    images, bad = cache.decode_all(paths, 64, 3, num_workers=3, progress=progress)
+    assert images.shape == (12, 64, 64, 3) and bad == []
+    drawn = err.getvalue()
+    if progress and terminal:
+        assert 'decoding images' in drawn and '/12' in drawn
+    else:
+        assert drawn == ''
+
+
+def _save_webp(path):
+    from PIL import Image
+
+    from gluon_dcgan.data.synthetic import make_sprites
+    Image.fromarray(make_sprites(1, seed=5)[0]).save(path, format='WEBP')
+
+
+@pytest.mark.unit
+def test_webp_named_png_is_one_line(tmp_path, main_in_process):
+    root, cls = _sprite_folder(tmp_path, 31)  # + zz.png: --limit 32
+    _save_webp(os.path.join(cls, 'zz.png'))
+    before = snapshot(root)
+    proc = main_in_process(['--data', root, '--data-root', str(tmp_path / 'cache'),
+                            '--out-dir', str(tmp_path / 'out')] + ONE_EPOCH)
+    line = assert_one_line_error(proc, contains='sprites/zz.png')
+    assert '--skip-bad-images' in line
+    assert not (tmp_path / 'out' / 'metrics.jsonl').exists() and snapshot(root) == before
+
+
+@pytest.mark.cli
+def test_odd_entries_are_skipped_and_training_goes_on(tmp_path):
+    """A WebP named .png (--skip-bad-images), a named pipe, and names that are not UTF-8."""
+    root, cls = _sprite_folder(tmp_path, count=30)
+    _save_webp(os.path.join(cls, 'zz.png'))
+    os.mkfifo(os.path.join(cls, 'x.png'))
+    os.rename(os.path.join(cls, '00003.png'), os.path.join(cls, os.fsdecode(b'bad\xff.png')))
+    data = os.path.join(str(tmp_path), os.fsdecode(b'd\xe9j\xe0'))
+    os.rename(root, data)
+    proc = run_cli(['--data', data, '--data-root', str(tmp_path / 'cache'), '--skip-bad-images',
+                    '--out-dir', str(tmp_path / 'out')] + ONE_EPOCH, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert ('skipping 1 entries that are not readable regular files: sprites/x.png '
+            '(a named pipe)') in proc.stderr
+    assert 'skipping 1 unreadable image(s): sprites/zz.png' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+@pytest.mark.cli
+def test_own_images_notes_name_other_extensions_and_count_non_square_ones(tmp_path):
+    from PIL import Image
+    root = tmp_path / 'imgs'
+    (root / 'a').mkdir(parents=True)
+    rng = onp.random.RandomState(0)
+    for i in range(12):
+        size = (48, 80) if i % 3 == 0 else (64, 64)
+        pixels = rng.randint(0, 255, size + (3,), dtype=onp.uint8)
+        Image.fromarray(pixels).save(root / 'a' / f'{i}.png')
+    Image.fromarray(onp.zeros((8, 8, 3), onp.uint8)).save(root / 'a' / 'photo.webp')
+    args = ['--data', str(root), '--epochs', '1', '--batch-size', '4', '--n-G', '8', '--n-D', '8',
+            '--ctx', 'cpu', '--no-progress', '--data-root', str(tmp_path / 'cache')]
+    proc = run_cli(args + ['--out-dir', str(tmp_path / 'stretched')])
+    assert proc.returncode == 0, proc.stderr
+    assert 'note: 1 file(s) with other image extensions are not read: a/photo.webp' in proc.stderr
+    assert 'note: 4 of 12 images are not square: they are stretched' in proc.stderr
+    assert 'note: only 3 steps (1 x 3 batches); a DCGAN needs 500+' in proc.stderr
+    proc = run_cli(args + ['--crop', 'center', '--out-dir', str(tmp_path / 'cropped')])
+    assert proc.returncode == 0 and 'their central squares are used' in proc.stderr
+    # Two decode cache entries: the crop is part of the key.
+    assert len(list((tmp_path / 'cache' / 'decoded').glob('images-*.npy'))) == 2

@@ -1,15 +1,18 @@
 """Component: the Pokemon download (registered in d2l's DATA_HUB) against a zip served
-from 127.0.0.1. Servers that misbehave are in test_download_hostile.py."""
+from 127.0.0.1, and the line that announces a download (Pokemon, Fashion-MNIST) on a
+terminal only. Servers that misbehave are in test_download_hostile.py."""
 import functools
 import http.server
 import io
 import os
+import sys
 import threading
 import zipfile
 
 import pytest
 from d2l import mxnet as d2l
 
+from conftest import Terminal
 from gluon_dcgan.config import Config
 from gluon_dcgan.data import hub, load_images
 from gluon_dcgan.data.synthetic import make_sprites
@@ -88,3 +91,40 @@ def test_a_missing_file_is_named_with_the_servers_answer(server, tmp_path, resto
     with pytest.raises(UserError, match='the server answered HTTP 404 File not found'):
         hub.download_verified('pokemon', str(tmp_path / 'root'))
     assert os.listdir(tmp_path / 'root') == []
+
+
+@pytest.mark.unit
+def test_a_download_is_announced_before_it_starts(tmp_path, monkeypatch):
+    from d2l import mxnet as d2l
+    from gluon_dcgan.data import hub
+    from gluon_dcgan.errors import UserError
+    monkeypatch.setitem(d2l.DATA_HUB, 'pokemon', ('http://127.0.0.1:9/pokemon.zip',
+                                                  hub.POKEMON_SHA1))
+    notes = []
+    with pytest.raises(UserError, match='cannot download'):
+        hub.pokemon_folder(str(tmp_path), log=notes.append)
+    assert notes == [f'downloading pokemon.zip from http://127.0.0.1:9/pokemon.zip into '
+                     f'{tmp_path} ...']
+
+
+@pytest.mark.unit
+def test_a_fashion_mnist_download_is_announced(tmp_path, monkeypatch):
+    from gluon_dcgan.data.fashion_mnist import load_fashion_mnist
+    from gluon_dcgan.errors import UserError
+    monkeypatch.setenv('MXNET_GLUON_REPO', 'http://127.0.0.1:9/')
+    notes = []
+    with pytest.raises(UserError, match='Fashion-MNIST'):
+        load_fashion_mnist(str(tmp_path), log=notes.append)
+    assert notes == [f'downloading train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz '
+                     f'from http://127.0.0.1:9/gluon/dataset/fashion-mnist/ into '
+                     f'{tmp_path / "fashion-mnist"} ...']
+
+
+@pytest.mark.unit
+def test_progress_notes_stay_off_the_pipe(monkeypatch):
+    from gluon_dcgan.data.hub import progress_note
+    for err, enabled, shown in ((Terminal(), True, True), (Terminal(), False, False),
+                                (io.StringIO(), True, False)):
+        monkeypatch.setattr(sys, 'stderr', err)
+        progress_note(enabled)('downloading x ...')
+        assert (err.getvalue() == 'downloading x ...\n') is shown

@@ -398,3 +398,19 @@ def test_a_removable_lock_never_has_two_holders(tmp_path):
     for t in threads:
         t.join(60)
     assert sorted(done) == [0, 1, 2] and not overlaps and not os.path.exists(path)
+
+
+@pytest.mark.unit
+def test_export_generator_leaves_nothing_when_interrupted(tmp_path):
+    import mxnet as mx
+    from gluon_dcgan.export.mxnet_export import export_generator
+    from gluon_dcgan.model import build_net_G
+    net_G = build_net_G(8)
+    net_G.initialize(ctx=mx.cpu())
+
+    def interrupted(folder):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export_generator(net_G, str(tmp_path / 'export'), 100, 3, extra_writers=[interrupted])
+    assert os.listdir(tmp_path) == []

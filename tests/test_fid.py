@@ -7,7 +7,7 @@ import mxnet as mx
 import numpy as onp
 import pytest
 
-from conftest import TINY, assert_one_line_error, run_cli
+from conftest import SYNTHETIC, TINY, assert_one_line_error, run_cli
 from gluon_dcgan.quality import fid
 
 
@@ -233,3 +233,11 @@ def test_fid_every_without_weights_is_refused_up_front(tmp_path, main_in_process
                            '--out-dir', str(tmp_path / 'o')])
     assert_one_line_error(proc, contains='--inception-params')
     assert not (tmp_path / 'o' / 'metrics.jsonl').exists()
+
+
+@pytest.mark.cli
+def test_inception_params_that_is_a_folder_is_named_so(tmp_path):
+    assert_one_line_error(run_cli(SYNTHETIC + ['--fid-every', '1', '--inception-params',
+                                               str(tmp_path), '--out-dir', str(tmp_path / 'run')]),
+                          contains='is a folder')
+    assert not (tmp_path / 'run').exists()

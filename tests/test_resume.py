@@ -1,12 +1,17 @@
-"""Reliability: SIGKILL and resume, SIGINT, corrupted checkpoints, refusals."""
+"""Reliability: SIGKILL and resume, SIGINT, corrupted checkpoints, refusals; and what a
+resume may change (Adam's settings; the batch size or seed at an epoch boundary only),
+what it checks without config.json, and the stale export it replaces."""
 import json
+import shutil
 import signal
 
 import numpy as onp
 import pytest
 
-from conftest import FINAL_LINE, TINY, assert_one_line_error, run_cli
-from gluon_dcgan.train.fit import INTERRUPTED
+from conftest import (FINAL_LINE, SEEDED_RUN, SYNTHETIC, TINY, assert_one_line_error,
+                      rehash_checkpoint, run_cli, snapshot)
+from gluon_dcgan.errors import UserError
+from gluon_dcgan.train.fit import INTERRUPTED, _check_same_images
 from live import LiveRun, killed_and_resumed
 
 RUN = ['--data', 'synthetic', '--limit', '96', '--batch-size', '16', '--epochs', '3',
@@ -208,3 +213,94 @@ def test_two_device_checkpoints_resume_on_one_device_and_back(tmp_path, main_in_
                                ).returncode == 0
         _resumed_from_epoch_1(main_in_process(TWO + ['--ctx', then, '--epochs', '2',
                                                      '--out-dir', out, '--resume']))
+
+
+@pytest.mark.cli
+def test_resume_on_an_empty_folder_says_it_starts_a_new_run(tmp_path, main_in_process):
+    proc = main_in_process(SEEDED_RUN + ['--epochs', '1', '--out-dir', str(tmp_path / 'new'),
+                                         '--resume'])
+    assert proc.returncode == 0, proc.stderr
+    assert 'holds no run yet; --resume starts a new one' in proc.stderr
+
+
+@pytest.mark.cli
+def test_resume_with_a_new_lr_uses_it_and_says_so(seeded_copy, main_in_process):
+    proc = main_in_process(SEEDED_RUN + ['--epochs', '3', '--lr', '0.001', '--beta1', '0.6',
+                                         '--out-dir', str(seeded_copy), '--resume'])
+    assert proc.returncode == 0, proc.stderr
+    assert ('resuming with new Adam settings from here on: --lr 0.005 -> 0.001, '
+            '--beta1 0.5 -> 0.6') in proc.stderr
+    adam = json.loads((seeded_copy / 'checkpoints' / 'ckpt-E0003-B000000' / 'adam_G.json')
+                      .read_text())
+    assert adam['learning_rate'] == 0.001 and adam['beta1'] == 0.6
+
+
+@pytest.mark.cli
+def test_a_new_batch_size_is_allowed_at_an_epoch_boundary(seeded_copy, main_in_process):
+    proc = main_in_process(SEEDED_RUN + ['--epochs', '3', '--batch-size', '8', '--out-dir',
+                                         str(seeded_copy), '--resume'])
+    assert proc.returncode == 0, proc.stderr
+    assert 'training epochs 3-3 on 64 images, 8 batches per epoch' in proc.stderr
+
+
+def _mid_epoch_copy(out):
+    """Turn the newest checkpoint into one taken after 2 batches of epoch 3."""
+    src = out / 'checkpoints' / 'ckpt-E0002-B000000'
+    dst = out / 'checkpoints' / 'ckpt-E0002-B000002'
+    shutil.copytree(src, dst)
+    state = json.loads((dst / 'state.json').read_text())
+    state.update(batch=2, partial={'batch': 2, 'sum_D': 40.0, 'sum_G': 70.0, 'examples': 32,
+                                   'seconds': 1.0})
+    (dst / 'state.json').write_text(json.dumps(state))
+    rehash_checkpoint(dst)
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize('flag, value, text', [('--batch-size', '8', '--batch-size 16 -> 8'),
+                                               ('--seed', '12', '--seed 11 -> 12')])
+def test_mid_epoch_resume_refuses_a_new_batch_size_or_seed(seeded_copy, flag, value, text,
+                                                          main_in_process):
+    _mid_epoch_copy(seeded_copy)
+    before = snapshot(seeded_copy)
+    args = SEEDED_RUN + ['--epochs', '3', '--out-dir', str(seeded_copy), '--resume', flag, value]
+    line = assert_one_line_error(main_in_process(args), contains='in the middle of epoch 3')
+    assert text in line
+    assert snapshot(seeded_copy) == before
+
+
+@pytest.mark.cli
+def test_a_mid_epoch_resume_on_changed_data_is_refused():
+    notes = []
+    with pytest.raises(UserError, match='32 -> 40 images'):
+        _check_same_images({'epoch': 1, 'batch': 3, 'images': 32}, 40, notes.append)
+    _check_same_images({'epoch': 1, 'batch': 0, 'images': 32}, 40, notes.append)
+    _check_same_images({'epoch': 1, 'batch': 3}, 40, notes.append)  # a checkpoint from before
+    assert notes == ['note: the data changed since the checkpoint (32 -> 40 images)']
+
+
+@pytest.mark.cli
+def test_resume_without_config_json_checks_the_checkpoint_config(seeded_copy, main_in_process):
+    (seeded_copy / 'config.json').unlink()
+    args = SEEDED_RUN + ['--epochs', '3', '--out-dir', str(seeded_copy), '--resume']
+    line = assert_one_line_error(main_in_process(args + ['--n-G', '32']),
+                                 contains='different model')
+    assert 'n_G 16 -> 32' in line
+    proc = run_cli(args)
+    assert proc.returncode == 0, proc.stderr
+    assert (seeded_copy / 'config.json').exists() and \
+        'ckpt-E0003-B000000' in _checkpoints(seeded_copy)
+
+
+@pytest.mark.cli
+def test_resume_replaces_an_export_older_than_the_last_checkpoint(one_epoch_copy):
+    proc = run_cli(SYNTHETIC + ['--resume', '--out-dir', str(one_epoch_copy)])
+    assert proc.returncode == 0 and 'nothing to do' in proc.stderr, proc.stderr
+    manifest = one_epoch_copy / 'export' / 'manifest.json'
+    assert json.loads(manifest.read_text())['epochs_trained'] == 1
+    stale = json.loads(manifest.read_text())
+    del stale['epochs_trained']  # as an export left by an interrupted longer run
+    manifest.write_text(json.dumps(stale))
+    proc = run_cli(SYNTHETIC + ['--resume', '--out-dir', str(one_epoch_copy)])
+    assert proc.returncode == 0, proc.stderr
+    assert 'nothing to do' not in proc.stderr
+    assert json.loads(manifest.read_text())['epochs_trained'] == 1

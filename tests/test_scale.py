@@ -1,5 +1,6 @@
-"""Scale-out on CPU: two contexts in one process (dist_sync clusters: test_launch.py; the CLI
-on two contexts: test_hardening.py and test_resume.py)."""
+"""Scale-out on CPU: two contexts in one process and in the CLI (dist_sync clusters:
+test_launch.py; resuming on two contexts: test_resume.py)."""
+import json
 import os
 import re
 import signal
@@ -11,7 +12,7 @@ import numpy as onp
 import pytest
 from mxnet import autograd, gluon, np
 
-from conftest import FINAL_LINE, ROOT
+from conftest import FINAL_LINE, ROOT, run_cli
 from gluon_dcgan.model import build_net_D, build_net_G
 from gluon_dcgan.train import checkpoint, optimizer_state, steps
 
@@ -171,3 +172,34 @@ def test_dist_sync_workers_with_two_devices_each_finish_and_checkpoint(tmp_path)
     digests = set(re.findall(r'generator weights sha256 ([0-9a-f]{12})$', stderr, re.M))
     assert len(digests) == 1, stderr[-3000:]  # both workers end with the same weights
     assert (out / 'checkpoints' / 'ckpt-E0001-B000000' / 'server-0.params').exists()
+
+
+@pytest.mark.unit
+def test_every_device_holds_the_same_batchnorm_statistics_after_an_epoch():
+    import mxnet as mx
+    from gluon_dcgan.config import Config
+    from gluon_dcgan.data.synthetic import make_sprites
+    from gluon_dcgan.train.loop import GAN, new_state, train
+    cfg = Config(data='synthetic', batch_size=16, n_G=8, n_D=8, progress=False, epochs=1)
+    gan = GAN(cfg, [mx.cpu(0), mx.cpu(1)], kvstore='local')
+    train(gan, make_sprites(32), 1, new_state())
+    stats = [p for net in (gan.net_G, gan.net_D)
+             for p in net.collect_params().values() if p.grad_req == 'null']
+    assert stats
+    for p in stats:
+        a, b = (d.asnumpy() for d in p.list_data())
+        assert onp.array_equal(a, b), p.name
+        assert not onp.array_equal(a, onp.zeros_like(a)) or 'mean' not in p.name
+
+
+@pytest.mark.slow
+def test_two_devices_agree_and_the_export_is_verified(tmp_path):
+    out = tmp_path / 'd'
+    proc = run_cli(['--data', 'synthetic', '--ctx', 'cpu:0,1', '--epochs', '1', '--limit', '128',
+                    '--batch-size', '64', '--no-progress', '--out-dir', str(out)])
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert FINAL_LINE.match(last) and last.endswith('on [cpu(0), cpu(1)]'), last
+    manifest = json.loads((out / 'export' / 'manifest.json').read_text())
+    assert (out / 'export' / 'generator.onnx').exists()
+    assert manifest['onnx']['verified_max_abs_diff'] <= 1e-4

@@ -1,39 +1,23 @@
-"""Checkpoints under abuse (issue #10): copies with other names, damaged folders at the
-position being saved, and hand-edited files whose manifest was re-hashed.
+"""Checkpoints: their names, what verify() finds malformed, and damaged or crafted ones.
 
 A checkpoint is a folder named exactly ckpt-E<epoch>-B<batch>; anything else in
 checkpoints/ is the user's and stays byte for byte. A damaged checkpoint gives one
 warning line naming it, is set aside (never deleted), and the next older intact one
-is used; nothing in it ends in a traceback.
+is used; nothing in it ends in a traceback, and nothing in it runs code (no pickle).
 """
-import hashlib
 import json
 import os
+import pickle
 import shutil
 
 import numpy as onp
 import pytest
 
-from conftest import DAMAGE_RUN, run_cli
-
-pytestmark = pytest.mark.cli  # real runs of the command
+from conftest import DAMAGE_RUN, SEEDED_RUN, rehash_checkpoint, run_cli, snapshot
+from live import checkpoint_names
 
 RUN = DAMAGE_RUN
 E1, E2, E3 = 'ckpt-E0001-B000000', 'ckpt-E0002-B000000', 'ckpt-E0003-B000000'
-
-
-def _snapshot(folder):
-    """{relative path: SHA-256} of every file under `folder`."""
-    return {os.path.relpath(os.path.join(root, name), folder):
-            hashlib.sha256(open(os.path.join(root, name), 'rb').read()).hexdigest()
-            for root, _, files in os.walk(folder) for name in files}
-
-
-def _rehash(ckpt):
-    """Rewrite the manifest so that hand-edited files pass the checksum test."""
-    names = json.loads((ckpt / 'manifest.json').read_text())
-    (ckpt / 'manifest.json').write_text(json.dumps(
-        {n: hashlib.sha256((ckpt / n).read_bytes()).hexdigest() for n in names}))
 
 
 def _edit_state(ckpt, change):
@@ -53,6 +37,7 @@ def _resume(run, epochs):
     return proc
 
 
+@pytest.mark.cli
 def test_other_names_are_the_users_never_resumed_from_or_pruned(run_copy):
     ckpts = run_copy / 'checkpoints'
     # Before: the .bak copy was resumed from and pruned, ckpt-keep was taken as the newest.
@@ -61,15 +46,16 @@ def test_other_names_are_the_users_never_resumed_from_or_pruned(run_copy):
     for name in users:
         shutil.copytree(ckpts / E1, ckpts / name)
     (ckpts / 'ckpt-E0008-B000000').write_text('a file, not a checkpoint folder')
-    before = {name: _snapshot(ckpts / name) for name in users}
+    before = {name: snapshot(ckpts / name) for name in users}
     proc = _resume(run_copy, 3)
     assert f'resuming from {ckpts / E2}\n' in proc.stderr
     assert 'damaged' not in proc.stderr
     assert sorted(os.listdir(ckpts)) == sorted(users + [E2, E3, 'ckpt-E0008-B000000'])
-    assert {name: _snapshot(ckpts / name) for name in users} == before
+    assert {name: snapshot(ckpts / name) for name in users} == before
     assert _epochs(run_copy) == [1, 2, 3]
 
 
+@pytest.mark.cli
 def test_names_parse_exactly_and_order_by_number(tmp_path):
     from gluon_dcgan.train.checkpoint import checkpoint_name, list_checkpoints, parse_name
     assert checkpoint_name(3, 7) == 'ckpt-E0003-B000007'  # existing runs keep their names
@@ -100,10 +86,11 @@ def _move_to_epoch(ckpts, name, epoch):
         state['epoch'] = epoch
         state['history'] = [dict(last, epoch=e) for e in range(1, epoch + 1)]
     _edit_state(target, change)
-    _rehash(target)
+    rehash_checkpoint(target)
     return target
 
 
+@pytest.mark.cli
 def test_past_epoch_9999_the_newest_checkpoint_is_resumed_and_kept(run_copy):
     # Before: ckpt-E9999 sorted after ckpt-E10001 as text, so runs restarted from 9999 and
     # pruning removed the newer ones. In-process: a CLI run past epoch 10000 takes minutes.
@@ -119,25 +106,26 @@ def test_past_epoch_9999_the_newest_checkpoint_is_resumed_and_kept(run_copy):
     assert sorted(os.listdir(ckpts)) == ['ckpt-E10000-B000000', 'ckpt-E10001-B000000']
 
 
+@pytest.mark.cli
 def test_a_damaged_checkpoint_at_the_position_saved_is_set_aside(run_copy):
     # Before: the run retrained epoch 1 and save() deleted the damaged folder of that name.
     ckpts = run_copy / 'checkpoints'
     for name in (E1, E2):
         os.truncate(ckpts / name / 'net_G.params', 100)
-    damaged = {name: _snapshot(ckpts / name) for name in (E1, E2)}
+    damaged = {name: snapshot(ckpts / name) for name in (E1, E2)}
     proc = _resume(run_copy, 2)
     for name in (E1, E2):
         assert proc.stderr.count(f'warning: checkpoint {ckpts / name} is damaged (') == 1
-        assert _snapshot(ckpts / ('damaged-' + name)) == damaged[name]
+        assert snapshot(ckpts / ('damaged-' + name)) == damaged[name]
     assert 'starting from epoch 1' in proc.stderr
     assert _epochs(run_copy) == [1, 2]
     # Damaged again: the new copy is set aside next to the first, which stays.
     os.truncate(ckpts / E2 / 'net_G.params', 100)
-    again = _snapshot(ckpts / E2)
+    again = snapshot(ckpts / E2)
     proc = _resume(run_copy, 2)
     assert f'resuming from {ckpts / E1}\n' in proc.stderr
-    assert _snapshot(ckpts / ('damaged-' + E2)) == damaged[E2]
-    assert _snapshot(ckpts / f'damaged-{E2}-2') == again
+    assert snapshot(ckpts / ('damaged-' + E2)) == damaged[E2]
+    assert snapshot(ckpts / f'damaged-{E2}-2') == again
     assert sorted(n for n in os.listdir(ckpts) if n.startswith('ckpt-')) == [E1, E2]
 
 
@@ -171,6 +159,7 @@ REVIEWED = {
 }
 
 
+@pytest.mark.cli
 def test_hand_edited_checkpoints_are_damaged_not_a_traceback(run_copy):
     ckpts = run_copy / 'checkpoints'
     fixed = onp.load(ckpts / E2 / 'fixed_noise.npy')
@@ -179,14 +168,14 @@ def test_hand_edited_checkpoints_are_damaged_not_a_traceback(run_copy):
         shutil.copytree(ckpts / E2, ckpts / 'tmp')
         path = _move_to_epoch(ckpts, 'tmp', epoch)  # intact, and newer than E0002
         edit(path)
-        _rehash(path)
-        edited[path.name] = (case, why, _snapshot(path))
+        rehash_checkpoint(path)
+        edited[path.name] = (case, why, snapshot(path))
     proc = _resume(run_copy, 3)
-    for name, (case, why, snapshot) in edited.items():
+    for name, (case, why, files) in edited.items():
         lines = [l for l in proc.stderr.splitlines()
                  if l.startswith(f'warning: checkpoint {ckpts / name} is damaged (')]
         assert len(lines) == 1 and why in lines[0], (case, proc.stderr)
-        assert _snapshot(ckpts / ('damaged-' + name)) == snapshot, case
+        assert snapshot(ckpts / ('damaged-' + name)) == files, case
     assert f'resuming from {ckpts / E2}\n' in proc.stderr
     assert sorted(n for n in os.listdir(ckpts) if n.startswith('ckpt-')) == [E2, E3]
     assert onp.array_equal(onp.load(ckpts / E3 / 'fixed_noise.npy'), fixed)
@@ -351,13 +340,14 @@ def mid_epoch_copy(two_epochs, tmp_path_factory):
     return folder / E2
 
 
+@pytest.mark.cli
 def test_verify_accepts_real_checkpoints(mid_epoch_copy, tmp_path):
     from gluon_dcgan.train.checkpoint import verify
     assert verify(str(mid_epoch_copy)) is None
     mid = tmp_path / 'ckpt-E0002-B000001'  # the same with half of epoch 3 done
     shutil.copytree(mid_epoch_copy, mid)
     _edit_state(mid, _mid_epoch)
-    _rehash(mid)
+    rehash_checkpoint(mid)
     assert verify(str(mid)) is None
     shutil.copytree(mid, tmp_path / 'best')  # names other than ckpt-... are not checked
     assert verify(str(tmp_path / 'best')) is None
@@ -365,6 +355,7 @@ def test_verify_accepts_real_checkpoints(mid_epoch_copy, tmp_path):
     assert 'another position' in verify(str(tmp_path / 'ckpt-E0005-B000001'))
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('case', sorted(MALFORMED))
 def test_verify_names_what_is_malformed(mid_epoch_copy, tmp_path, case):
     from gluon_dcgan.train.checkpoint import verify
@@ -372,12 +363,13 @@ def test_verify_names_what_is_malformed(mid_epoch_copy, tmp_path, case):
     ckpt = tmp_path / E2
     shutil.copytree(mid_epoch_copy, ckpt)
     edit(ckpt)
-    _rehash(ckpt)
+    rehash_checkpoint(ckpt)
     problem = verify(str(ckpt))
     assert problem is not None and why in problem, problem
     assert '\n' not in problem and len(problem) < 200
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize('swap', ['net_G', 'adam_G'])
 def test_files_of_another_width_are_damaged_and_the_older_checkpoint_is_resumed(run_copy, swap):
     # The hostile probe's finding 8: files of a run of another width swapped into E0002, the
@@ -389,14 +381,135 @@ def test_files_of_another_width_are_damaged_and_the_older_checkpoint_is_resumed(
     else:
         _edit_moments(ckpts / E2, lambda a: {k: mx_zeros((2 * v.shape[0],) + v.shape[1:])
                                              for k, v in a.items()})
-    _rehash(ckpts / E2)
-    damaged = _snapshot(ckpts / E2)
+    rehash_checkpoint(ckpts / E2)
+    damaged = snapshot(ckpts / E2)
     proc = _resume(run_copy, 3)
     lines = [l for l in proc.stderr.splitlines() if 'damaged' in l]
     assert len(lines) == 1 and lines[0].startswith(
         f'warning: checkpoint {ckpts / E2} is damaged ({swap}.params does not fit the model '
         f'of its state.json'), proc.stderr
     assert f'resuming from {ckpts / E1}\n' in proc.stderr
-    assert _snapshot(ckpts / ('damaged-' + E2)) == damaged
+    assert snapshot(ckpts / ('damaged-' + E2)) == damaged
     assert sorted(n for n in os.listdir(ckpts) if n.startswith('ckpt-')) == [E2, E3]
     assert _epochs(run_copy) == [1, 2, 3]
+
+
+class _Payload:
+    """Unpickling this runs a shell command that creates a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}',))
+
+
+@pytest.mark.cli
+def test_a_crafted_checkpoint_runs_no_code(seeded_copy, tmp_path, main_in_process):
+    marker = tmp_path / 'code-ran'
+    newest, older = (seeded_copy / 'checkpoints' / n
+                     for n in reversed(checkpoint_names(seeded_copy)))
+    payload = pickle.dumps(_Payload(marker))
+    for name in ('adam_G.params', 'trainer_G.states'):  # the new file and the old pickled one
+        (newest / name).write_bytes(payload)
+    rehash_checkpoint(newest, extra=['trainer_G.states'])
+    onp.save(older / 'fixed_noise.npy', onp.array([_Payload(marker)], dtype=object),
+             allow_pickle=True)
+    rehash_checkpoint(older)
+    proc = main_in_process(SEEDED_RUN + ['--epochs', '3', '--out-dir', str(seeded_copy),
+                                         '--resume'])
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists()
+    assert f'checkpoint {newest} is damaged (' in proc.stderr
+    assert f'checkpoint {older} is damaged (' in proc.stderr
+    assert 'no intact checkpoint' in proc.stderr and 'Traceback' not in proc.stderr
+    # The crafted checkpoints were set aside, not deleted and not used.
+    assert (seeded_copy / 'checkpoints' / ('damaged-' + newest.name) / 'trainer_G.states').exists()
+    rows = [json.loads(l) for l in (seeded_copy / 'metrics.jsonl').read_text().splitlines()]
+    assert [r['epoch'] for r in rows] == [1, 2, 3]
+
+
+@pytest.mark.unit
+def test_no_pickle_on_any_load_path():
+    import gluon_dcgan
+    # The one reviewed exception: a pickle.Unpickler whose find_class knows a state dict's
+    # globals only (tests/test_quality_features.py checks it refuses os.system and eval).
+    restricted_unpickler = os.path.join('quality', 'torch_weights.py')
+    root = os.path.dirname(gluon_dcgan.__file__)
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.endswith('.py'):
+                path = os.path.join(folder, name)
+                text = open(path).read()
+                allowed = os.path.relpath(path, root) == restricted_unpickler
+                for bad in ('import pickle', 'allow_pickle=True', 'load_states(', 'eval('):
+                    if allowed and bad == 'import pickle':
+                        # Only its restricted Unpickler: no plain load, no other pickler.
+                        for plain in ('pickle.load(', 'pickle.loads(', 'import dill',
+                                      'import cloudpickle'):
+                            assert plain not in text, (name, plain)
+                        assert 'def find_class(' in text, name
+                        continue
+                    assert bad not in text, (name, bad)
+
+
+@pytest.mark.unit
+def test_adam_state_round_trip_continues_exactly(tmp_path):
+    import mxnet as mx
+    from mxnet import np
+    from gluon_dcgan.model import build_net_D, build_net_G
+    from gluon_dcgan.train import optimizer_state, steps
+
+    def make(seed):
+        mx.random.seed(seed)
+        net_G, net_D = build_net_G(8), build_net_D(8)
+        steps.initialize(net_G, net_D, [mx.cpu()])
+        net_D(net_G(np.zeros((1, 100, 1, 1))))
+        return (net_G, net_D) + steps.make_trainers(net_G, net_D, 0.005, 0.5)
+
+    def step(nets, i):
+        net_G, net_D, trainer_G, trainer_D = nets
+        rng = onp.random.RandomState(i)
+        X = [np.array(rng.uniform(-1, 1, (4, 3, 64, 64)).astype('float32'))]
+        Z = [np.array(rng.normal(size=(4, 100, 1, 1)).astype('float32'))]
+        _, fake = steps.update_D(X, Z, net_D, net_G, steps.make_loss(), trainer_D, 4)
+        steps.update_G(fake, net_D, steps.make_loss(), trainer_G, 4)
+
+    a, b = make(1), make(2)
+    for i in range(3):
+        step(a, i)
+    for k, name in ((0, 'G'), (1, 'D')):
+        a[k].save_parameters(str(tmp_path / f'net_{name}.params'))
+        b[k].load_parameters(str(tmp_path / f'net_{name}.params'))
+    # b's parameters have other global names (built later in this process): the
+    # state is matched by each parameter's place in the net, not by its name.
+    for k, name in ((2, 'G'), (3, 'D')):
+        net = 1 if name == 'D' else 0
+        optimizer_state.save(a[k], a[net], str(tmp_path / name))
+        optimizer_state.load(b[k], b[net], str(tmp_path / name))
+    step(a, 3)
+    step(b, 3)
+    for net_a, net_b in ((a[0], b[0]), (a[1], b[1])):
+        for (k, p), q in zip(net_a.collect_params().items(), net_b.collect_params().values()):
+            assert onp.array_equal(p.data().asnumpy(), q.data().asnumpy()), k
+
+
+@pytest.mark.slow
+def test_pruning_keeps_intact_checkpoints_and_sets_damaged_ones_aside(tmp_path, main_in_process):
+    out = tmp_path / 'run'
+    assert main_in_process(SEEDED_RUN + ['--epochs', '1', '--out-dir', str(out)]).returncode == 0
+    first = out / 'checkpoints' / 'ckpt-E0001-B000000'
+    shutil.copytree(first, tmp_path / 'saved')
+    proc = main_in_process(SEEDED_RUN + ['--epochs', '3', '--out-dir', str(out), '--resume'])
+    assert proc.returncode == 0, proc.stderr
+    shutil.copytree(tmp_path / 'saved', first)
+    for name in ('ckpt-E0002-B000000', 'ckpt-E0003-B000000'):  # damaged, newer than E0001
+        params = out / 'checkpoints' / name / 'net_G.params'
+        params.write_bytes(params.read_bytes()[:1000])
+    proc = main_in_process(SEEDED_RUN + ['--epochs', '2', '--out-dir', str(out), '--resume'])
+    assert proc.returncode == 0, proc.stderr
+    assert 'resuming from ' + str(first) in proc.stderr
+    assert checkpoint_names(out) == ['ckpt-E0001-B000000', 'ckpt-E0002-B000000']
+    assert (out / 'checkpoints' / 'damaged-ckpt-E0003-B000000' / 'net_G.params').exists()
+    rows = [json.loads(l) for l in (out / 'metrics.jsonl').read_text().splitlines()]
+    assert [r['epoch'] for r in rows] == [1, 2]
