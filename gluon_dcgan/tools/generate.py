@@ -18,10 +18,10 @@ from ..export.load import (check_memory, load_mxnet_generator, load_onnx_generat
                            mxnet_forward, pixels_of)
 from ..flags import (OneLineParser, flag, int_in, non_empty_path, positive_int, program,
                      seed_int)
-from ..files import Damaged, leftovers, read_json, remove_leftovers, temporary_folder
+from ..files import leftovers, remove_leftovers, temporary_folder
 from ..images import chunk_size, grid, png_bytes, save_gif, save_png, square_grid
 from .latent import latent_noise, latent_walk
-from .outputs import is_recorded
+from .outputs import is_recorded, read_record
 from ..progress import progress_bar
 
 MAX_GRID = 10_000  # images in one grid: 100x100 tiles of 64 px, 6602 px square, 131 MB
@@ -132,15 +132,7 @@ def _recorded(folder):
     path = os.path.join(folder, FOLDER_RECORD)
     if os.path.islink(path):
         return None
-    try:
-        value = read_json(path, _RECORD_BYTES)
-    except (OSError, Damaged):
-        return None
-    files = value.get('files') if isinstance(value, dict) else None
-    if (not isinstance(files, dict) or value.get('written_by') != 'gluon_dcgan' or
-            value.get('command') != 'generate'):
-        return None
-    return files
+    return read_record(path, _RECORD_BYTES, command='generate')
 
 
 def _foreign_entry(folder):

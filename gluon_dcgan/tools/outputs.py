@@ -16,20 +16,25 @@ RECORD = '.gluon_dcgan-outputs.json'
 _RECORD_BYTES = 1 << 20  # a few names and digests; anything larger is not ours
 
 
-def _record(folder):
-    """{name: sha256} of the record in `folder`; None if there is one but it is not ours."""
-    path = os.path.join(folder, RECORD)
-    if not os.path.lexists(path):
-        return {}
+def read_record(path, max_bytes=_RECORD_BYTES, **fields):
+    """{name: sha256}, the 'files' of the record of ours at `path`; None if it cannot be
+    read or is not ours (written_by gluon_dcgan, and each of `fields` as given)."""
     try:
-        value = read_json(path, _RECORD_BYTES)
+        value = read_json(path, max_bytes)
     except (OSError, Damaged):
         return None
     files = value.get('files') if isinstance(value, dict) else None
     if (value.get('written_by') != 'gluon_dcgan' or not isinstance(files, dict) or
-            not all(isinstance(v, str) for v in files.values())):
+            not all(isinstance(v, str) for v in files.values()) or
+            any(value.get(k) != v for k, v in fields.items())):
         return None
     return files
+
+
+def _record(folder):
+    """{name: sha256} of the record in `folder`; None if there is one but it is not ours."""
+    path = os.path.join(folder, RECORD)
+    return read_record(path) if os.path.lexists(path) else {}
 
 
 def is_recorded(path, digest):
