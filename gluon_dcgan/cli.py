@@ -51,20 +51,6 @@ def _training_parser(command):
                         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-class _FinalLine:
-    """stdout for fit's final line, which it prints only once a run is complete."""
-
-    def __init__(self, stream):
-        self.stream, self.printed = stream, False
-
-    def write(self, text):
-        self.printed = True
-        return self.stream.write(text)
-
-    def flush(self):
-        self.stream.flush()
-
-
 def _wrote(out_dir):
     """The lines after a complete run: the files a user looks at, and what to try next."""
     from .train.rundir import RunPaths
@@ -84,22 +70,13 @@ def train_main(argv, command=None):
     from .runtime import avoid_onednn_single_channel_bug, use_np
     avoid_onednn_single_channel_bug(cfg.channels)
     use_np()
-    from .dist.launch import RANK_LINE
     from .train.fit import fit
-    out, ranks = _FinalLine(sys.stdout), []
-
-    def log(message):  # a dist_sync worker says its rank: only rank 0 writes the run
-        found = RANK_LINE.match(message)
-        if found:
-            ranks.append(int(found[1]))
-        _log(message)
     try:
-        code = fit(cfg, log=log, out=out)
+        # Only a complete run's chief calls back: not after an interrupt, when there was
+        # nothing to do, or on the other workers of a dist_sync run.
+        return fit(cfg, log=_log, on_complete=lambda: _log(_wrote(cfg.out_dir)))
     finally:
         _training['ran'] = True
-    if code == 0 and out.printed and all(rank == 0 for rank in ranks):
-        _log(_wrote(cfg.out_dir))  # not after an interrupt, nor when there was nothing to do
-    return code
 
 
 def _is_training(argv):

@@ -251,8 +251,8 @@ def weights_digest(net):
     return digest.hexdigest()[:12]
 
 
-def finish(run, out):
-    """Export the generator and print the chapter's final line."""
+def finish(run, out, on_complete=None):
+    """Export the generator, print the chapter's final line, then (the chief) on_complete()."""
     run.stage = 'finish'
     # Every worker's last pushes and pulls must finish before any exits: a dist_sync
     # worker that quits with a push still queued leaves the others waiting forever.
@@ -265,6 +265,8 @@ def finish(run, out):
         run.log(f'worker {run.rank}/{run.num_workers}: generator weights sha256 '
                 f'{weights_digest(run.gan.net_G)}')
     print(final_line(run.state, run.ctxs), file=out, flush=True)
+    if on_complete is not None and run.chief:
+        on_complete()
 
 
 def final_line(state, ctxs):
@@ -283,10 +285,11 @@ def _diverged(run, exc):
     return UserError(f'{exc}; {tail}', exit_code=3)
 
 
-def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=None):
+def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=None, on_complete=None):
     """Train (or resume) the run described by `cfg`; return the exit code.
 
-    `out` (default: sys.stdout as it is at the call, not at import) gets the final line.
+    `out` (default: sys.stdout as it is at the call, not at import) gets the final line;
+    `on_complete` is called after it, by the chief of a run that completed.
     """
     out = sys.stdout if out is None else out
     # Outside the loop SIGINT and SIGTERM raise Interrupted (the loop itself uses a flag).
@@ -299,7 +302,7 @@ def fit(cfg, log=lambda msg: print(msg, file=sys.stderr), out=None):
             code = run_training(run)
             if code is not None:
                 return code
-            finish(run, out)
+            finish(run, out, on_complete)
         except Interrupted as exc:
             log(INTERRUPTED[run.stage])
             return exc.exit_code
