@@ -19,7 +19,7 @@ never reach outside it; and the arrays built together stay under the limit.
 import collections
 import io
 import math
-import pickle  # for the restricted Unpickler below only (tests/test_hardening.py allows it here)
+import pickle  # for the restricted Unpickler below only (tests/test_checkpoint.py allows it here)
 import zipfile
 
 import numpy as onp
