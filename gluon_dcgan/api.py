@@ -63,12 +63,10 @@ class Animator:
         self.figure = TrainingFigure(gan.cfg.epochs, path=None)
 
     def epoch_end(self, epoch, state):
-        from .seeds import Stream, noise
-        cfg, row = self.gan.cfg, state['history'][-1]
-        # The fresh latents of training.png's samples (epoch_end.py) for this epoch.
-        fresh = self.gan.generate(noise(cfg.seed, Stream.SAMPLES, epoch,
-                                        shape=(21, cfg.latent_dim, 1, 1)))
-        self.figure.add(epoch, row['loss_D'], row['loss_G'], fresh, save=False, D=row)
+        from .train.epoch_end import fresh_samples  # training.png's samples, to the bit
+        row = state['history'][-1]
+        self.figure.add(epoch, row['loss_D'], row['loss_G'], fresh_samples(self.gan, epoch),
+                        save=False, D=row)
 
 
 def train(cfg, images=None, animate=True, hooks=(), log=print, out=None):

@@ -43,7 +43,12 @@ class EpochEnd:
         fixed = to_pixels(self.gan.generate(self.fixed_noise))
         save_png(grid(fixed, cols=7),
                         os.path.join(self.paths.samples, f'epoch_{epoch:03d}.png'))
-        fresh = self.gan.generate(
-            noise(self.cfg.seed, Stream.SAMPLES, epoch, shape=(21, self.cfg.latent_dim, 1, 1)))
-        self.figure.add(epoch, row['loss_D'], row['loss_G'], fresh, fid=row.get('fid'), D=row)
+        self.figure.add(epoch, row['loss_D'], row['loss_G'], fresh_samples(self.gan, epoch),
+                        fid=row.get('fid'), D=row)
         report.write_metrics(state['history'], self.paths.metrics)
+
+
+def fresh_samples(gan, epoch):
+    """The 21 samples of training.png after `epoch`: fresh latents of their own stream."""
+    cfg = gan.cfg
+    return gan.generate(noise(cfg.seed, Stream.SAMPLES, epoch, shape=(21, cfg.latent_dim, 1, 1)))
