@@ -3,14 +3,22 @@
 A test that sends a signal "after a while" breaks on a faster or slower machine;
 these helpers wait for a line on stderr or a file instead, with a generous timeout.
 """
+import fcntl
 import os
+import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import time
 
 from conftest import ROOT, run_cli
+
+# The batches done on the training bar (train/hooks.py's BAR_FORMAT):
+# 'epoch 1/1  42%|#####       | 5/12, D 0.693 G 5.123 ...'
+BAR_DONE = re.compile(r'epoch \d+/\d+ +\d+%\|[^|]*\| (\d+)/\d+')
 
 
 def wait_until(predicate, what, timeout=180, proc=None):
@@ -24,16 +32,34 @@ def wait_until(predicate, what, timeout=180, proc=None):
 
 
 class LiveRun:
-    """`python run.py ARGS` in the background, its output collected line by line."""
+    """`python run.py ARGS` in the background, its output collected as it comes.
 
-    def __init__(self, args, cwd=None):
+    With `terminal`, stderr is a pseudo-terminal of 80 columns, so the program draws its
+    progress bars there as it does for a user: the one evidence, outside the run folder,
+    that training has finished a batch (wait_for_batches).
+    """
+
+    def __init__(self, args, cwd=None, terminal=False):
+        err, pty_fd = subprocess.PIPE, None
+        if terminal:
+            pty_fd, err = os.openpty()
+            attrs = termios.tcgetattr(err)
+            attrs[1] &= ~termios.OPOST  # '\n' stays '\n' (no '\r\n'), as in a pipe
+            termios.tcsetattr(err, termios.TCSANOW, attrs)
+            fcntl.ioctl(err, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 80, 0, 0))
         self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, 'run.py')] +
                                      [str(a) for a in args], cwd=cwd or ROOT, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, stderr=err)
         self.out, self.err = [], []
-        self._readers = [threading.Thread(target=self._read, args=(s, lines), daemon=True)
-                         for s, lines in ((self.proc.stdout, self.out),
-                                          (self.proc.stderr, self.err))]
+        if terminal:
+            os.close(err)  # the child holds the terminal now; its exit ends the reads
+            stderr_reader = threading.Thread(target=self._read_terminal,
+                                             args=(pty_fd, self.err), daemon=True)
+        else:
+            stderr_reader = threading.Thread(target=self._read, args=(self.proc.stderr,
+                                                                      self.err), daemon=True)
+        self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.out),
+                                          daemon=True), stderr_reader]
         for t in self._readers:
             t.start()
 
@@ -43,15 +69,43 @@ class LiveRun:
             lines.append(line)
         stream.close()
 
+    @staticmethod
+    def _read_terminal(fd, chunks):
+        try:
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:  # EIO: every process holding the terminal has exited
+                    break
+                if not data:
+                    break
+                chunks.append(data.decode('utf-8', 'replace'))
+        finally:
+            os.close(fd)
+
+    def stderr(self):
+        """All of stderr so far (with a terminal, a bar's redraws are split by '\r')."""
+        return ''.join(list(self.err))
+
     @property
     def pid(self):
         return self.proc.pid
 
     def wait_for_line(self, text, timeout=180):
-        """Wait until a stderr line contains `text`."""
-        wait_until(lambda: any(text in line for line in list(self.err)),
-                   f'a line with {text!r} (stderr so far: {"".join(self.err)[-2000:]})',
+        """Wait until stderr holds `text` (on one line)."""
+        wait_until(lambda: any(text in line for line in self.stderr().splitlines()),
+                   f'a line with {text!r} (stderr so far: {self.stderr()[-2000:]})',
                    timeout, self.proc)
+
+    def wait_for_batches(self, done=1, timeout=180):
+        """Wait until the training bar shows `done` batches finished (needs `terminal`).
+
+        The bar advances when a batch has finished on the devices (train/hooks.py's
+        Progress), so a signal sent after this lands after that batch, inside the loop."""
+        def shown():
+            return any(int(n) >= done for n in BAR_DONE.findall(self.stderr()))
+        wait_until(shown, f'the bar to show {done} batch(es) done (stderr so far: '
+                          f'{self.stderr()[-2000:]!r})', timeout, self.proc)
 
     def wait_for(self, predicate, what, timeout=180):
         """Wait until `predicate()` holds (e.g. a file exists) while the process runs."""

@@ -92,14 +92,16 @@ def _checkpoints(out):
 
 @pytest.mark.slow
 def test_a_run_resumed_mid_epoch_records_the_same_metrics(tmp_path):
-    # 256 short batches: the epoch the signal must land in lasts seconds on any machine.
+    # 256 short batches: the epoch the signal must land in lasts seconds on any machine;
+    # its bar, on a terminal, shows when the first batch is done.
     args = ['--data', 'synthetic', '--limit', '1024', '--batch-size', '4', '--epochs', '1',
-            '--n-G', '8', '--n-D', '8', '--ctx', 'cpu', '--no-progress', '--seed', '5']
+            '--n-G', '8', '--n-D', '8', '--ctx', 'cpu', '--seed', '5']
     ref = tmp_path / 'ref'
     assert run_cli(args + ['--out-dir', str(ref)]).returncode == 0
     out = tmp_path / 'run'
-    run = LiveRun(args + ['--out-dir', out])
+    run = LiveRun(args + ['--out-dir', out], terminal=True)
     run.wait_for_line('training epochs 1-1 on 1024 images, 256 batches per epoch')
+    run.wait_for_batches(1)  # inside the loop: the line comes before its signal handling
     run.send(signal.SIGINT)
     code, _, err = run.finish()
     assert code == 130, err

@@ -24,9 +24,10 @@ def _params(out):
     return {k: v.asnumpy() for k, v in loaded.items()}
 
 
-# Many short batches, so that the epoch a signal must land in lasts seconds on any machine.
+# Many short batches, so that the epoch a signal must land in lasts seconds on any machine;
+# its bar, on a terminal, shows when the first batch is done.
 LONG_EPOCH = ['--data', 'synthetic', '--limit', '2048', '--batch-size', '4', '--epochs', '1',
-              '--n-G', '8', '--n-D', '8', '--ctx', 'cpu', '--no-progress', '--seed', '5']
+              '--n-G', '8', '--n-D', '8', '--ctx', 'cpu', '--seed', '5']
 
 
 def _checkpoints(out):
@@ -54,8 +55,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_mid_epoch_saves_a_checkpoint_and_resume_finishes(tmp_path, signum):
     out = tmp_path / 'run'
-    run = LiveRun(LONG_EPOCH + ['--out-dir', out])
+    run = LiveRun(LONG_EPOCH + ['--out-dir', out], terminal=True)
     run.wait_for_line('training epochs 1-1 on 2048 images, 512 batches per epoch')
+    run.wait_for_batches(1)  # inside the loop: the line comes before its signal handling
     run.send(signum)
     code, _, err = run.finish()
     assert code == 128 + signum, err
