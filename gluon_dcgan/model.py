@@ -95,6 +95,3 @@ def count_parameters(net):
             total += param.data().size
     return total
 
-
-# Old names, until every caller uses the chapter's.
-build_net_G, build_net_D = net_G, net_D

@@ -13,8 +13,7 @@ from mxnet import autograd, np
 from mxnet.gluon import nn
 
 from conftest import assert_one_line_error, run_cli
-from gluon_dcgan.model import build_net_D, build_net_G
-from gluon_dcgan import model_bf16
+from gluon_dcgan import model, model_bf16
 from gluon_dcgan.model_bf16 import (BF16Conv2D, Float32Conv2D, MatmulConv2DTranspose,
                                      SubPixelConv2DTranspose, cast)
 from gluon_dcgan.runtime import bf16_problem, cpu_supports_bf16
@@ -106,7 +105,7 @@ def test_conv2d_wrappers_equal_conv2d_in_fp32(wrapper, hybridize):
 @pytest.mark.unit
 def test_bf16_twins_train_the_chapter_parameters():
     """The twins use the chapter nets' own Parameters: checkpoints and exports see one set."""
-    net_G, net_D = build_net_G(n_G=8), build_net_D(n_D=8, alpha=0.3, activation='relu')
+    net_G, net_D = model.net_G(n_G=8), model.net_D(n_D=8, alpha=0.3, activation='relu')
     twin_G, twin_D = model_bf16.twin_G(net_G), model_bf16.twin_D(net_D)
     for net in (net_G, net_D):
         net.initialize()

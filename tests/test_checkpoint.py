@@ -308,8 +308,8 @@ def _net_G_of_width(path, n_G):
     """Write the parameters of an `n_G`-wide generator (latent 100, RGB) to `path`."""
     import mxnet as mx
 
-    from gluon_dcgan.model import build_net_G
-    net = build_net_G(n_G)
+    from gluon_dcgan.model import net_G
+    net = net_G(n_G)
     net.initialize(mx.init.Normal(0.02))
     net(mx.np.zeros((1, 100, 1, 1)))
     net.save_parameters(str(path))
@@ -457,12 +457,12 @@ def test_no_pickle_on_any_load_path():
 def test_adam_state_round_trip_continues_exactly(tmp_path):
     import mxnet as mx
     from mxnet import np
-    from gluon_dcgan.model import build_net_D, build_net_G
+    from gluon_dcgan import model
     from gluon_dcgan.train import optimizer_state, steps
 
     def make(seed):
         mx.random.seed(seed)
-        net_G, net_D = build_net_G(8), build_net_D(8)
+        net_G, net_D = model.net_G(8), model.net_D(8)
         steps.initialize(net_G, net_D, [mx.cpu()])
         net_D(net_G(np.zeros((1, 100, 1, 1))))
         return (net_G, net_D) + steps.make_trainers(net_G, net_D, 0.005, 0.5)

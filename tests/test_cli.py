@@ -51,9 +51,9 @@ def test_generate_round_trip_is_repeatable_and_matches_the_trained_net(tiny_run,
     from mxnet import np
     from gluon_dcgan.tools import latent
     from gluon_dcgan.export import load
-    from gluon_dcgan.model import build_net_G
+    from gluon_dcgan import model
     ckpt = sorted((out / 'checkpoints').iterdir())[-1]
-    net_G = build_net_G(json.loads((out / 'config.json').read_text())['n_G'])
+    net_G = model.net_G(json.loads((out / 'config.json').read_text())['n_G'])
     net_G.load_parameters(str(ckpt / 'net_G.params'), ctx=mx.cpu())
     Z = latent.latent_noise(5, 100, seed=3)
     ours = net_G(np.array(Z)).asnumpy()

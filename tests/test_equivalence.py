@@ -4,13 +4,13 @@ import numpy as onp
 from d2l import mxnet as d2l
 from mxnet import np
 
-from gluon_dcgan.model import build_net_D, build_net_G
+from gluon_dcgan import model
 from gluon_dcgan.train import steps
 
 
 def _setup(hybrid):
     mx.random.seed(7)  # same initial weights for both paths
-    net_G, net_D = build_net_G(n_G=16), build_net_D(n_D=16)
+    net_G, net_D = model.net_G(n_G=16), model.net_D(n_D=16)
     steps.initialize(net_G, net_D, [mx.cpu()])
     net_D(net_G(np.zeros((1, 100, 1, 1))))  # draw the deferred weights now, under this seed
     if hybrid:

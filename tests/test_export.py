@@ -88,8 +88,8 @@ def _swap_in_net_G_of_width(ckpt, n_G):
     """net_G.params of an `n_G`-wide generator into `ckpt`, its manifest re-hashed."""
     import hashlib
     import mxnet as mx
-    from gluon_dcgan.model import build_net_G
-    net = build_net_G(n_G)
+    from gluon_dcgan.model import net_G
+    net = net_G(n_G)
     net.initialize(mx.init.Normal(0.02))
     net(mx.np.zeros((1, 100, 1, 1)))
     net.save_parameters(str(ckpt / 'net_G.params'))

@@ -29,8 +29,8 @@ configure_process()
 use_np()
 import mxnet as mx
 from gluon_dcgan.export.mxnet_export import export_generator
-from gluon_dcgan.model import build_net_G
-net = build_net_G(16)
+from gluon_dcgan.model import net_G
+net = net_G(16)
 net.initialize(mx.init.Normal(0.02))
 calls = [0]
 def killing(real):
@@ -404,8 +404,8 @@ def test_a_removable_lock_never_has_two_holders(tmp_path):
 def test_export_generator_leaves_nothing_when_interrupted(tmp_path):
     import mxnet as mx
     from gluon_dcgan.export.mxnet_export import export_generator
-    from gluon_dcgan.model import build_net_G
-    net_G = build_net_G(8)
+    from gluon_dcgan import model
+    net_G = model.net_G(8)
     net_G.initialize(ctx=mx.cpu())
 
     def interrupted(folder):

@@ -134,8 +134,8 @@ def _swap_in_other_width(export):
     import mxnet as mx
 
     from gluon_dcgan.export.mxnet_export import export_generator
-    from gluon_dcgan.model import build_net_G
-    net = build_net_G(8)  # the trained run's net_G is 16 wide
+    from gluon_dcgan.model import net_G
+    net = net_G(8)  # the trained run's net_G is 16 wide
     net.initialize(mx.init.Normal(0.02))
     other = export.parent / 'other'
     export_generator(net, str(other), 100, 3)

@@ -13,13 +13,13 @@ def test_parameter_counts_match_the_built_nets(n_G, n_D, latent, channels):
     from mxnet import np
 
     from gluon_dcgan.memory import parameter_counts
-    from gluon_dcgan.model import build_net_D, build_net_G, count_parameters
-    net_G, net_D = build_net_G(n_G, channels), build_net_D(n_D)
+    from gluon_dcgan import model
+    net_G, net_D = model.net_G(n_G, channels), model.net_D(n_D)
     for net in (net_G, net_D):
         net.initialize(mx.init.Normal(0.02))
     net_D(net_G(np.zeros((1, latent, 1, 1))))
-    assert parameter_counts(n_G, n_D, latent, channels) == (count_parameters(net_G),
-                                                            count_parameters(net_D))
+    assert parameter_counts(n_G, n_D, latent, channels) == (model.count_parameters(net_G),
+                                                            model.count_parameters(net_D))
     if (n_G, n_D, latent, channels) == (64, 64, 100, 3):
         assert parameter_counts(64, 64, 100, 3) == (3576704, 2765696)
 

@@ -13,13 +13,13 @@ import pytest
 from mxnet import autograd, gluon, np
 
 from conftest import FINAL_LINE, ROOT, run_cli
-from gluon_dcgan.model import build_net_D, build_net_G
+from gluon_dcgan import model
 from gluon_dcgan.train import checkpoint, optimizer_state, steps
 
 
 def _nets(ctxs, seed=3):
     mx.random.seed(seed)
-    net_G, net_D = build_net_G(n_G=8), build_net_D(n_D=8)
+    net_G, net_D = model.net_G(n_G=8), model.net_D(n_D=8)
     steps.initialize(net_G, net_D, ctxs)
     net_D(net_G(np.zeros((1, 100, 1, 1), ctx=ctxs[0])))
     return net_G, net_D

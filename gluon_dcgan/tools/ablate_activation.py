@@ -57,13 +57,13 @@ def _probe_run(run_dir, real):
     import mxnet as mx
     from mxnet import np
     from ..data.loader import normalize
-    from ..model import build_net_D
+    from .. import model
     from ..train import checkpoint
     from ..seeds import Stream, noise
     from ..train.restore import load_run_generator
     ctx = mx.cpu()
     net_G, cfg, path = load_run_generator(run_dir, ctx)
-    net_D = build_net_D(cfg.n_D, cfg.alpha, cfg.d_activation)
+    net_D = model.net_D(cfg.n_D, cfg.alpha, cfg.d_activation)
     net_D.load_parameters(os.path.join(path, 'net_D.params'), ctx=ctx)
     fake = net_G(np.array(noise(cfg.seed, Stream.ABLATION, shape=(PROBE, cfg.latent_dim, 1, 1))))
     X = normalize(np.array(real, dtype='uint8'))

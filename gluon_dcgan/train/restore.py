@@ -17,7 +17,7 @@ def load_run_generator(run_dir, ctx):
     The net is built from the config saved inside the checkpoint, the one its
     weights were trained with; a config.json that disagrees is refused.
     """
-    from ..model import net_G as build_net_G
+    from .. import model
     paths = rundir.RunPaths(run_dir)
     if not os.path.isdir(run_dir):
         raise UserError(f'--run {run_dir!r} is not a folder: give the --out-dir of a training run')
@@ -39,7 +39,7 @@ def load_run_generator(run_dir, ctx):
         pairs = ', '.join(f'{f} {getattr(trained, f)!r} vs {getattr(cfg, f)!r}' for f in differ)
         raise UserError(f'{path} and {paths.config} disagree ({pairs}): the config.json was '
                         f'changed by hand; restore it, or train the run again')
-    net_G = build_net_G(trained.n_G, trained.channels)
+    net_G = model.net_G(trained.n_G, trained.channels)
     # A run with --ema exports the average of its weights, as its own export did.
     weights = checkpoint.EMA if os.path.exists(os.path.join(path, checkpoint.EMA)) else \
         'net_G.params'
