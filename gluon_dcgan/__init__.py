@@ -10,7 +10,7 @@ Imports flow downward only, layer by layer (a module never reaches up):
     export/ quality/ dist/   the export files; the quality measures (EfficientNet-Lite0,
                         FID); several processes and hosts (launcher, servers, KVStore)
     model, model_bf16, data/, images
-    config, flags, runtime, memory, seeds, files, errors, progress
+    config, flags, runtime, memory, seeds, files, errors, progress, signals
 (launch.py only keeps ``python -m gluon_dcgan.launch`` working: it is dist/launch.py.)
 Importing the package runs nothing; ``run.py`` and ``gluon_dcgan.cli`` do.
 """

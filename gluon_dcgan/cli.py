@@ -10,6 +10,7 @@ import shlex
 import signal
 import sys
 
+from . import signals
 from .errors import UserError
 from .flags import program, runnable, set_program
 from .runtime import check_environment, configure_process
@@ -194,7 +195,7 @@ def main(argv=None, prog='run.py'):
     os.environ.setdefault('MPLBACKEND', 'Agg')  # figures go to files; the library leaves it be
     sys.unraisablehook = _quiet_mxnet_shutdown
     configure_process()  # before anything imports mxnet
-    signal.signal(signal.SIGTERM, _terminated)  # training installs its own, checkpointing one
+    signals.install(_terminated, (signal.SIGTERM,))  # training installs its own, checkpointing one
     _training['ran'] = False  # (tests call main several times in one process)
     try:
         try:

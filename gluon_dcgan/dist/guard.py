@@ -18,7 +18,8 @@ signalling itself, and with PR_SET_PDEATHSIG, so even a SIGKILLed guard takes
 the command with it. The guard exits with the command's code (128 + N for a
 signal N), which ssh passes back to the launcher.
 
-Standard library only, and run by its path: it needs no package on sys.path.
+Run by its path, with the standard library and gluon_dcgan/signals.py (itself standard
+library only), found from this file's own place: no package needs to be installed.
 """
 import ctypes
 import os
@@ -26,6 +27,10 @@ import signal
 import subprocess
 import sys
 import threading
+
+# The folder that holds this package (a checkout, or site-packages), for its signals module.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from gluon_dcgan import signals  # noqa: E402
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -84,8 +89,8 @@ def main(argv):
         print(f'error: cannot start {argv[2]!r} ({exc.strerror}): check the command after --',
               file=sys.stderr)
         return 127 if isinstance(exc, FileNotFoundError) else 126
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda *_: threading.Thread(target=guard.stop, daemon=True).start())
+    signals.install(lambda *_: threading.Thread(target=guard.stop, daemon=True).start(),
+                    signals.STOP + (signal.SIGHUP,))
     threading.Thread(target=guard.watch_stdin, daemon=True).start()
     code = guard.child.wait()
     guard._signal_group(signal.SIGKILL)  # anything the command left behind in its group

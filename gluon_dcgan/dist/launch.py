@@ -45,6 +45,7 @@ import sys
 import threading
 import time
 
+from .. import signals
 from ..errors import UserError
 from ..flags import OneLineParser, flag
 from .ssh import forwarded_environment, read_hosts, remote_command, remote_free_port
@@ -169,8 +170,7 @@ class Cluster:
         save a checkpoint, for which it needs the servers, and say so ("interrupted ...").
         Then whatever is left is killed. A guard that does not exit is killed
         too, with its ssh connection (the remote guard then sees end-of-file)."""
-        for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut this short
-            signal.signal(sig, signal.SIG_IGN)
+        signals.ignore()  # a second signal must not cut this short
         if not at_once:
             workers = [p for p in self.procs if p.role == 'worker']
             chief = [p for p in workers if p.label == 'worker 0'] or workers
@@ -345,8 +345,7 @@ def run(args, command):
     # Stopping the launcher stops its processes. SIGINT is set explicitly: a launcher
     # started in the background by a script inherits SIGINT ignored, and Ctrl-C or
     # kill -INT must still stop the run.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _interrupt)
+    signals.install(_interrupt)
     server = [sys.executable, SERVER]
     try:
         cluster.start('scheduler', server, 'scheduler', 0)

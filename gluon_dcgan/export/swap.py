@@ -19,9 +19,9 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import stat
 
+from .. import signals
 from ..errors import UserError
 from ..files import (TMP_MARK, disk_full, folder_lock, is_stale, no_space_error, owner_suffix,
                      read_json)
@@ -218,22 +218,20 @@ def swap_in(tmp, folder):
     the job once this process has gone.
     """
     old = stem(folder) + OLD + tmp.rsplit(PARTIAL, 1)[1]  # the same suffix S
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     renamed, moved = False, []
-    try:
-        if os.path.lexists(folder):
-            os.rename(folder, old)
-            renamed = True
-            moved = _move_others(old, tmp)
-        os.rename(tmp, folder)
-    except OSError as exc:
-        _undo(tmp, folder, old, renamed, moved, exc)
-    else:
-        if renamed:
-            with contextlib.suppress(OSError):  # else left for recover(): old files only
-                _remove_own(old)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    with signals.deferred():
+        try:
+            if os.path.lexists(folder):
+                os.rename(folder, old)
+                renamed = True
+                moved = _move_others(old, tmp)
+            os.rename(tmp, folder)
+        except OSError as exc:
+            _undo(tmp, folder, old, renamed, moved, exc)
+        else:
+            if renamed:
+                with contextlib.suppress(OSError):  # else left for recover(): old files only
+                    _remove_own(old)
 
 
 def _undo(tmp, folder, old, renamed, moved, exc):

@@ -9,9 +9,9 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import sys
 
+from .. import signals
 from ..errors import UserError
 from ..export import swap
 from ..export.load import (check_memory, load_mxnet_generator, load_onnx_generator,
@@ -225,21 +225,20 @@ def _swap_in(tmp, folder):
     """Rename the finished `tmp` to `folder`, whose old content (generate's own) is then
     removed. SIGINT and SIGTERM wait for both renames."""
     old = swap.stem(folder) + REPLACED + tmp.rsplit(WRITING, 1)[1]
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        if os.path.lexists(folder):
-            os.rename(folder, old)
+    with signals.deferred():
         try:
-            os.rename(tmp, folder)
-        except OSError:
-            if os.path.lexists(old):
-                os.rename(old, folder)
-            raise
-    except OSError as exc:
-        raise UserError(f'cannot replace {folder} ({exc.strerror}): it is unchanged; fix the '
-                        f'permissions of {os.path.dirname(folder)}, or choose another folder')
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            if os.path.lexists(folder):
+                os.rename(folder, old)
+            try:
+                os.rename(tmp, folder)
+            except OSError:
+                if os.path.lexists(old):
+                    os.rename(old, folder)
+                raise
+        except OSError as exc:
+            raise UserError(f'cannot replace {folder} ({exc.strerror}): it is unchanged; fix '
+                            f'the permissions of {os.path.dirname(folder)}, or choose another '
+                            f'folder')
     shutil.rmtree(old, ignore_errors=True)  # if killed now, the next run removes the rest
 
 

@@ -7,9 +7,9 @@ figures, checkpoints, signals) attaches through hooks (hooks.py), which the loop
 calls at the end of each batch and epoch and knows nothing about.
 """
 import math
-import signal
 import time
 
+from .. import signals
 from ..data import loader
 from ..seeds import Stream, noise
 from . import steps
@@ -49,7 +49,7 @@ class StopFlag:
         self.raising, self.signum = raising, None
 
     def __enter__(self):
-        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        self._previous = signals.install(self._handle)
         return self
 
     def _handle(self, signum, frame):
@@ -63,8 +63,7 @@ class StopFlag:
             raise Interrupted(self.signum)
 
     def __exit__(self, *exc):
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
+        signals.restore(self._previous)
 
 
 class GAN:
