@@ -209,8 +209,20 @@ def generate_mxnet(folder, Z, ctx=None):
 
 def load_onnx_generator(folder):
     """(a function Z -> images, manifest) from export/generator.onnx, without MXNet."""
+    model, manifest = read_onnx(folder)
+    return onnx_runner(folder, model, manifest), manifest
+
+
+def read_onnx(folder):
+    """(the bytes of generator.onnx, manifest), the bytes checked against their SHA-256:
+    what share copies is what was checked, and what onnx_runner then runs."""
     manifest = read_manifest(folder, ())
-    model = _onnx_bytes(folder, manifest)
+    return _onnx_bytes(folder, manifest), manifest
+
+
+def onnx_runner(folder, model, manifest):
+    """The ONNX `model` (bytes of the export in `folder`) as a function Z -> images, after
+    check_shapes ran it on 1 and 2 latents."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -225,7 +237,7 @@ def load_onnx_generator(folder):
     name = session.get_inputs()[0].name
     run = lambda Z: session.run(None, {name: Z})[0]
     check_shapes(folder, run, manifest)
-    return run, manifest
+    return run
 
 
 def _onnx_bytes(folder, manifest):
