@@ -35,6 +35,7 @@ class Stream(enum.IntEnum):
     AUGMENT = 12    # (epoch, batch, rank, call): one DiffAugment draw of a batch's slice
     EVAL = 13       # (epoch,): the latents --eval-every scores (never a training stream's,
                     # so scoring leaves training's numbers as they are)
+    SHARE = 14      # (): the latent directions of share's sliders
 
 
 def _word(value, what):
