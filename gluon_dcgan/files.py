@@ -7,6 +7,10 @@ the writer's host and PID (``.tmp-HOST-PID-RANDOM``): a later run removes only
 the leftovers of a process of its own host that has gone, never a live writer's
 (two exports or downloads into one folder) and never a user's file.
 
+Replacing a folder. An export, or generate's --out-dir, is replaced whole: written
+beside it, then swapped into place by renames a kill cannot cut in two (FolderSwap);
+the next writer finishes or rolls back a swap whose process has gone.
+
 Reading. Every file the tool reads may come from someone else, so reads are
 bounded: regular files only (a FIFO or /dev/zero is refused, not waited on), a
 size limit checked before reading, and parsers whose failures, MemoryError and
@@ -24,6 +28,7 @@ import socket
 import stat
 import uuid
 
+from . import signals
 from .errors import UserError
 
 # A full disk or quota: one line naming the folder, never a traceback.
@@ -226,6 +231,206 @@ def _same_file(fd, path):
         return False
     mine = os.fstat(fd)
     return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def target_path(folder):
+    """The absolute path `folder` names as the kernel resolves it, its last part unresolved.
+
+    'RUN/export/.' and 'RUN/export/best/..' are RUN/export itself: every step acts on
+    the real name, never on '.' or '..' (os.replace and rmtree fail on those). A
+    symbolic link as the last part stays a link, for the caller to refuse.
+    """
+    path = os.fspath(folder)
+    stripped = path.rstrip('/') or path
+    head, tail = os.path.split(stripped)
+    if tail in ('', '.', '..'):
+        return os.path.realpath(stripped)
+    return os.path.join(os.path.realpath(head or '.'), tail)
+
+
+LOCK = '.lock'
+
+
+def stem(folder):
+    """'PARENT/.NAME': the start of every name a swap of `folder` uses beside it."""
+    parent, name = os.path.split(folder)
+    if len(name) > 80:  # room for the suffixes within the 255 bytes of a name
+        name = name[:60] + '-' + hashlib.sha1(os.fsencode(name)).hexdigest()[:8]
+    return os.path.join(parent, '.' + name)
+
+
+class SwapInterrupted(UserError):
+    """A swap that failed half done and could not be rolled back: its folders are kept."""
+
+
+class FolderSwap:
+    """Replace a folder the tool owns by a new one, so that a kill at any moment loses nothing.
+
+    For FOLDER, its stem PARENT/.NAME and S this process's owner suffix, under a lock
+    (stem + '.lock') that two writers take in turn:
+
+        1. write the new content whole in NEW = stem + new_mark + S (new_folder)
+        2. rename FOLDER -> OLD = stem + old_mark + S
+        3. move OLD's entries that are not its own (own) into NEW, one rename each
+        4. rename NEW -> FOLDER
+        5. remove OLD's own entries, then OLD if that emptied it
+
+    SIGINT and SIGTERM wait for steps 2-4 (and 5, with remove_with_renames). Each rename
+    is atomic, so an entry that is not the folder's own is at every moment in exactly one
+    of FOLDER, OLD and NEW, and only own entries are ever deleted. recover() finishes or
+    rolls back the swap of a process that has gone (is_stale): forward if NEW is
+    complete, back otherwise.
+
+    What is the folder's own, and when a new one is whole, its writer says (override own
+    and complete). By default every entry is its own, a folder the tool wrote entire, and
+    a killed swap rolls back to the old folder.
+    """
+    # Step 5 lets signals through: the old folder may hold many files, and a kill then
+    # leaves only old files, which the next swap removes.
+    remove_with_renames = False
+
+    def __init__(self, new_mark, old_mark, writer):
+        # writer: the command a user runs again to finish what a failed swap left.
+        self.new_mark, self.old_mark, self.writer = new_mark, old_mark, writer
+
+    def own(self, folder):
+        """The entries of `folder` a swap may delete, in the order to delete them."""
+        return sorted(os.listdir(folder))
+
+    def complete(self, folder):
+        """True if `folder`, a new folder a killed swap left, is whole and may take the place."""
+        return False
+
+    def lock(self, folder):
+        """The lock two writers of `folder` take in turn (PARENT/.NAME.lock, removed after)."""
+        return folder_lock(stem(folder) + LOCK, os.path.dirname(folder), remove=True)
+
+    @contextlib.contextmanager
+    def new_folder(self, folder):
+        """Yield a new empty NEW for `folder`; NEW is removed on a failure.
+
+        NEW holds only what the caller wrote until swap_in moves entries into it, and
+        swap_in either finishes, takes them back out, or raises SwapInterrupted: then NEW
+        stays. A full disk becomes a one-line UserError naming the folder.
+        """
+        tmp = stem(folder) + self.new_mark + owner_suffix()
+        try:
+            os.mkdir(tmp)
+            yield tmp
+        except SwapInterrupted:
+            raise
+        except BaseException as exc:
+            full = _disk_full(exc, os.path.dirname(folder))
+            _discard(tmp)
+            if full:
+                raise no_space_error(exc, tmp) from None
+            raise
+
+    def swap_in(self, tmp, folder):
+        """Steps 2-5: the finished `tmp` becomes `folder`, keeping what is not its own.
+
+        A failure (a permission) undoes what was done and raises a UserError; if that
+        fails too, SwapInterrupted, and recover() finishes the job once this process has
+        gone.
+        """
+        old = stem(folder) + self.old_mark + tmp.rsplit(self.new_mark, 1)[1]  # the same S
+        renamed, moved = False, []
+        with signals.deferred():
+            try:
+                if os.path.lexists(folder):
+                    os.rename(folder, old)
+                    renamed = True
+                    moved = self._carry(old, tmp)
+                os.rename(tmp, folder)
+            except OSError as exc:
+                self._undo(tmp, folder, old, renamed, moved, exc)
+            if renamed and self.remove_with_renames:
+                self._remove_quietly(old)
+        if renamed and not self.remove_with_renames:
+            self._remove_quietly(old)
+
+    def _undo(self, tmp, folder, old, renamed, moved, exc):
+        try:
+            for name in moved:
+                os.rename(os.path.join(tmp, name), os.path.join(old, name))
+            if renamed:
+                os.rename(old, folder)
+        except OSError:
+            raise SwapInterrupted(
+                f'cannot replace {folder} ({exc.strerror}), nor undo it: its folders are kept '
+                f'in {old} and {tmp}, and the next {self.writer} to {folder} puts them back; '
+                f'fix the permissions, then {self.writer} again')
+        raise UserError(f'cannot replace {folder} ({exc.strerror}): it is unchanged; fix the '
+                        f'permissions of {os.path.dirname(folder)}, or choose another folder')
+
+    def _carry(self, src, dst):
+        """Move every entry of `src` but its own into `dst` (never over one); their names."""
+        own = set(self.own(src))
+        moved = []
+        for name in sorted(os.listdir(src)):
+            if name not in own and not os.path.lexists(os.path.join(dst, name)):
+                os.rename(os.path.join(src, name), os.path.join(dst, name))
+                moved.append(name)
+        return moved
+
+    def remove_own(self, folder):
+        """Delete `folder`'s own entries, then `folder` if that emptied it."""
+        for name in self.own(folder):
+            path = os.path.join(folder, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        with contextlib.suppress(OSError):  # not empty: what is left is not ours to delete
+            os.rmdir(folder)
+
+    def _remove_quietly(self, old):
+        with contextlib.suppress(OSError):  # else left for recover(): old entries only
+            self.remove_own(old)
+
+    def _dead_suffixes(self, folder):
+        parent, base = os.path.split(stem(folder))
+        try:
+            names = os.listdir(parent or '.')
+        except OSError:
+            return []
+        found = {n[len(base) + len(mark):] for n in names
+                 for mark in (self.new_mark, self.old_mark) if n.startswith(base + mark)}
+        return sorted(s for s in found if is_stale(s))
+
+    def _recover_one(self, folder, suffix):
+        tmp, old = stem(folder) + self.new_mark + suffix, stem(folder) + self.old_mark + suffix
+        if not os.path.lexists(folder):
+            if self.complete(tmp):  # killed in steps 2-4 with NEW whole: finish the swap
+                if os.path.isdir(old):
+                    self._carry(old, tmp)
+                os.rename(tmp, folder)
+            elif os.path.isdir(old):  # the new folder is not whole: put the old one back
+                if os.path.isdir(tmp):
+                    self._carry(tmp, old)
+                os.rename(old, folder)
+        home = os.path.isdir(folder) and not os.path.islink(folder)
+        whole = home and self.complete(folder)
+        for leftover in (tmp, old):
+            if os.path.isdir(leftover) and not os.path.islink(leftover):
+                if home:
+                    self._carry(leftover, folder)  # what is not its own goes back
+                # A whole folder is deleted only with a whole one in its place.
+                if whole or not self.complete(leftover):
+                    self.remove_own(leftover)
+
+    def recover(self, folder, locked=False):
+        """Finish or roll back the swaps of `folder` that gone processes left; True if any.
+
+        Takes the folder's lock unless the caller holds it (`locked`).
+        """
+        folder = target_path(folder)
+        if not os.path.basename(folder) or not self._dead_suffixes(folder):
+            return False
+        with contextlib.nullcontext() if locked else self.lock(folder):
+            for suffix in self._dead_suffixes(folder):
+                self._recover_one(folder, suffix)
+        return True
 
 
 def read_bounded(path, limit, mode='rb'):

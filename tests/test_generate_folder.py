@@ -97,7 +97,7 @@ def test_a_killed_swap_is_undone_and_dead_writers_leftovers_removed(tmp_path):
     for folder in (replaced, writing, live):
         folder.mkdir()
         (folder / '00000.png').write_bytes(folder.name.encode())
-    generate._recover(str(imgs))  # killed between its two renames: imgs is missing
+    generate.IMAGES.recover(str(imgs))  # killed between its two renames: imgs is missing
     assert (imgs / '00000.png').read_bytes() == replaced.name.encode()
     assert sorted(os.listdir(tmp_path)) == sorted(['imgs', live.name])
 

@@ -8,17 +8,14 @@ The --onnx path uses onnxruntime and numpy only and never imports mxnet.
 import hashlib
 import json
 import os
-import shutil
 import sys
 
-from .. import signals
 from ..errors import UserError
-from ..export import swap
 from ..export.load import (check_memory, load_mxnet_generator, load_onnx_generator,
                            mxnet_forward, pixels_of)
 from ..flags import (OneLineParser, flag, int_in, non_empty_path, positive_int, program,
                      seed_int)
-from ..files import leftovers, remove_leftovers, temporary_folder
+from ..files import FolderSwap, target_path
 from ..images import chunk_size, grid, png_bytes, save_gif, save_png, square_grid
 from .latent import latent_noise, latent_walk
 from .outputs import is_recorded, read_record
@@ -35,6 +32,9 @@ MAX_FILES, MAX_LATENT_BYTES = 100_000, 400 << 20
 FOLDER_RECORD = '.gluon_dcgan-images.json'
 _RECORD_BYTES = 200 * MAX_FILES  # about 85 bytes an image
 WRITING, REPLACED = '.writing-', '.replaced-'
+# The --out-dir's swap: every entry of the folder is generate's (_check_owned, under the
+# lock, makes sure), so the old folder goes whole, and a killed swap brings it back.
+IMAGES = FolderSwap(WRITING, REPLACED, 'generate')
 
 _walk_steps = int_in(2, MAX_GRID)
 
@@ -159,7 +159,7 @@ def _check_owned(folder):
 
 def _check_folder(out_dir, export):
     """The absolute --out-dir, refused unless generate may make or replace it; writes nothing."""
-    folder = swap.target_path(out_dir)
+    folder = target_path(out_dir)
     parent = os.path.dirname(folder)
     if not os.path.isdir(parent):
         raise UserError(f'folder {parent!r} for --out-dir does not exist: create it first')
@@ -190,8 +190,7 @@ def _write_folder(folder, pixels_of_latents, Z, manifest, source, progress):
     the grid's tile i to the bit; only one pass's pixels are held at a time."""
     step = chunk_size(tuple(manifest['output_shape'][1:]))
     names, digests = image_names(len(Z)), {}
-    parent, base = os.path.split(swap.stem(folder))
-    with temporary_folder(parent, base + WRITING) as tmp:
+    with IMAGES.new_folder(folder) as tmp:
         with progress_bar(len(Z), 'images', 'image', progress) as bar:
             for start in range(0, len(Z), step):
                 pixels = pixels_of_latents(Z[start:start + step])
@@ -204,42 +203,10 @@ def _write_folder(folder, pixels_of_latents, Z, manifest, source, progress):
         with open(os.path.join(tmp, FOLDER_RECORD), 'x') as f:
             json.dump(dict(source, written_by='gluon_dcgan', command='generate',
                            files=digests), f, indent=0, sort_keys=True)
-        with swap.lock(folder):
-            _recover(folder)
+        with IMAGES.lock(folder):
+            IMAGES.recover(folder, locked=True)  # what a killed generate left beside it
             _check_owned(folder)  # again: it may have changed while the images were made
-            _swap_in(tmp, folder)
-
-
-def _recover(folder):
-    """Undo what a killed generate left beside `folder`: a folder it was replacing goes
-    back if `folder` is missing; its other leftovers (a killed writer's) are removed."""
-    parent, base = os.path.split(swap.stem(folder))
-    replaced = leftovers(parent, base + REPLACED)
-    if replaced and not os.path.lexists(folder):
-        os.rename(replaced[-1], folder)
-    remove_leftovers(parent, base + REPLACED)
-    remove_leftovers(parent, base + WRITING)
-
-
-def _swap_in(tmp, folder):
-    """Rename the finished `tmp` to `folder`, whose old content (generate's own) is then
-    removed. SIGINT and SIGTERM wait for both renames."""
-    old = swap.stem(folder) + REPLACED + tmp.rsplit(WRITING, 1)[1]
-    with signals.deferred():
-        try:
-            if os.path.lexists(folder):
-                os.rename(folder, old)
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                if os.path.lexists(old):
-                    os.rename(old, folder)
-                raise
-        except OSError as exc:
-            raise UserError(f'cannot replace {folder} ({exc.strerror}): it is unchanged; fix '
-                            f'the permissions of {os.path.dirname(folder)}, or choose another '
-                            f'folder')
-    shutil.rmtree(old, ignore_errors=True)  # if killed now, the next run removes the rest
+            IMAGES.swap_in(tmp, folder)
 
 
 def _loaded_generator(args):
