@@ -5,7 +5,7 @@ Imports flow downward only, layer by layer (a module never reaches up):
     cli, api            the commands' dispatch and the one-line error policy; the Python
                         API the notebook uses (notebooks/dcgan.ipynb, docs/api.md)
     tools/              the commands: generate, export (reexport.py), evaluate, share and the
-                        two exercises, with what only they use (latent, outputs, folders,
+                        two exercises, with what only they use (latent, outputs,
                         classifier; share's page in tools/site/)
     train/              the chapter's train() and the run around it, attached as hooks
     export/ quality/ dist/   the export files; the quality measures (EfficientNet-Lite0,

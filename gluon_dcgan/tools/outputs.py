@@ -5,6 +5,9 @@ RUN/categories.{md,png}. A command replaces only files it wrote itself: it keeps
 their SHA-256s in the folder's record (FOLDER/.gluon_dcgan-outputs.json), and a
 file under one of its names whose content is not the recorded one is the user's.
 Such a file is refused in one line before any work starts, unless --overwrite.
+
+A folder a command writes whole (share's site) holds its own record of every file in
+it; foreign_entry finds the first entry that record does not vouch for.
 """
 import json
 import os
@@ -44,6 +47,22 @@ def is_recorded(path, digest):
         return file_digest(path) == digest
     except OSError:
         return False
+
+
+def foreign_entry(folder, record, max_bytes, command):
+    """The first entry of `folder`, a folder `command` writes whole (share's site), that the
+    command did not write or that changed since, or None: an empty folder, or one the
+    command wrote, may be replaced. `record` names its record in the folder; OSError if
+    `folder` cannot be listed."""
+    names = sorted(os.listdir(folder))
+    path = os.path.join(folder, record)
+    recorded = None
+    if record in names and not os.path.islink(path):
+        recorded = read_record(path, max_bytes, command=command)
+    if names and recorded is None:
+        return record if record in names else names[0]
+    return next((n for n in names if n != record and
+                 not is_recorded(os.path.join(folder, n), recorded.get(n))), None)
 
 
 def check_replaceable(folder, names, command, overwrite=False):

@@ -24,15 +24,14 @@ from importlib import resources
 import numpy as onp
 
 from ..errors import UserError
-from ..export import swap
 from ..export.load import onnx_runner, read_onnx
 from ..export.names import ONNX
-from ..files import Damaged, read_bounded, read_json
+from ..files import Damaged, FolderSwap, read_bounded, read_json, target_path
 from ..flags import OneLineParser, flag, int_in, non_empty_path, program
 from ..images import PIXEL_RECIPE
 from ..seeds import Stream, noise
-from .folders import foreign_entry, write_whole
 from .latent import latent_noise
+from .outputs import foreign_entry
 
 # web/package.json's pin: the onnxruntime version the export was checked with (the
 # manifest's onnx_versions), whose CPU kernels the WebAssembly backend compiles.
@@ -48,6 +47,10 @@ PAGE_FILES = ('index.html', 'share.js')  # tools/site/
 SITE_JSON, LATENTS = 'site.json', 'latents.bin'
 RECORD = '.gluon_dcgan-site.json'  # what share wrote in SITE: the SHA-256 of each file
 _RECORD_BYTES = 1 << 16
+# SITE is written whole beside it (.SITE.writing-...) and renamed into place; every entry
+# of a SITE is share's (_check_owned, under the lock, makes sure), so the old one goes
+# whole, and a killed swap brings it back.
+SITE = FolderSwap('.writing-', '.replaced-', 'share')
 DIRECTIONS, DIRECTIONS_SEED = 4, 0
 # A unit direction's share of N(0, 1) noise is itself N(0, 1): +-3 stays where training was.
 SLIDER_RANGE = 3
@@ -78,7 +81,7 @@ def _parser():
 
 def _check_out(out, export):
     """The absolute --out, refused unless share may make or replace it; writes nothing."""
-    folder = swap.target_path(out)
+    folder = target_path(out)
     parent = os.path.dirname(folder)
     if not os.path.isdir(parent):
         raise UserError(f'folder {parent!r} for --out does not exist: create it first')
@@ -169,13 +172,21 @@ def _site_json(manifest, model, seeds, num, count):
         'epochs_trained': manifest.get('epochs_trained')}, indent=1).encode()
 
 
-def _write(tmp, files):
-    digests = {}
-    for name, data in files.items():
-        with open(os.path.join(tmp, name), 'xb') as f:
-            f.write(data)
-        digests[name] = hashlib.sha256(data).hexdigest()
-    return digests
+def _write_site(folder, files, export):
+    """Write `files` ({name: bytes}) and their record into a new folder beside `folder`,
+    then put it in `folder`'s place."""
+    with SITE.new_folder(folder) as tmp:
+        for name, data in files.items():
+            with open(os.path.join(tmp, name), 'xb') as f:
+                f.write(data)
+        with open(os.path.join(tmp, RECORD), 'x') as f:
+            json.dump({'written_by': 'gluon_dcgan', 'command': 'share', 'export': export,
+                       'files': {name: hashlib.sha256(data).hexdigest()
+                                 for name, data in files.items()}}, f, indent=0, sort_keys=True)
+        with SITE.lock(folder):
+            SITE.recover(folder, locked=True)  # what a killed share left beside it
+            _check_owned(folder)  # again: it may have changed while the site was made
+            SITE.swap_in(tmp, folder)
 
 
 def main(argv):
@@ -191,8 +202,7 @@ def main(argv):
     count = min(DIRECTIONS, latent_dim)
     files.update({ONNX: model, LATENTS: latents.astype('<f4').tobytes(),
                   SITE_JSON: _site_json(manifest, model, args.seeds, args.num, count)})
-    write_whole(folder, lambda tmp: _write(tmp, files), RECORD,
-                {'command': 'share', 'export': os.path.abspath(args.export)}, _check_owned)
+    _write_site(folder, files, os.path.abspath(args.export))
     size = sum(map(len, files.values())) / 1e6
     print(f'wrote {folder}: {", ".join(files)} ({size:.1f} MB)\n'
           f'serve it with: python -m http.server --bind 127.0.0.1 -d {shlex.quote(folder)} '
