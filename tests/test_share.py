@@ -24,6 +24,7 @@ from PIL import Image
 from browser import Browser, chromium
 from conftest import ROOT, assert_one_line_error, run_cli, snapshot
 from gluon_dcgan.export.load import load_onnx_generator
+from gluon_dcgan.files import HOST
 from gluon_dcgan.images import to_pixels
 from gluon_dcgan.tools import latent, share
 
@@ -292,8 +293,14 @@ def test_share_replaces_its_own_site_and_refuses_anything_else(export, tmp_path,
                                                                main_in_process):
     runtime, out = _stand_in_runtime(tmp_path / 'ort'), tmp_path / 'site'
     assert _share(main_in_process, export, out, runtime).returncode == 0
+    gone = subprocess.Popen(['true'])  # a killed share's half-written site, beside it
+    gone.wait()
+    killed = tmp_path / f'.site{share.SITE.new_mark}{HOST}-{gone.pid}-0123abcd'
+    killed.mkdir()
+    (killed / 'index.html').write_text('half')
     assert _share(main_in_process, export, out, runtime, '--seeds', '2').returncode == 0
     assert json.loads((out / 'site.json').read_text())['seeds'] == 2
+    assert not killed.exists()
     for name, text in [('notes.txt', 'mine'), ('index.html', 'edited')]:
         (out / name).write_text(text)  # a file of the user's, then one of share's edited
         before = snapshot(out)
