@@ -23,13 +23,16 @@ endif
 setup: $(VENV)/.installed
 
 # Installs exactly the locked set (every package pinned, with hashes), then the project.
-$(VENV)/.installed: $(REQ)/cpu.txt $(REQ)/d2l.txt pyproject.toml
+$(VENV)/.installed: $(REQ)/cpu.txt $(REQ)/d2l.txt $(REQ)/tensorboard.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --require-hashes -r $(REQ)/cpu.txt
 	# d2l 1.0.3 pins exact versions (numpy, matplotlib, pandas, jupyter, ...), so it gets a
 	# step and a lock of its own, with --no-deps: its pins were resolved into cpu.txt with it
 	# (requirements/common.in), and pip must not re-resolve anything outside the lock.
 	$(BIN)/pip install --no-deps --require-hashes -r $(REQ)/d2l.txt
+	# The tensorboard extra (train --tensorboard DIR), locked on top of cpu.txt's pins: the
+	# tests read its events back with TensorBoard's own reader.
+	$(BIN)/pip install --require-hashes -r $(REQ)/tensorboard.txt
 	# The project, editable: tests, bench and the gluon-dcgan script import this checkout.
 	$(BIN)/pip install --no-deps -e .
 	$(BIN)/pip check
@@ -52,6 +55,7 @@ lock:
 	$(UV_COMPILE) --no-emit-package d2l $(REQ)/cpu.in -o $(REQ)/cpu.txt
 	$(UV_COMPILE) --no-emit-package d2l $(REQ)/gpu.in -o $(REQ)/gpu.txt
 	$(UV_COMPILE) --no-deps $(REQ)/d2l.in -o $(REQ)/d2l.txt
+	$(UV_COMPILE) $(REQ)/tensorboard.in -o $(REQ)/tensorboard.txt
 
 # The demo is not the chapter's recipe (python run.py is): half the widths, lr 5e-4 and an
 # EMA generator learn more in its two minutes than the chapter's settings (docs/quality.md).

@@ -53,7 +53,10 @@ def test_pyproject_metadata():
         'attr': 'gluon_dcgan.__version__'}
     assert project['scripts'] == {'gluon-dcgan': 'gluon_dcgan.cli:run'}
     assert project['optional-dependencies']['test'] == [
-        'pytest', 'pytest-xdist', 'mxnet==1.9.1', 'scikit-image<0.25']
+        'pytest', 'pytest-xdist', 'mxnet==1.9.1', 'scikit-image<0.25', 'tensorboardX>=2.6',
+        'tensorboard', 'setuptools<81']
+    assert project['optional-dependencies']['tensorboard'] == [
+        'tensorboardX>=2.6', 'tensorboard', 'setuptools<81']
     assert not any(r.startswith('pytest') for r in project['dependencies'])
 
 
@@ -79,6 +82,17 @@ def test_the_locks_hold_d2ls_pins_and_the_project_dependencies():
         assert {n: locked.get(n) for n in d2l_pins} == d2l_pins, lock
         assert locked['pytest'], lock
         assert [n for n in names if n not in locked and n != 'd2l'] == [], lock
+
+
+@pytest.mark.unit
+def test_the_tensorboard_lock_goes_on_top_of_cpu_txt():
+    # Installed after cpu.txt (make setup): a package in both locks has the same pin in
+    # each, or the second install would move what the first one locked.
+    cpu, tensorboard = pins('cpu.txt'), pins('tensorboard.txt')
+    assert {'tensorboardx', 'tensorboard'} <= set(tensorboard)
+    assert tensorboard['numpy'] == '1.23.5'
+    assert {n: v for n, v in tensorboard.items() if cpu.get(n, v) != v} == {}
+    assert os.path.exists(os.path.join(REQ, 'tensorboard.in'))
 
 
 @pytest.mark.unit
