@@ -9,8 +9,8 @@ import os
 
 from . import __version__
 from .errors import UserError
-from .flags import (OneLineParser, flag, int_in, mxnet_path, non_negative_int, positive_float,
-                    positive_int, program, seed_int, unit_float)
+from .flags import (OneLineParser, flag, int_in, mxnet_path, non_empty_path, non_negative_int,
+                    positive_float, positive_int, program, seed_int, unit_float)
 from .runtime import bf16_problem, parse_ctx_spec, usable_cores
 
 DEFAULT_DATA_ROOT = os.path.join(
@@ -30,6 +30,11 @@ MAX_FID_NUM = 100_000  # as evaluate --num: far beyond what FID needs, and bound
 # at every score.
 MIN_EVAL_NUM, MAX_EVAL_NUM = 10, 10_000
 ADAM_BETA2 = 0.999  # MXNet's default, which the chapter keeps
+# The folders of a run that a run empties or replaces (train/rundir.py's RUN_FOLDERS, a
+# layer above this module; tests/test_tensorboard.py keeps the two equal).
+RUN_FOLDERS = ('samples', 'checkpoints', 'export')
+TENSORBOARD_MISSING = ("--tensorboard needs tensorboardX, which is not installed: pip install "
+                       "'gluon-dcgan[tensorboard]' (in a checkout: make setup)")
 
 
 def default_num_workers():
@@ -81,6 +86,7 @@ class Config:
     inception_params: str | None = None  # local InceptionV3 weights for FID
     eval_every: int = 0              # score KID in EfficientNet-Lite0 features every K epochs
     eval_num: int = 500              # generated and real images per --eval-every score
+    tensorboard: str | None = None   # a folder for TensorBoard event files (the extra)
 
     def to_json(self):
         """The config as a JSON text (stable key order)."""
@@ -223,6 +229,9 @@ def add_train_flags(parser, defaults):
          help='continue the run in --out-dir from its last complete checkpoint')
     flag(group, 'overwrite', action='store_true',
          help='start afresh in an --out-dir that already holds a run, deleting it')
+    flag(group, 'tensorboard', type=non_empty_path, default=None, metavar='DIR',
+         help="also write the metrics, D's outputs, the scores and each epoch's samples as "
+              "TensorBoard events into DIR (needs the tensorboard extra)")
     group.add_argument('--no-progress', dest='progress', action='store_false',
                        help='no progress bars (they are drawn only on a terminal anyway)')
     group = parser.add_argument_group('distributed')
@@ -300,6 +309,8 @@ def config_from_args(args):
         raise UserError(f'--batch-size {cfg.batch_size} is smaller than the {devices} devices '
                         f'of --ctx {cfg.ctx}: each device needs at least one example a step')
     check_synthetic_limit(cfg)
+    if cfg.tensorboard is not None:
+        check_tensorboard(cfg)
     if cfg.data != 'synthetic' or cfg.fid_every:  # synthetic data needs no downloads or cache
         check_data_root(cfg.data_root)
     return cfg
@@ -343,17 +354,38 @@ def check_synthetic_limit(cfg):
 
 def check_data_root(data_root):
     """Refuse a --data-root that is a file or cannot be written, before any download."""
-    probe = os.path.abspath(data_root)
+    check_folder_to_write('--data-root', data_root, 'for downloads and the decode cache')
+
+
+def check_folder_to_write(name, folder, purpose):
+    """Refuse a folder flag whose value is a file, or lies in one, or cannot be written."""
+    probe = os.path.abspath(folder)
     while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
         probe = os.path.dirname(probe)  # it will be created inside its nearest existing parent
     if not os.path.isdir(probe):
-        where = ('is not a folder' if probe == os.path.abspath(data_root)
+        where = ('is not a folder' if probe == os.path.abspath(folder)
                  else f'is inside {probe!r}, which is not a folder')
-        raise UserError(f'--data-root {data_root!r} {where}: give a folder for downloads and '
-                        f'the decode cache')
+        raise UserError(f'{name} {folder!r} {where}: give a folder {purpose}')
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f'--data-root {data_root!r} cannot be written ({probe!r} is read-only to '
+        raise UserError(f'{name} {folder!r} cannot be written ({probe!r} is read-only to '
                         f'you): give a folder you can write, or fix its permissions')
+
+
+def check_tensorboard(cfg):
+    """--tensorboard DIR: tensorboardX is installed, and DIR is a folder that can be written,
+    outside the run's folders that --overwrite empties and the export replaces."""
+    try:
+        import tensorboardX  # noqa: F401  (the extra; train/tensorboard.py writes with it)
+    except ImportError:
+        raise UserError(TENSORBOARD_MISSING)
+    check_folder_to_write('--tensorboard', cfg.tensorboard, 'for the TensorBoard event files')
+    real = os.path.realpath(cfg.tensorboard)
+    for name in RUN_FOLDERS:
+        folder = os.path.realpath(os.path.join(cfg.out_dir, name))
+        if os.path.commonpath([real, folder]) == folder:
+            raise UserError(f'--tensorboard {cfg.tensorboard!r} is inside the run\'s {name}/ '
+                            f'folder, which a run empties or replaces: choose another '
+                            f'folder, e.g. {os.path.join(cfg.out_dir, "tensorboard")!r}')
 
 
 def parse_train_args(argv):

@@ -138,8 +138,12 @@ def main(argv):
     from ..data import load_images
     from ..train.fit import fit
     for variant in VARIANTS:
+        # With --tensorboard DIR, each variant logs into DIR/VARIANT: TensorBoard shows
+        # them as two runs side by side (in DIR itself the second would hide the first).
         run = dataclasses.replace(cfg, d_activation=variant,
-                                  out_dir=os.path.join(cfg.out_dir, variant))
+                                  out_dir=os.path.join(cfg.out_dir, variant),
+                                  tensorboard=cfg.tensorboard and
+                                  os.path.join(cfg.tensorboard, variant))
         print(f'== training the {variant} variant into {run.out_dir}', file=sys.stderr)
         code = fit(run, log=lambda m: print(m, file=sys.stderr))
         if code:

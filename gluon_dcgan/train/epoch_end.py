@@ -40,11 +40,12 @@ class EpochEnd:
             line = self.best.line(epoch, values, self.best.keep_if_best(epoch, values, path))
             if line:
                 self.log(line)
-        fixed = to_pixels(self.gan.generate(self.fixed_noise))
-        save_png(grid(fixed, cols=7),
-                        os.path.join(self.paths.samples, f'epoch_{epoch:03d}.png'))
-        self.figure.add(epoch, row['loss_D'], row['loss_G'], fresh_samples(self.gan, epoch),
-                        fid=row.get('fid'), D=row)
+        # Kept, with the fresh samples, for the hooks after this one (--tensorboard).
+        self.grid = grid(to_pixels(self.gan.generate(self.fixed_noise)), cols=7)
+        save_png(self.grid, os.path.join(self.paths.samples, f'epoch_{epoch:03d}.png'))
+        self.fresh = fresh_samples(self.gan, epoch)
+        self.figure.add(epoch, row['loss_D'], row['loss_G'], self.fresh, fid=row.get('fid'),
+                        D=row)
         report.write_metrics(state['history'], self.paths.metrics)
 
 

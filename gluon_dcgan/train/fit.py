@@ -16,7 +16,7 @@ from ..flags import runnable
 from ..memory import check_training_memory
 from ..runtime import bf16_problem, describe_contexts, resolve_contexts
 from ..seeds import Stream, noise
-from . import checkpoint, report, rundir
+from . import checkpoint, report, rundir, tensorboard
 from .epoch_end import EpochEnd
 from .ema import EMA
 from .hooks import EpochLog, Progress, StopOnSignal
@@ -212,10 +212,10 @@ def run_training(run):
     if state['epoch'] < cfg.epochs:
         _announce(run)
     progress = Progress(cfg.epochs, run.num_workers, cfg.progress)
-    with StopFlag() as stop:
+    with StopFlag() as stop, tensorboard.hooks(cfg, state, run.epoch_end, run.chief) as logs:
         averaging = [EMA(run.gan.net_G, run.gan.net_G_ema, cfg.ema)] if cfg.ema else []
         chief_only = [run.epoch_end] if run.chief else []  # checkpoints, figures, metrics
-        hooks = [*averaging, progress, EpochLog(cfg.epochs, log), *chief_only,
+        hooks = [*averaging, progress, EpochLog(cfg.epochs, log), *chief_only, *logs,
                  StopOnSignal(stop)]
         try:
             train(run.gan, run.images, cfg.epochs, state, hooks)
