@@ -1,6 +1,7 @@
-"""--tensorboard DIR: the events that TensorBoard's own reader and the tensorboard program load back hold metrics.jsonl's
-values and the sample grids; a resume continues them; the flag is refused in one line
-without tensorboardX, and for a DIR that cannot hold them."""
+"""--tensorboard DIR: the events that TensorBoard's own reader (EventAccumulator) and the
+tensorboard program load back hold metrics.jsonl's values and the sample grids; a resume
+continues them; the flag is refused in one line without tensorboardX, and for a DIR that
+cannot hold them."""
 import io
 import json
 import os
