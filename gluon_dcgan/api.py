@@ -86,6 +86,12 @@ def train(cfg, images=None, animate=True, hooks=(), log=print, out=None):
     from .runtime import avoid_onednn_single_channel_bug, resolve_contexts, use_np
     from .train.loop import GAN, new_state
     from .train.loop import train as chapter_train
+    # What writes into a run folder has none here: say so rather than ignore it.
+    kept = [f'--{name.replace("_", "-")}' for name in ('tensorboard', 'eval_every', 'fid_every')
+            if getattr(cfg, name)]
+    if kept:
+        raise UserError(f'api.train keeps no run folder, so {", ".join(kept)} would do nothing: '
+                        'use run.py for those, or leave them unset')
     avoid_onednn_single_channel_bug(cfg.channels)  # as run.py does; before MXNet loads
     use_np()
     check_training_memory(cfg.n_G, cfg.n_D, cfg.latent_dim, cfg.channels, cfg.batch_size,
@@ -93,7 +99,10 @@ def train(cfg, images=None, animate=True, hooks=(), log=print, out=None):
     ctxs = resolve_contexts(cfg.ctx)
     images = load_images(cfg, log) if images is None else images
     gan = GAN(cfg, ctxs)
-    hooks = ([Animator(gan)] if animate else []) + list(hooks)
+    # --ema's average is a hook, as in run.py; before the Animator, which draws from it.
+    from .train.ema import EMA
+    averaging = [EMA(gan.net_G, gan.net_G_ema, cfg.ema)] if cfg.ema else []
+    hooks = averaging + ([Animator(gan)] if animate else []) + list(hooks)
     state = chapter_train(gan, images, cfg.epochs, new_state(), hooks)
     print(final_line(state, ctxs), file=out or sys.stdout, flush=True)
     return gan, state
