@@ -11,14 +11,14 @@ UV_COMPILE = $(LOCK_VENV)/bin/uv pip compile --quiet --generate-hashes --python-
 	--python-platform x86_64-manylinux_2_28
 
 # The locks hold wheels for CPython 3.11 only: stop at once, in one line, on another Python.
-ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),setup)),)
+ifneq ($(filter-out clean web,$(or $(MAKECMDGOALS),setup)),)
 PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 ifneq ($(PY_VERSION),3.11)
 $(error $(PYTHON) is $(if $(PY_VERSION),Python $(PY_VERSION),not found), but gluon_dcgan needs Python 3.11: run make PYTHON=python3.11 (or a path to one))
 endif
 endif
 
-.PHONY: setup setup-gpu lock demo test test-fast bench clean
+.PHONY: setup setup-gpu lock demo test test-fast bench web clean
 
 setup: $(VENV)/.installed
 
@@ -78,8 +78,16 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m unit tests
 
+# share's page loads onnxruntime-web from web/node_modules: npm ci installs exactly
+# web/package-lock.json (each package checked against its SHA-512) and runs no install script.
+web: web/node_modules/.installed
+
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
 bench: setup
 	$(BIN)/python bench/train_speed.py --data synthetic --steps 10 --batch-size 256
 
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) outputs .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) outputs .pytest_cache web/node_modules

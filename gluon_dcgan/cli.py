@@ -25,6 +25,7 @@ COMMANDS = {
     'ablate-activation': 'exercise 1: leaky ReLU against ReLU in the discriminator',
     'analyze-categories': 'exercise 2: which Fashion-MNIST categories come out well',
     'launch': 'start a dist_sync training: scheduler, servers and workers',
+    'share': 'a static web page that runs an export in the browser',
 }
 # tools/export.py would read as the export/ package: the export command is tools/reexport.py.
 TOOL_MODULES = {'export': 'reexport'}
