@@ -172,6 +172,7 @@ def _waiters(lock_path):
 @pytest.mark.cli
 def test_two_exporters_into_one_folder_take_turns(kept_run, tiny_run, tmp_path):
     # They deleted each other's temporary folders: exit 1, or an MXNetError traceback.
+    from gluon_dcgan import files
     from gluon_dcgan.export import swap
     other = tmp_path / 'other-run'
     shutil.copytree(tiny_run[0], other)
@@ -185,7 +186,7 @@ def test_two_exporters_into_one_folder_take_turns(kept_run, tiny_run, tmp_path):
                 [sys.executable, os.path.join(ROOT, 'run.py'), 'export', '--run', str(run),
                  '--out', str(target)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True))
-        wait_until(lambda: _waiters(swap.stem(str(target)) + swap.LOCK) == 2,
+        wait_until(lambda: _waiters(files.stem(str(target)) + files.LOCK) == 2,
                    'both exporters to wait for the lock', timeout=300)
     for proc in exporters:
         _, err = proc.communicate(timeout=300)

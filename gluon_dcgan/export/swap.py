@@ -15,7 +15,6 @@ import stat
 
 from ..errors import UserError
 from ..files import TMP_MARK, FolderSwap, read_json, target_path
-from ..files import LOCK, stem  # noqa: F401  (the names beside an export, as its callers say them)
 from .names import MANIFEST, ONNX, PARAMS, SYMBOL
 
 PARTIAL, OLD = '.partial-', '.old-'
