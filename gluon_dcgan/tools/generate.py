@@ -15,10 +15,10 @@ from ..export.load import (check_memory, load_mxnet_generator, load_onnx_generat
                            mxnet_forward, pixels_of)
 from ..flags import (OneLineParser, flag, int_in, non_empty_path, positive_int, program,
                      seed_int)
-from ..files import FolderSwap, target_path
+from ..files import FolderSwap
 from ..images import chunk_size, grid, png_bytes, save_gif, save_png, square_grid
 from .latent import latent_noise, latent_walk
-from .outputs import is_recorded, read_record
+from .outputs import check_owned_folder, folder_to_write
 from ..progress import progress_bar
 
 MAX_GRID = 10_000  # images in one grid: 100x100 tiles of 64 px, 6602 px square, 131 MB
@@ -31,8 +31,10 @@ MAX_FILES, MAX_LATENT_BYTES = 100_000, 400 << 20
 # the names beside it of a folder being written and of one being replaced.
 FOLDER_RECORD = '.gluon_dcgan-images.json'
 _RECORD_BYTES = 200 * MAX_FILES  # about 85 bytes an image
+# How outputs.folder_to_write knows an --out-dir generate wrote whole.
+_OWNED = (FOLDER_RECORD, _RECORD_BYTES, 'generate', '--out-dir')
 WRITING, REPLACED = '.writing-', '.replaced-'
-# The --out-dir's swap: every entry of the folder is generate's (_check_owned, under the
+# The --out-dir's swap: every entry of the folder is generate's (check_owned_folder, under the
 # lock, makes sure), so the old folder goes whole, and a killed swap brings it back.
 IMAGES = FolderSwap(WRITING, REPLACED, 'generate')
 
@@ -97,7 +99,7 @@ def _check_args(args):
             raise UserError(f'--interpolate {args.interpolate} x --steps {args.steps} is more '
                             f'than the {MAX_GRID} images of one grid: lower either')
     if args.out_dir is not None:
-        args.out_dir = _check_folder(args.out_dir, args.export)
+        args.out_dir = folder_to_write(args.out_dir, args.export, *_OWNED)
     else:
         _check_output(args)
 
@@ -125,54 +127,6 @@ def image_names(num):
     """00000.png, 00001.png, ...: zero-padded to the width of num - 1, at least 5 digits."""
     width = max(5, len(str(num - 1)))
     return [f'{i:0{width}d}.png' for i in range(num)]
-
-
-def _recorded(folder):
-    """{name: sha256} of the images generate wrote in `folder`; None if no record of ours."""
-    path = os.path.join(folder, FOLDER_RECORD)
-    if os.path.islink(path):
-        return None
-    return read_record(path, _RECORD_BYTES, command='generate')
-
-
-def _foreign_entry(folder):
-    """The first entry of `folder` that generate --out-dir did not write (or that has
-    changed since), or None: an empty folder, or one of generate's, may be replaced."""
-    try:
-        names = sorted(os.listdir(folder))
-    except OSError as exc:
-        raise UserError(f'cannot read --out-dir {folder} ({exc.strerror}): fix its '
-                        f'permissions, or choose another folder')
-    recorded = _recorded(folder) if FOLDER_RECORD in names else None
-    if names and recorded is None:
-        return FOLDER_RECORD if FOLDER_RECORD in names else names[0]
-    return next((n for n in names if n != FOLDER_RECORD and
-                 not is_recorded(os.path.join(folder, n), recorded.get(n))), None)
-
-
-def _check_owned(folder):
-    foreign = _foreign_entry(folder) if os.path.isdir(folder) else None
-    if foreign is not None:
-        raise UserError(f'--out-dir {folder} holds {foreign}, which generate did not write (or '
-                        f'which changed since): move it away, or choose another --out-dir')
-
-
-def _check_folder(out_dir, export):
-    """The absolute --out-dir, refused unless generate may make or replace it; writes nothing."""
-    folder = target_path(out_dir)
-    parent = os.path.dirname(folder)
-    if not os.path.isdir(parent):
-        raise UserError(f'folder {parent!r} for --out-dir does not exist: create it first')
-    if os.path.islink(folder):
-        raise UserError(f'--out-dir {folder} is a symbolic link: give the folder it points to')
-    if os.path.lexists(folder) and not os.path.isdir(folder):
-        raise UserError(f'--out-dir {folder} is a file: give the name of a folder')
-    inside = os.path.realpath(export)
-    if os.path.commonpath([folder, inside]) == inside:
-        raise UserError(f'--out-dir {folder} is inside the --export folder: choose a folder '
-                        f'outside the export')
-    _check_owned(folder)
-    return folder
 
 
 def _check_latents(manifest, num):
@@ -205,7 +159,7 @@ def _write_folder(folder, pixels_of_latents, Z, manifest, source, progress):
                            files=digests), f, indent=0, sort_keys=True)
         with IMAGES.lock(folder):
             IMAGES.recover(folder, locked=True)  # what a killed generate left beside it
-            _check_owned(folder)  # again: it may have changed while the images were made
+            check_owned_folder(folder, *_OWNED)  # again: it may have changed meanwhile
             IMAGES.swap_in(tmp, folder)
 
 

@@ -13,7 +13,7 @@ import json
 import os
 
 from ..errors import UserError
-from ..files import Damaged, file_digest, read_json, written_atomically
+from ..files import Damaged, file_digest, read_json, target_path, written_atomically
 
 RECORD = '.gluon_dcgan-outputs.json'
 _RECORD_BYTES = 1 << 20  # a few names and digests; anything larger is not ours
@@ -63,6 +63,41 @@ def foreign_entry(folder, record, max_bytes, command):
         return record if record in names else names[0]
     return next((n for n in names if n != record and
                  not is_recorded(os.path.join(folder, n), recorded.get(n))), None)
+
+
+def check_owned_folder(folder, record, max_bytes, command, flag):
+    """Refuse `folder` (the value of `flag`) unless it is missing, empty, or written whole by
+    `command` and unchanged since (foreign_entry); writes nothing."""
+    if not os.path.isdir(folder):
+        return
+    try:
+        foreign = foreign_entry(folder, record, max_bytes, command)
+    except OSError as exc:
+        raise UserError(f'cannot read {flag} {folder} ({exc.strerror}): fix its permissions, '
+                        f'or choose another folder')
+    if foreign is not None:
+        raise UserError(f'{flag} {folder} holds {foreign}, which {command} did not write (or '
+                        f'which changed since): move it away, or choose another {flag}')
+
+
+def folder_to_write(value, export, record, max_bytes, command, flag):
+    """The absolute folder `value` of `flag`, refused unless `command` may make or replace it
+    whole (generate --out-dir, share --out): its parent exists, it is no link, file or
+    folder inside the export, and holds nothing `command` did not write. Writes nothing."""
+    folder = target_path(value)
+    parent = os.path.dirname(folder)
+    if not os.path.isdir(parent):
+        raise UserError(f'folder {parent!r} for {flag} does not exist: create it first')
+    if os.path.islink(folder):
+        raise UserError(f'{flag} {folder} is a symbolic link: give the folder it points to')
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise UserError(f'{flag} {folder} is a file: give the name of a folder')
+    inside = os.path.realpath(export)
+    if os.path.commonpath([folder, inside]) == inside:
+        raise UserError(f'{flag} {folder} is inside the --export folder: choose a folder '
+                        f'outside the export')
+    check_owned_folder(folder, record, max_bytes, command, flag)
+    return folder
 
 
 def check_replaceable(folder, names, command, overwrite=False):

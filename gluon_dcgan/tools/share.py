@@ -26,12 +26,12 @@ import numpy as onp
 from ..errors import UserError
 from ..export.load import onnx_runner, read_onnx
 from ..export.names import ONNX
-from ..files import Damaged, FolderSwap, read_bounded, read_json, target_path
+from ..files import Damaged, FolderSwap, read_bounded, read_json
 from ..flags import OneLineParser, flag, int_in, non_empty_path, program
 from ..images import PIXEL_RECIPE
 from ..seeds import Stream, noise
 from .latent import latent_noise
-from .outputs import foreign_entry
+from .outputs import check_owned_folder, folder_to_write
 
 # web/package.json's pin: the onnxruntime version the export was checked with (the
 # manifest's onnx_versions), whose CPU kernels the WebAssembly backend compiles.
@@ -47,8 +47,10 @@ PAGE_FILES = ('index.html', 'share.js')  # tools/site/
 SITE_JSON, LATENTS = 'site.json', 'latents.bin'
 RECORD = '.gluon_dcgan-site.json'  # what share wrote in SITE: the SHA-256 of each file
 _RECORD_BYTES = 1 << 16
+# How outputs.folder_to_write knows a SITE share wrote whole.
+_OWNED = (RECORD, _RECORD_BYTES, 'share', '--out')
 # SITE is written whole beside it (.SITE.writing-...) and renamed into place; every entry
-# of a SITE is share's (_check_owned, under the lock, makes sure), so the old one goes
+# of a SITE is share's (check_owned_folder, under the lock, makes sure), so the old one goes
 # whole, and a killed swap brings it back.
 SITE = FolderSwap('.writing-', '.replaced-', 'share')
 DIRECTIONS, DIRECTIONS_SEED = 4, 0
@@ -77,37 +79,6 @@ def _parser():
          help=f'the onnxruntime-web {ORT_WEB_VERSION} package folder (default: '
               f'web/node_modules/onnxruntime-web, which make web installs)')
     return p
-
-
-def _check_out(out, export):
-    """The absolute --out, refused unless share may make or replace it; writes nothing."""
-    folder = target_path(out)
-    parent = os.path.dirname(folder)
-    if not os.path.isdir(parent):
-        raise UserError(f'folder {parent!r} for --out does not exist: create it first')
-    if os.path.islink(folder):
-        raise UserError(f'--out {folder} is a symbolic link: give the folder it points to')
-    if os.path.lexists(folder) and not os.path.isdir(folder):
-        raise UserError(f'--out {folder} is a file: give the name of a folder')
-    inside = os.path.realpath(export)
-    if os.path.commonpath([folder, inside]) == inside:
-        raise UserError(f'--out {folder} is inside the --export folder: choose a folder '
-                        f'outside the export')
-    _check_owned(folder)
-    return folder
-
-
-def _check_owned(folder):
-    if not os.path.isdir(folder):
-        return
-    try:
-        foreign = foreign_entry(folder, RECORD, _RECORD_BYTES, command='share')
-    except OSError as exc:
-        raise UserError(f'cannot read --out {folder} ({exc.strerror}): fix its permissions, '
-                        f'or choose another folder')
-    if foreign is not None:
-        raise UserError(f'--out {folder} holds {foreign}, which share did not write (or which '
-                        f'changed since): move it away, or choose another --out')
 
 
 def _runtime(folder):
@@ -185,14 +156,14 @@ def _write_site(folder, files, export):
                                  for name, data in files.items()}}, f, indent=0, sort_keys=True)
         with SITE.lock(folder):
             SITE.recover(folder, locked=True)  # what a killed share left beside it
-            _check_owned(folder)  # again: it may have changed while the site was made
+            check_owned_folder(folder, *_OWNED)  # again: it may have changed meanwhile
             SITE.swap_in(tmp, folder)
 
 
 def main(argv):
     """Write the site of an export: checks every input, then the folder whole; returns 0."""
     args = _parser().parse_args(argv)
-    folder = _check_out(args.out, args.export)
+    folder = folder_to_write(args.out, args.export, *_OWNED)
     files = dict(_page(), **_runtime(args.onnxruntime_web))
     model, manifest = read_onnx(args.export)
     onnx_runner(args.export, model, manifest)  # refuses a model onnxruntime cannot run
