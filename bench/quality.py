@@ -45,6 +45,9 @@ def _args(argv):
     p.add_argument('--width', type=int, default=32, help='--n-G and --n-D')
     p.add_argument('--num', type=int, default=500, help='generated images per evaluation')
     p.add_argument('--extra', default='', help='more run.py flags for every run')
+    p.add_argument('--eval-every', type=int, default=0, metavar='K',
+                   help="also score every K epochs along the way (training's --eval-every, on "
+                        "--num images against the data's first --num), and print those too")
     p.add_argument('--grid', default=None, help='PNG: one row of 8 samples per variant')
     p.add_argument('--table-only', action='store_true', help='print the table of OUT/quality.json')
     return p.parse_args(argv)
@@ -58,10 +61,19 @@ def train(args, variant, seed):
            str(args.batch_size), '--n-G', str(args.width), '--n-D', str(args.width),
            '--seed', str(seed), '--no-progress', '--overwrite'] + VARIANTS[variant] + \
         args.extra.split()
+    if args.eval_every:
+        cmd += ['--eval-every', str(args.eval_every), '--eval-num', str(args.num)]
     start = time.time()
     with open(folder + '.log', 'w') as log:
         subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True, cwd=ROOT)
     return folder, time.time() - start
+
+
+def along_the_way(folder):
+    """{epoch: KID} of the run's --eval-every scores (its metrics.jsonl)."""
+    with open(os.path.join(folder, 'metrics.jsonl')) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return {row['epoch']: row['kid'] for row in rows if 'kid' in row}
 
 
 def real_images(args, seed):
@@ -129,6 +141,22 @@ def table(results, variants):
     return '\n'.join(lines)
 
 
+def curve_table(results, variants):
+    """KID×1000 at each --eval-every epoch, mean ± std over seeds; '' if none were scored."""
+    epochs = sorted({int(e) for r in results for e in r.get('curve', {})})
+    if not epochs:
+        return ''
+    lines = ['| variant | ' + ' | '.join(f'epoch {e}' for e in epochs) + ' |',
+             '|---|' + '---|' * len(epochs)]
+    for variant in variants:
+        runs = [r for r in results if r['variant'] == variant and r.get('curve')]
+        if runs:
+            cells = [_spread([r['curve'][str(e)] for r in runs if str(e) in r['curve']], 1000)
+                     if any(str(e) in r['curve'] for r in runs) else '' for e in epochs]
+            lines.append(f'| {variant} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
 def save_grid(path, samples, variants):
     from PIL import Image
 
@@ -143,13 +171,15 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, 'quality.json')
     if args.table_only:
-        print(table(json.load(open(path))['runs'], variants))
+        runs = json.load(open(path))['runs']
+        print(table(runs, variants))
+        print(curve_table(runs, variants))
         return
     from gluon_dcgan.runtime import use_np
     use_np()
     real_by_seed, results, samples = {}, [], {}
     protocol = {k: getattr(args, k) for k in ('data', 'epochs', 'batch_size', 'width', 'num',
-                                              'extra')}
+                                              'extra', 'eval_every')}
     for seed in seeds:
         for variant in variants:
             folder, seconds = train(args, variant, seed)
@@ -159,8 +189,10 @@ def main(argv=None):
                 real_by_seed[key] = real_images(args, seed)
             found, eight = evaluate(args, folder, real_by_seed[key])
             samples.setdefault(variant, eight)
+            # JSON keys are strings: the curve's epochs are kept as such throughout.
+            curve = {str(e): k for e, k in along_the_way(folder).items()}
             results.append(dict(_row(found), variant=variant, seed=seed,
-                                train_seconds=seconds, full=found))
+                                train_seconds=seconds, curve=curve, full=found))
             print(f"{variant} seed {seed}: KID×1000 {results[-1]['kid'] * 1000:.0f}, "
                   f"coverage {results[-1]['coverage']:.3f}, {seconds:.0f} s", flush=True)
             with open(path + '.tmp', 'w') as f:
@@ -170,6 +202,7 @@ def main(argv=None):
             if args.grid:
                 save_grid(args.grid, samples, variants)
     print(table(results, variants))
+    print(curve_table(results, variants))
 
 
 if __name__ == '__main__':
