@@ -6,7 +6,6 @@ torch-fidelity read. The MXNet path loads export/ with gluon.SymbolBlock.imports
 The --onnx path uses onnxruntime and numpy only and never imports mxnet.
 """
 import hashlib
-import json
 import os
 import sys
 
@@ -18,7 +17,7 @@ from ..flags import (OneLineParser, flag, int_in, non_empty_path, positive_int, 
 from ..files import FolderSwap
 from ..images import chunk_size, grid, png_bytes, save_gif, save_png, square_grid
 from .latent import latent_noise, latent_walk
-from .outputs import check_owned_folder, folder_to_write
+from .outputs import folder_to_write, put_in_place
 from ..progress import progress_bar
 
 MAX_GRID = 10_000  # images in one grid: 100x100 tiles of 64 px, 6602 px square, 131 MB
@@ -154,13 +153,7 @@ def _write_folder(folder, pixels_of_latents, Z, manifest, source, progress):
                         f.write(data)
                     digests[name] = hashlib.sha256(data).hexdigest()
                 bar.update(len(pixels))
-        with open(os.path.join(tmp, FOLDER_RECORD), 'x') as f:
-            json.dump(dict(source, written_by='gluon_dcgan', command='generate',
-                           files=digests), f, indent=0, sort_keys=True)
-        with IMAGES.lock(folder):
-            IMAGES.recover(folder, locked=True)  # what a killed generate left beside it
-            check_owned_folder(folder, *_OWNED)  # again: it may have changed meanwhile
-            IMAGES.swap_in(tmp, folder)
+        put_in_place(IMAGES, tmp, folder, _OWNED, digests, **source)
 
 
 def _loaded_generator(args):

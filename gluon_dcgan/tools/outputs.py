@@ -100,6 +100,22 @@ def folder_to_write(value, export, record, max_bytes, command, flag):
     return folder
 
 
+def put_in_place(swap, tmp, folder, owned, digests, **fields):
+    """Finish a folder a command wrote whole in `tmp` (swap.new_folder): write its record
+    (`fields`, the command and each file's SHA-256 in `digests`), then, under the swap's
+    lock, finish what a killed writer left, check once more that `folder` is still the
+    command's (it may have changed while `tmp` was written), and swap `tmp` in.
+    `owned` is (record name, its size bound, command, flag), as for check_owned_folder."""
+    record, _, command, _ = owned
+    with open(os.path.join(tmp, record), 'x') as f:
+        json.dump(dict(fields, written_by='gluon_dcgan', command=command, files=digests), f,
+                  indent=0, sort_keys=True)
+    with swap.lock(folder):
+        swap.recover(folder, locked=True)
+        check_owned_folder(folder, *owned)
+        swap.swap_in(tmp, folder)
+
+
 def check_replaceable(folder, names, command, overwrite=False):
     """Raise a UserError unless `command` may write each of `names` in `folder`.
 

@@ -31,7 +31,7 @@ from ..flags import OneLineParser, flag, int_in, non_empty_path, program
 from ..images import PIXEL_RECIPE
 from ..seeds import Stream, noise
 from .latent import latent_noise
-from .outputs import check_owned_folder, folder_to_write
+from .outputs import folder_to_write, put_in_place
 
 # web/package.json's pin: the onnxruntime version the export was checked with (the
 # manifest's onnx_versions), whose CPU kernels the WebAssembly backend compiles.
@@ -150,14 +150,8 @@ def _write_site(folder, files, export):
         for name, data in files.items():
             with open(os.path.join(tmp, name), 'xb') as f:
                 f.write(data)
-        with open(os.path.join(tmp, RECORD), 'x') as f:
-            json.dump({'written_by': 'gluon_dcgan', 'command': 'share', 'export': export,
-                       'files': {name: hashlib.sha256(data).hexdigest()
-                                 for name, data in files.items()}}, f, indent=0, sort_keys=True)
-        with SITE.lock(folder):
-            SITE.recover(folder, locked=True)  # what a killed share left beside it
-            check_owned_folder(folder, *_OWNED)  # again: it may have changed meanwhile
-            SITE.swap_in(tmp, folder)
+        digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+        put_in_place(SITE, tmp, folder, _OWNED, digests, export=export)
 
 
 def main(argv):
