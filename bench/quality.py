@@ -31,6 +31,7 @@ VARIANTS = {
     'ema': ['--ema', '0.999'],
     'ttur': ['--lr-G', '1e-4', '--lr-D', '4e-4'],
     'small-data': ['--recipe', 'small-data'],
+    'd-input': ['--d-input-norm', 'none'],
 }
 
 

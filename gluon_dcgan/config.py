@@ -19,7 +19,7 @@ DEFAULT_DATA_ROOT = os.path.join(
 # Changing any of these changes the model or the data, so a resume must not.
 BUILT_IN_DATA = ('pokemon', 'synthetic', 'fashion-mnist')  # --data names that are not paths
 MODEL_FIELDS = ('data', 'limit', 'latent_dim', 'n_G', 'n_D', 'channels', 'image_size',
-                'd_activation', 'alpha', 'crop')
+                'd_activation', 'd_input_norm', 'alpha', 'crop')
 # --data synthetic draws its sprites in memory: 16384 of them are 200 MB and about 5 s.
 MAX_SYNTHETIC_IMAGES = 16384
 MAX_WORKERS = 64    # decoding threads; more only contend for the same cores
@@ -59,6 +59,7 @@ class Config:
     n_D: int = 64
     channels: int = 3                # 1 for Fashion-MNIST
     d_activation: str = 'leaky'      # leaky | relu (exercise 1)
+    d_input_norm: str = 'batchnorm'  # batchnorm | none: D's first block (model.net_D)
     alpha: float = 0.2               # leaky ReLU slope
     # training (the chapter's values)
     epochs: int = 20
@@ -186,6 +187,10 @@ def add_model_flags(parser, defaults):
          help='image channels: 3 (RGB) or 1 (Fashion-MNIST) (default: %(default)s)')
     flag(parser, 'd-activation', choices=('leaky', 'relu'), default=defaults.d_activation,
          help="discriminator activation, exercise 1 (default: %(default)s)")
+    flag(parser, 'd-input-norm', choices=('batchnorm', 'none'), default=defaults.d_input_norm,
+         help="the discriminator's first block: batchnorm, the chapter's, or none, the DCGAN "
+              "paper's (a convolution with a bias, no BatchNorm), which lets D see the "
+              "fakes' contrast (docs/quality.md) (default: %(default)s)")
     flag(parser, 'alpha', type=unit_float, default=defaults.alpha,
          help='leaky ReLU slope in [0, 1] (default: %(default)s)')
 

@@ -23,7 +23,8 @@ def _layers(net, channels, side):
         (k, _), (s, _), (p, _) = (conv._kwargs[n] for n in ('kernel', 'stride', 'pad'))
         side = ((side - 1) * s - 2 * p + k if isinstance(conv, nn.Conv2DTranspose)
                 else (side + 2 * p - k) // s + 1)
-        layers.append((channels, conv._channels, k, side, hasattr(layer, 'batch_norm')))
+        has_norm = getattr(layer, 'batch_norm', None) is not None
+        layers.append((channels, conv._channels, k, side, has_norm))
         channels = conv._channels
     return layers
 

@@ -1,9 +1,11 @@
 """The chapter's DCGAN networks: G_block, net_G, D_block, net_D (d2l, "Deep Convolutional GAN").
 
-This is the chapter's MXNet code with three deliberate changes:
+This is the chapter's MXNet code with four deliberate changes:
 - every block is a HybridBlock (and the nets HybridSequential), see below;
 - the widths n_G, n_D and the image channels are arguments, not globals;
-- D_block takes `activation`, for the chapter's exercise 1 (ReLU instead of leaky ReLU).
+- D_block takes `activation`, for the chapter's exercise 1 (ReLU instead of leaky ReLU);
+- D_block takes `batch_norm`, so that net_D's first block can be the DCGAN paper's
+  input layer (a convolution with a bias, no BatchNorm): off by default, see net_D.
 Shapes are NCHW. With the defaults (kernel 4, stride 2, padding 1) a G_block doubles
 height and width and a D_block halves them. The bf16 graph that trains faster on
 CPUs with avx512_bf16 is a twin built from these nets (model_bf16.py).
@@ -50,25 +52,38 @@ class D_block(nn.HybridBlock):
     """Conv2D -> BatchNorm -> LeakyReLU(alpha), the discriminator's basic block.
 
     ``activation='relu'`` swaps in a standard ReLU (the chapter's exercise 1).
+    ``batch_norm=False`` gives Conv2D (with a bias) -> LeakyReLU.
     """
 
     def __init__(self, channels, kernel_size=4, strides=2, padding=1, alpha=0.2,
-                 activation='leaky', **kwargs):
+                 activation='leaky', batch_norm=True, **kwargs):
         super().__init__(**kwargs)
+        # A BatchNorm would cancel a bias (it subtracts the mean), so only a block
+        # without one has a bias.
         self.conv2d = nn.Conv2D(
-            channels, kernel_size, strides, padding, use_bias=False)
-        self.batch_norm = nn.BatchNorm()
+            channels, kernel_size, strides, padding, use_bias=not batch_norm)
+        self.batch_norm = nn.BatchNorm() if batch_norm else None
         self.activation = (nn.LeakyReLU(alpha) if activation == 'leaky'
                            else nn.Activation('relu'))
 
     def hybrid_forward(self, F, X):
-        return self.activation(self.batch_norm(self.conv2d(X)))
+        X = self.conv2d(X)
+        return self.activation(self.batch_norm(X) if self.batch_norm else X)
 
 
-def net_D(n_D=64, alpha=0.2, activation='leaky'):
-    """The discriminator: (B, channels, 64, 64) images -> (B, 1, 1, 1) logits."""
+def net_D(n_D=64, alpha=0.2, activation='leaky', input_norm=True):
+    """The discriminator: (B, channels, 64, 64) images -> (B, 1, 1, 1) logits.
+
+    ``input_norm=False`` makes the first block the DCGAN paper's input layer, without
+    BatchNorm and with a bias. Why: in training mode the chapter's net_D normalises
+    each batch by its own statistics, and its convolutions have no bias and leaky
+    ReLU is positively homogeneous, so it scores a batch of images and the same batch
+    with all contrast scaled towards grey alike. It cannot tell the generator that
+    its images are too grey; with the bias it can (docs/quality.md measures both).
+    """
     net_D = nn.HybridSequential()
-    net_D.add(D_block(n_D, alpha=alpha, activation=activation),    # Output: (64, 32, 32)
+    net_D.add(D_block(n_D, alpha=alpha, activation=activation,
+                      batch_norm=input_norm),                       # Output: (64, 32, 32)
               D_block(n_D*2, alpha=alpha, activation=activation),  # Output: (64 * 2, 16, 16)
               D_block(n_D*4, alpha=alpha, activation=activation),  # Output: (64 * 4, 8, 8)
               D_block(n_D*8, alpha=alpha, activation=activation),  # Output: (64 * 8, 4, 4)

@@ -226,7 +226,7 @@ class BF16Conv2D(_ReExpressed, nn.Conv2D):
 
 
 class Float32Conv2D(_ReExpressed, nn.Conv2D):
-    """nn.Conv2D (no bias) computed in fp32, its output in `dtype` and oneDNN's blocked layout.
+    """nn.Conv2D computed in fp32, its output in `dtype` and oneDNN's blocked layout.
 
     For the discriminator's first layer: with 3 input channels oneDNN's bf16
     convolution is a gemm one, slower than fp32, so it stays fp32. The cast comes
@@ -238,13 +238,16 @@ class Float32Conv2D(_ReExpressed, nn.Conv2D):
     2.38 GB against 1.93 GB with this layer; fp32 training 2.05 GB).
     """
 
-    def __init__(self, channels, kernel_size, strides=1, padding=0, dtype='bfloat16', **kwargs):
-        super().__init__(channels, kernel_size, strides, padding, use_bias=False, **kwargs)
+    def __init__(self, channels, kernel_size, strides=1, padding=0, dtype='bfloat16',
+                 use_bias=False, **kwargs):
+        super().__init__(channels, kernel_size, strides, padding, use_bias=use_bias, **kwargs)
         self._setup(dtype, False)
         self._in_axis = 1  # weight (out, in, k, k)
 
-    def hybrid_forward(self, F, x, weight):
-        y = F.npx.convolution(x, weight, name='fwd', **self._kwargs)
+    def hybrid_forward(self, F, x, weight, bias=None):
+        # With a bias (net_D's first block without BatchNorm, model.net_D) Gluon's
+        # own kwargs say no_bias=False and the bias goes in as the third input.
+        y = F.npx.convolution(x, weight, bias, name='fwd', **self._kwargs)
         return to_blocked(F, y, self._channels, self._compute)
 
 
@@ -260,7 +263,8 @@ class _TwinBlock(nn.HybridBlock):
         self.conv, self.batch_norm, self.activation = conv, batch_norm, activation
 
     def hybrid_forward(self, F, X):
-        return self.activation(self.batch_norm(self.conv(X)))
+        X = self.conv(X)
+        return self.activation(self.batch_norm(X) if self.batch_norm else X)
 
 
 def _conv_transpose(layer, dtype, float32_output):
@@ -307,7 +311,11 @@ def twin_D(net_D, dtype='bfloat16'):
     twin = nn.HybridSequential()
     *blocks, last = net_D
     for i, block in enumerate(blocks):
-        conv = (Float32Conv2D if i == 0 else BF16Conv2D)(**_conv(block.conv2d, dtype))
+        if i == 0:  # the only one that may have a bias (model.net_D's input_norm)
+            conv = Float32Conv2D(**_conv(block.conv2d, dtype,
+                                         use_bias=block.batch_norm is None))
+        else:
+            conv = BF16Conv2D(**_conv(block.conv2d, dtype))
         twin.add(_TwinBlock(conv, block.batch_norm, block.activation))
     twin.add(BF16Conv2D(**_conv(last, dtype, float32_output=True)))
     return twin

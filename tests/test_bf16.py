@@ -120,6 +120,25 @@ def test_bf16_twins_train_the_chapter_parameters():
 
 
 @pytest.mark.unit
+def test_the_bf16_twin_of_the_papers_input_layer_computes_the_same_scores():
+    """--d-input-norm none: the twin's first convolution takes the bias, and no BatchNorm."""
+    mx.random.seed(0)
+    net_D = model.net_D(n_D=8, input_norm=False)
+    net_D.initialize(mx.init.Normal(0.02))
+    x = np.random.normal(size=(4, 3, 64, 64))
+    net_D(x)
+    bias = net_D[0].conv2d.bias
+    bias.set_data(np.random.normal(0, 0.5, bias.shape))
+    twin = model_bf16.twin_D(net_D, 'float32')  # the same layers, computing in fp32
+    assert list(twin.collect_params()) == list(net_D.collect_params())
+    assert twin[0].batch_norm is None
+    twin.hybridize()
+    with autograd.record(train_mode=True):
+        want, got = net_D(x).asnumpy(), twin(x).asnumpy()
+    assert onp.abs(want - got).max() < 1e-5 and onp.abs(want).max() > 1e-3
+
+
+@pytest.mark.unit
 def test_bf16_refused_without_avx512_bf16_or_on_a_gpu(tmp_path, main_in_process):
     fake = tmp_path / 'cpuinfo'
     fake.write_text('processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n')

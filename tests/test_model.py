@@ -109,3 +109,43 @@ def test_the_memory_estimate_leaves_the_run_nets_names_alone():
     with mx.name.NameManager():
         memory.check_training_memory(8, 8, 100, 3, 16, 'cpu')
         assert list(net_G_of(8).collect_params()) == names
+
+
+def _d_scores(net, x, scale):
+    """net_D's logits in training mode for x and for x with its contrast scaled towards grey."""
+    from mxnet import autograd
+    with autograd.record(train_mode=True):  # BatchNorm on the batch's own statistics
+        return net(x).asnumpy().ravel(), net(scale * x).asnumpy().ravel()
+
+
+def test_the_chapter_discriminator_cannot_see_contrast_and_the_papers_input_layer_can():
+    """Why --d-input-norm none exists: docs/quality.md (the demo's grey samples).
+
+    The chapter's net_D normalises a batch by its own statistics after a convolution
+    without bias, so a batch scaled by 0.27 towards mid-grey (the demo's samples had a
+    quarter of the sprites' contrast) gets the same scores, up to BatchNorm's epsilon.
+    With the first block a biased convolution and no BatchNorm, the scores move by about
+    their own spread.
+    """
+    from gluon_dcgan.data.synthetic import make_sprites
+    mx.random.seed(0)
+    x = np.array(make_sprites(32).transpose(0, 3, 1, 2).astype('float32') / 127.5 - 1)
+    chapter, paper = _init(net_D_of(n_D=16)), _init(net_D_of(n_D=16, input_norm=False))
+    paper(x)
+    bias = paper[0].conv2d.bias  # zero at init; as after a few steps, it is not
+    bias.set_data(np.array(onp.random.default_rng(0).normal(0, 0.02, bias.shape)))
+    a, b = _d_scores(chapter, x, 0.27)
+    assert onp.abs(a - b).max() < 0.1 * a.std()
+    a, b = _d_scores(paper, x, 0.27)
+    assert onp.abs(a - b).max() > 0.5 * a.std()
+
+
+def test_the_papers_input_layer_is_a_biased_convolution_without_batchnorm():
+    chapter, paper = _init(net_D_of()), _init(net_D_of(input_norm=False))
+    for net in (chapter, paper):
+        net(np.zeros((1, 3, 64, 64)))
+    assert paper[0].batch_norm is None and paper[0].conv2d.bias.shape == (64,)
+    assert all(block.batch_norm is not None for block in paper[1:4])
+    # The first block's BatchNorm gamma and beta (2 x 64) become the conv's bias (64).
+    assert count_parameters(paper) == count_parameters(chapter) - 64
+    assert widths(paper) == widths(chapter)

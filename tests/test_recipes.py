@@ -1,4 +1,5 @@
-"""The small-data recipes (DiffAugment, EMA, TTUR): off by default, exact on resume."""
+"""The small-data recipes (DiffAugment, EMA, TTUR, D's input layer): off by default, exact
+on resume."""
 import numpy as onp
 import pytest
 
@@ -7,7 +8,7 @@ from live import killed_and_resumed
 
 RUN = ['--data', 'synthetic', '--limit', '96', '--batch-size', '16', '--epochs', '3',
        '--n-G', '16', '--n-D', '16', '--ctx', 'cpu', '--no-progress', '--seed', '11',
-       '--recipe', 'small-data']
+       '--recipe', 'small-data', '--d-input-norm', 'none']
 
 
 def _gan(**fields):
@@ -23,6 +24,8 @@ def test_the_chapter_recipe_has_none_of_them():
     assert gan.net_G_ema is None and gan.sampler is gan.net_G
     assert gan.discriminator(1, 0) is gan.net_D_train
     assert gan.trainer_G.learning_rate == gan.trainer_D.learning_rate == 0.005
+    assert gan.net_D[0].batch_norm is not None and gan.net_D[0].conv2d.bias is None
+    assert _gan(d_input_norm='none').net_D[0].batch_norm is None
 
 
 @pytest.mark.unit

@@ -122,6 +122,9 @@ def test_refusals(tmp_path, tiny_run, main_in_process):
                             '--n-G', '32', '--out-dir', str(out), '--resume'])
     line = assert_one_line_error(proc, contains='different model')
     assert 'latent_dim' in line and 'n_G' in line
+    proc = main_in_process(TINY + ['--d-input-norm', 'none', '--out-dir', str(out), '--resume'])
+    line = assert_one_line_error(proc, contains='different model')
+    assert "d_input_norm 'batchnorm' -> 'none'" in line
     proc = main_in_process(TINY + ['--out-dir', str(out), '--resume'])  # its own settings
     assert proc.returncode == 0 and 'already finished' in proc.stderr
 

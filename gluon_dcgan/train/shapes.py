@@ -33,7 +33,7 @@ def expected_parameters(cfg):
     """
     import mxnet as mx
     from ..model import net_D, net_G
-    key = (cfg.n_G, cfg.n_D, cfg.latent_dim, cfg.channels)
+    key = (cfg.n_G, cfg.n_D, cfg.latent_dim, cfg.channels, cfg.d_input_norm)
     # Names of their own: Gluon numbers blocks process-wide (conv0, conv1, ...), and the
     # run's nets, built after a resume's check, must get the names they always had (the
     # export's generator-0000.params is keyed by them).
@@ -42,7 +42,8 @@ def expected_parameters(cfg):
             _expected[key] = {
                 'net_G.params': _infer(net_G(cfg.n_G, cfg.channels),
                                        (1, cfg.latent_dim, 1, 1)),
-                'net_D.params': _infer(net_D(cfg.n_D), (1, cfg.channels, 64, 64))}
+                'net_D.params': _infer(net_D(cfg.n_D, input_norm=cfg.d_input_norm == 'batchnorm'),
+                                       (1, cfg.channels, 64, 64))}
     return _expected[key]
 
 
