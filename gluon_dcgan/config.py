@@ -99,6 +99,11 @@ class Config:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
 
+    @property
+    def d_input_batch_norm(self):
+        """net_D's input_norm: whether D's first block has the chapter's BatchNorm."""
+        return self.d_input_norm == 'batchnorm'
+
     def model_differences(self, other):
         """Names of the model/data fields in which two configs differ."""
         return [f for f in MODEL_FIELDS if getattr(self, f) != getattr(other, f)]

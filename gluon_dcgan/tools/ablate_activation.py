@@ -64,7 +64,7 @@ def _probe_run(run_dir, real):
     ctx = mx.cpu()
     net_G, cfg, path = load_run_generator(run_dir, ctx)
     net_D = model.net_D(cfg.n_D, cfg.alpha, cfg.d_activation,
-                        input_norm=cfg.d_input_norm == 'batchnorm')
+                        input_norm=cfg.d_input_batch_norm)
     net_D.load_parameters(os.path.join(path, 'net_D.params'), ctx=ctx)
     fake = net_G(np.array(noise(cfg.seed, Stream.ABLATION, shape=(PROBE, cfg.latent_dim, 1, 1))))
     X = normalize(np.array(real, dtype='uint8'))

@@ -79,7 +79,7 @@ class GAN:
         mx.random.seed(cfg.seed)  # the same seed gives the same initial weights
         self.net_G = net_G(cfg.n_G, cfg.channels)
         self.net_D = net_D(cfg.n_D, cfg.alpha, cfg.d_activation,
-                           input_norm=cfg.d_input_norm == 'batchnorm')
+                           input_norm=cfg.d_input_batch_norm)
         steps.initialize(self.net_G, self.net_D, ctxs)
         # Shapes must be known before trainer states can be loaded.
         from mxnet import np

@@ -42,7 +42,7 @@ def expected_parameters(cfg):
             _expected[key] = {
                 'net_G.params': _infer(net_G(cfg.n_G, cfg.channels),
                                        (1, cfg.latent_dim, 1, 1)),
-                'net_D.params': _infer(net_D(cfg.n_D, input_norm=cfg.d_input_norm == 'batchnorm'),
+                'net_D.params': _infer(net_D(cfg.n_D, input_norm=cfg.d_input_batch_norm),
                                        (1, cfg.channels, 64, 64))}
     return _expected[key]
 
