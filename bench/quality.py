@@ -32,6 +32,8 @@ VARIANTS = {
     'ttur': ['--lr-G', '1e-4', '--lr-D', '4e-4'],
     'small-data': ['--recipe', 'small-data'],
     'd-input': ['--d-input-norm', 'none'],
+    # make demo's D with G's learning rate 4x and D's 2x its lr 5e-4 (docs/quality.md)
+    'd-input-lr': ['--d-input-norm', 'none', '--lr-G', '2e-3', '--lr-D', '1e-3'],
 }
 
 
