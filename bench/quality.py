@@ -34,6 +34,7 @@ VARIANTS = {
     'd-input': ['--d-input-norm', 'none'],
     # make demo's D with G's learning rate 4x and D's 2x its lr 5e-4 (docs/quality.md)
     'd-input-lr': ['--d-input-norm', 'none', '--lr-G', '2e-3', '--lr-D', '1e-3'],
+    'ema-d-input': ['--ema', '0.999', '--d-input-norm', 'none'],
 }
 
 
